@@ -1,0 +1,19 @@
+from .config import DiffusionGenerationConfig
+from .loop import diffusion_generate
+from .mixin import DiffusionGenerationMixin, enable_diffusion_generate
+from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
+from .schedule import num_transfer_tokens
+from .state import DenoisingState
+from .streamers import DiffusionTextStreamer
+
+__all__ = [
+    "DenoisingState",
+    "DiffusionGenerateOutput",
+    "DiffusionGenerationConfig",
+    "DiffusionGenerationMixin",
+    "DiffusionTextStreamer",
+    "DiffusionTrajectory",
+    "diffusion_generate",
+    "enable_diffusion_generate",
+    "num_transfer_tokens",
+]

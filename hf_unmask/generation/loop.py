@@ -1,0 +1,304 @@
+"""The diffusion generation loop shared by every model family and every strategy."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Optional, Union
+
+import torch
+from transformers import GenerationConfig
+
+from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
+from ..strategies.base import StrategyOutput, as_strategy
+from .config import DiffusionGenerationConfig
+from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
+from .state import DenoisingState
+from .token_choice import choose_tokens, filter_top_k, filter_top_p
+
+# transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.
+_AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences", "use_cache")
+
+
+def resolve_generation_config(
+    model: Any, generation_config: Optional[GenerationConfig], kwargs: dict[str, Any]
+) -> DiffusionGenerationConfig:
+    """Copy the given (or the model's) generation config as a `DiffusionGenerationConfig`, then apply kwargs."""
+    for name in _AUTOREGRESSIVE_ONLY:
+        if kwargs.get(name) is not None:
+            raise ValueError(
+                f"`{name}` is an autoregressive generation argument that diffusion generation does not use. "
+                "Use max_new_tokens (L), block_length, steps or max_steps instead."
+            )
+        kwargs.pop(name, None)
+    if generation_config is None:
+        generation_config = getattr(unwrap_model(model), "generation_config", None)
+    if generation_config is None:
+        config = DiffusionGenerationConfig()
+    elif isinstance(generation_config, DiffusionGenerationConfig):
+        config = copy.deepcopy(generation_config)
+    elif isinstance(generation_config, GenerationConfig):
+        values = {k: v for k, v in generation_config.to_diff_dict().items() if k != "transformers_version"}
+        if generation_config.max_new_tokens is None:
+            values.pop("max_new_tokens", None)
+        config = DiffusionGenerationConfig(**values)
+    else:
+        raise TypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
+    if kwargs.get("do_sample") is False and kwargs.get("temperature") not in (None, 0, 0.0):
+        raise ValueError(
+            f"Conflicting arguments: do_sample=False with temperature={kwargs['temperature']}. Drop one: a positive "
+            "temperature samples tokens, do_sample=False / temperature=0 is greedy."
+        )
+    unused = config.update(**kwargs)
+    if unused:
+        raise TypeError(
+            f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
+            "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
+            "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, "
+            "return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
+        )
+    config.validate_diffusion()
+    if (config.output_trajectory or config.output_history) and not config.return_dict_in_generate:
+        raise ValueError(
+            "output_trajectory/output_history need return_dict_in_generate=True (a bare tensor cannot carry them). "
+            "Pass return_dict_in_generate=True."
+        )
+    return config
+
+
+def _check_inputs(input_ids: Any, attention_mask: Optional[torch.Tensor]) -> None:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int, torch.int32):
+        raise TypeError(
+            f"input_ids must be an integer torch.Tensor of shape [batch, prompt_length], got {type(input_ids).__name__}"
+            f"{'' if not isinstance(input_ids, torch.Tensor) else ' of dtype ' + str(input_ids.dtype)}. "
+            "Use tokenizer(..., return_tensors='pt')."
+        )
+    if input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids must have shape [batch, prompt_length], got {tuple(input_ids.shape)}. "
+            "Add a batch axis with input_ids.unsqueeze(0)."
+        )
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(
+            f"Empty prompt (input_ids of shape {tuple(input_ids.shape)}). Diffusion generation conditions on a prompt: "
+            "give at least one token per row (e.g. the BOS token or a chat template)."
+        )
+    if attention_mask is None:
+        return
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(
+            f"attention_mask must be a tensor of the same shape as input_ids {tuple(input_ids.shape)}, got {shape}. "
+            "Pass the attention_mask returned by the tokenizer with the same input_ids."
+        )
+    am = attention_mask.bool()
+    if not am.any(dim=-1).all():
+        raise ValueError("A row of attention_mask is all zeros: that row has an empty prompt. Remove it from the batch.")
+    # left padding: once a row's mask turns on it stays on
+    if (am[:, :-1] & ~am[:, 1:]).any():
+        raise ValueError(
+            "attention_mask has padding after real tokens (right padding). Diffusion generation appends the canvas "
+            "after the prompt, so pad on the left: tokenizer.padding_side = 'left'."
+        )
+
+
+def _normalise_selection(out: Any, batch: int, length: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    log_prob = None
+    if isinstance(out, StrategyOutput):
+        out, log_prob = out.selection, out.log_prob
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"The strategy returned {type(out).__name__}; it must return a bool tensor of shape [batch, gen_length] "
+            f"= [{batch}, {length}] (or a StrategyOutput)."
+        )
+    if out.dtype != torch.bool:
+        raise TypeError(
+            f"The strategy returned a tensor of dtype {out.dtype}; it must be torch.bool (True = unmask). "
+            "Convert with `selection.bool()` only if it really holds 0/1 decisions."
+        )
+    if tuple(out.shape) != (batch, length):
+        raise ValueError(
+            f"The strategy returned a selection of shape {tuple(out.shape)}; expected [batch, gen_length] = "
+            f"[{batch}, {length}] over the generated positions only (not the prompt)."
+        )
+    return out, log_prob
+
+
+def _top_up(selection: torch.Tensor, eligible: torch.Tensor, confidence: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
+    """Add the most confident eligible, unselected positions until each row has `need` selected."""
+    missing = (need - selection.sum(-1)).clamp_min(0)
+    if not bool(missing.any()):
+        return selection
+    candidates = eligible & ~selection
+    score = torch.where(candidates, confidence.float(), torch.full_like(confidence, -1.0, dtype=torch.float))
+    order = score.argsort(dim=-1, descending=True, stable=True)
+    rank_ok = torch.arange(score.shape[-1], device=score.device).unsqueeze(0) < missing.unsqueeze(-1)
+    extra = torch.zeros_like(selection).scatter(-1, order, rank_ok) & candidates
+    return selection | extra
+
+
+@torch.no_grad()
+def diffusion_generate(
+    model: Any,
+    input_ids: Optional[torch.Tensor] = None,
+    attention_mask: Optional[torch.Tensor] = None,
+    strategy: Any = None,
+    generation_config: Optional[GenerationConfig] = None,
+    logits_processor: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    streamer: Any = None,
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[int] = None,
+    adapter: Optional[Union[type[DiffusionAdapter], DiffusionAdapter]] = None,
+    inputs: Optional[torch.Tensor] = None,
+    **kwargs: Any,
+) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
+    """Generate with a masked diffusion LM: start from `[prompt | L x MASK]` and let `strategy` choose which
+    masked positions to fill at every step. See `DiffusionGenerationConfig` for the options.
+
+    Returns the sequences `[B, P + L]`, or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
+    """
+    if inputs is not None and input_ids is not None:
+        raise ValueError("Pass the prompt once: either `inputs` or `input_ids`, not both.")
+    input_ids = inputs if input_ids is None else input_ids
+    if generator is not None and seed is not None:
+        raise ValueError("Pass either `generator` or `seed`, not both (seed builds a generator for you).")
+    _check_inputs(input_ids, attention_mask)
+    config = resolve_generation_config(model, generation_config, dict(kwargs))
+    strategy = as_strategy(strategy)
+    adapter = get_adapter(model, adapter)
+
+    mask_id = config.mask_token_id if config.mask_token_id is not None else adapter.mask_token_id()
+    if mask_id is None:
+        raise ValueError(
+            f"No mask token id is known for {type(unwrap_model(model)).__name__}. Pass mask_token_id=..., set "
+            "model.generation_config.mask_token_id, or load the model with hf_unmask.AutoDiffusionLM / "
+            "enable_diffusion_generate(model, tokenizer=...) so it is read from the tokenizer."
+        )
+    eos_ids = [int(e) for e in (config.eos_token_id if isinstance(config.eos_token_id, (list, tuple)) else [config.eos_token_id])] if config.eos_token_id is not None else adapter.eos_token_ids()
+    if config.stop_at_eos and not eos_ids:
+        raise ValueError("stop_at_eos=True needs an EOS token id: pass eos_token_id=... or set it in the model config.")
+    fill_id = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else None)
+
+    device = input_ids.device
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+    B, P = input_ids.shape
+    L, BL, nb = config.gen_length, config.effective_block_length, config.num_blocks
+    budget = config.block_step_budget()
+
+    x = torch.cat([input_ids.long(), torch.full((B, L), mask_id, dtype=torch.long, device=device)], dim=1)
+    attn = None
+    if attention_mask is not None and not bool(attention_mask.bool().all()):
+        attn = torch.cat([attention_mask.long(), torch.ones(B, L, dtype=torch.long, device=device)], dim=1)
+    gen = x[:, P:]  # a view: writing into it writes the canvas
+    nfe = torch.zeros(B, dtype=torch.long, device=device)
+    positions = torch.arange(L, device=device)
+    eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if eos_ids else None
+    wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
+    record = config.output_trajectory
+    traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
+    history = [x.clone()] if config.output_history else None
+
+    step = 0
+    for block in range(nb):
+        start, end = block * BL, (block + 1) * BL
+        in_block = (positions >= start) & (positions < end)
+        block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+        block_step = 0
+        while True:
+            masked = gen == mask_id
+            eligible = masked & in_block
+            live = eligible.any(-1)
+            if not bool(live.any()):
+                break
+            if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
+                raise RuntimeError("internal error: block step budget exceeded")
+            logits, hidden = adapter.forward(x, attn, output_hidden_states=wants_hidden)
+            gen_logits = logits[:, P:]
+            if logits_processor is not None:
+                gen_logits = logits_processor(x, gen_logits)
+            if config.top_k is not None:
+                gen_logits = filter_top_k(gen_logits, config.top_k)
+            if config.top_p is not None:
+                gen_logits = filter_top_p(gen_logits, config.top_p)
+            temperature = config.temperature if config.do_sample else None
+            proposal, confidence = choose_tokens(gen_logits, temperature, generator)
+            state = DenoisingState(
+                confidence=confidence,
+                proposal=proposal,
+                masked=masked,
+                eligible=eligible,
+                nfe=nfe.clone(),
+                step=step,
+                block=block,
+                block_start=start,
+                block_end=end,
+                block_step=block_step,
+                block_mask_count=block_mask_count,
+                config=config,
+                generator=generator,
+                hidden_states=None if hidden is None else hidden[:, P:],
+                _logits=gen_logits,
+            )
+            selection, log_prob = _normalise_selection(strategy(state), B, L)
+            action = selection & eligible
+            # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
+            # live row unmask at least one position per step.
+            remaining = eligible.sum(-1)
+            steps_left = budget - block_step
+            pace = (block_mask_count + budget - 1) // budget
+            need = (remaining - (steps_left - 1) * pace).clamp_min(0)
+            if config.progress_fallback:
+                need = torch.maximum(need, live.long())
+            unmask = _top_up(action, eligible, confidence, torch.minimum(need, remaining))
+            gen[unmask] = proposal[unmask]
+            nfe += live.long()
+            if config.stop_at_eos:
+                _fill_after_eos(gen, mask_id, eos_tensor, fill_id)
+            if record:
+                traj["confidence"].append(confidence.float())
+                traj["masked"].append(masked)
+                traj["eligible"].append(eligible)
+                traj["time"].append(state.time)
+                traj["action"].append(action)
+                traj["unmasked"].append(unmask)
+                traj["live"].append(live)
+                traj["block"].append(torch.tensor(block, device=device))
+                if log_prob is not None:
+                    traj["log_prob"].append(log_prob.float())
+                if hidden is not None:
+                    traj["hidden_states"].append(hidden[:, P:])
+            if history is not None:
+                history.append(x.clone())
+            if streamer is not None:
+                streamer.put(gen.clone())
+            block_step += 1
+            step += 1
+    if streamer is not None:
+        streamer.end()
+    if not config.return_dict_in_generate:
+        return x
+    trajectory = None
+    if record:
+        trajectory = DiffusionTrajectory(**{k: torch.stack(v) for k, v in traj.items() if v})
+    return DiffusionGenerateOutput(
+        sequences=x,
+        nfe=nfe,
+        trajectory=trajectory,
+        history=torch.stack(history) if history is not None else None,
+    )
+
+
+def _fill_after_eos(gen: torch.Tensor, mask_id: int, eos: torch.Tensor, fill_id: int) -> None:
+    """Rows whose first decided EOS has only unmasked tokens before it: fill everything after it with `fill_id`."""
+    masked = gen == mask_id
+    is_eos = torch.isin(gen, eos) & ~masked
+    has_eos = is_eos.any(-1)
+    if not bool(has_eos.any()):
+        return
+    L = gen.shape[-1]
+    positions = torch.arange(L, device=gen.device).unsqueeze(0)
+    first = torch.where(is_eos, positions, torch.full_like(positions, L)).min(-1).values
+    masked_before = (masked & (positions < first.unsqueeze(-1))).any(-1)
+    done = has_eos & ~masked_before
+    fill = done.unsqueeze(-1) & (positions > first.unsqueeze(-1))
+    gen[fill] = fill_id

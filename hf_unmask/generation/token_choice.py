@@ -1,0 +1,54 @@
+"""Token choice: which token each position would take, and how confident the dLLM is in it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+def filter_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Keep the `top_k` largest logits on the last axis, set the rest to -inf."""
+    top_k = min(top_k, logits.shape[-1])
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering on the last axis: keep the smallest set of tokens whose probability reaches `top_p`."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    cum = torch.softmax(sorted_logits.float(), dim=-1).cumsum(dim=-1)
+    # drop a token when the mass before it already reaches top_p; the first token is always kept
+    drop_sorted = (cum - torch.softmax(sorted_logits.float(), dim=-1)) >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    temperature: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Propose a token per position and return `(proposal, confidence)`.
+
+    Greedy when `temperature` is 0/None. Otherwise Gumbel-max in float64 as LLaDA does:
+    `argmax(exp(logits) / (-log U) ** temperature)`, i.e. a draw from `softmax(logits / temperature)`.
+    The confidence is the noiseless softmax probability of the proposed token.
+
+    Args:
+        logits: `[B, L, V]` processed logits of the generated region.
+    """
+    if temperature is None or temperature <= 0:
+        proposal = logits.argmax(dim=-1)
+    else:
+        logits64 = logits.to(torch.float64)
+        uniform = torch.rand(logits64.shape, generator=generator, device=logits.device, dtype=torch.float64)
+        # exp(l) / (-log u)^T, taken in log space to avoid overflow; same argmax
+        scores = logits64 - temperature * torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))
+        proposal = scores.argmax(dim=-1)
+    log_z = torch.logsumexp(logits.float(), dim=-1)
+    chosen = torch.gather(logits.float(), -1, proposal.unsqueeze(-1)).squeeze(-1)
+    confidence = torch.exp(chosen - log_z)
+    return proposal, confidence

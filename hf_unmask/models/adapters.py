@@ -1,0 +1,164 @@
+"""Model adapters: what differs between dLLM families (mask id, logit alignment, attention format, specials).
+
+Every family is a `DiffusionAdapter` subclass registered under the `model_type`s it serves. The generation loop
+only talks to an adapter, never to a family's model directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+
+ADAPTER_REGISTRY: dict[str, type["DiffusionAdapter"]] = {}
+
+
+def register_adapter(*model_types: str) -> Callable[[type["DiffusionAdapter"]], type["DiffusionAdapter"]]:
+    """Class decorator: serve `model_types` (the `config.model_type` strings) with this adapter.
+
+    Example:
+        ```python
+        >>> from hf_unmask.models import DiffusionAdapter, register_adapter
+        >>> @register_adapter("my_dllm")
+        ... class MyAdapter(DiffusionAdapter):
+        ...     default_mask_token_id = 3
+        ```
+    """
+
+    def wrap(cls: type["DiffusionAdapter"]) -> type["DiffusionAdapter"]:
+        for model_type in model_types:
+            ADAPTER_REGISTRY[model_type] = cls
+        cls.model_types = tuple(model_types)
+        return cls
+
+    return wrap
+
+
+class DiffusionAdapter:
+    """Default behaviour: a bidirectional model called as `model(input_ids, attention_mask, position_ids)`
+    whose `logits[:, i]` predict token i.
+
+    Subclasses override class attributes or `model_inputs` / `align_logits`.
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: Mask id used when neither the generation config, the model config nor the tokenizer names one.
+    default_mask_token_id: ClassVar[Optional[int]] = None
+    default_eos_token_ids: ClassVar[tuple[int, ...]] = ()
+    #: Dream-style models predict token i from position i-1.
+    shift_logits: ClassVar[bool] = False
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        forward = getattr(model, "forward", model)
+        try:
+            params = inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            params = {}
+        accepts_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+        self._accepts_position_ids = "position_ids" in params or accepts_kwargs
+        self._accepts_attention_mask = "attention_mask" in params or accepts_kwargs
+
+    # ---- special tokens --------------------------------------------------------------------------------
+    def _config_value(self, name: str) -> Any:
+        for source in (getattr(self.model, "generation_config", None), getattr(self.model, "config", None)):
+            value = getattr(source, name, None) if source is not None else None
+            if value is not None:
+                return value
+        return None
+
+    def mask_token_id(self) -> Optional[int]:
+        value = self._config_value("mask_token_id")
+        return int(value) if value is not None else self.default_mask_token_id
+
+    def eos_token_ids(self) -> list[int]:
+        value = self._config_value("eos_token_id")
+        if value is None:
+            return list(self.default_eos_token_ids)
+        return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+    def pad_token_id(self) -> Optional[int]:
+        value = self._config_value("pad_token_id")
+        return int(value) if value is not None else None
+
+    # ---- forward ---------------------------------------------------------------------------------------
+    def model_inputs(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> dict[str, Any]:
+        """Keyword arguments of the model call. Padded batches get an attention mask and position ids counted
+        from each row's first real token, so a row gives the same result as when run alone."""
+        inputs: dict[str, Any] = {"input_ids": input_ids}
+        if attention_mask is not None:
+            if self._accepts_attention_mask:
+                inputs["attention_mask"] = attention_mask
+            if self._accepts_position_ids:
+                inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        return inputs
+
+    def align_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.shift_logits:
+            return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        return logits
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Return `(logits [B, T, V] aligned so logits[:, i] predicts token i, last hidden states or None)`."""
+        inputs = self.model_inputs(input_ids, attention_mask)
+        if output_hidden_states:
+            inputs["output_hidden_states"] = True
+        out = self.model(**inputs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        hidden = None
+        if output_hidden_states:
+            states = getattr(out, "hidden_states", None)
+            if states is None:
+                raise ValueError(
+                    f"{type(self.model).__name__} returned no hidden_states; this strategy needs them. Use a model "
+                    "whose forward supports output_hidden_states=True."
+                )
+            hidden = self.align_logits(states[-1])
+        return self.align_logits(logits), hidden
+
+
+@register_adapter("masked_lm")
+class MaskedLMAdapter(DiffusionAdapter):
+    """Any transformers masked LM (BERT, RoBERTa, ModernBERT, ...): the mask id comes from the config, the
+    generation config, or the tokenizer given to `enable_diffusion_generate` / `AutoDiffusionLM`."""
+
+
+def resolve_adapter_class(model: Any) -> type[DiffusionAdapter]:
+    """Pick the adapter class for `model` from `config.model_type` (unwrapping PEFT models first)."""
+    base = unwrap_model(model)
+    explicit = getattr(base, "diffusion_adapter_class", None)
+    if explicit is not None:
+        return explicit
+    model_type = getattr(getattr(base, "config", None), "model_type", None)
+    if model_type in ADAPTER_REGISTRY:
+        return ADAPTER_REGISTRY[model_type]
+    if type(base).__name__.endswith("ForMaskedLM"):
+        return MaskedLMAdapter
+    supported = ", ".join(sorted(ADAPTER_REGISTRY))
+    raise ValueError(
+        f"Unsupported model type {model_type!r} ({type(base).__name__}). Supported model types: {supported}, and any "
+        "*ForMaskedLM model. To add a family, subclass hf_unmask.models.DiffusionAdapter and decorate it with "
+        f"@register_adapter({model_type!r}), or pass adapter=YourAdapter to generate / enable_diffusion_generate."
+    )
+
+
+def unwrap_model(model: Any) -> Any:
+    """The underlying transformers model of a PEFT wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def get_adapter(model: Any, adapter: Optional[type[DiffusionAdapter] | DiffusionAdapter] = None) -> DiffusionAdapter:
+    """Instantiate the adapter for `model` (the PEFT wrapper is kept, so LoRA layers run)."""
+    if isinstance(adapter, DiffusionAdapter):
+        return adapter
+    cls = adapter if adapter is not None else resolve_adapter_class(model)
+    if not (isinstance(cls, type) and issubclass(cls, DiffusionAdapter)):
+        raise TypeError(f"adapter must be a DiffusionAdapter subclass or instance, got {cls!r}.")
+    return cls(model)

@@ -1,0 +1,205 @@
+"""The strategy protocol: `selection = strategy(state)`, plus config (de)serialisation and Hub I/O."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Union
+
+import torch
+
+from .. import hub
+from ..generation.state import DenoisingState
+
+STRATEGY_REGISTRY: dict[str, type["UnmaskingStrategy"]] = {}
+
+
+@dataclass
+class StrategyOutput:
+    """What a strategy may return instead of a bare tensor.
+
+    Attributes:
+        selection: `[B, L]` bool, positions to unmask.
+        log_prob: `[B]` float, log-probability of `selection` under the strategy (learned policies).
+    """
+
+    selection: torch.Tensor
+    log_prob: Optional[torch.Tensor] = None
+
+
+class UnmaskingStrategy:
+    """Base class of unmasking strategies: the diffusion analogue of a `LogitsProcessor`.
+
+    Subclasses implement `__call__(state) -> BoolTensor[B, L]` (or a `StrategyOutput`). The constructor
+    arguments are the hyper-parameters: they are saved as JSON by `save_pretrained` (with the class name, as
+    diffusers schedulers do), so `UnmaskingStrategy.from_pretrained(folder_or_repo)` rebuilds the right class.
+
+    Example:
+        ```python
+        >>> import tempfile
+        >>> from hf_unmask.strategies import ConfidenceThreshold, UnmaskingStrategy
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     ConfidenceThreshold(threshold=0.8).save_pretrained(d)
+        ...     UnmaskingStrategy.from_pretrained(d)
+        ConfidenceThreshold(threshold=0.8)
+        ```
+    """
+
+    #: The loop computes and passes last hidden states only when this is True.
+    requires_hidden_states: ClassVar[bool] = False
+    #: Short name used on the command line (`hf-unmask evaluate --strategy NAME`).
+    name: ClassVar[Optional[str]] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        STRATEGY_REGISTRY[cls.__name__] = cls
+
+    def __call__(self, state: DenoisingState) -> Union[torch.Tensor, StrategyOutput]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(state).")
+
+    # ---- configuration -------------------------------------------------------------------------------
+    @classmethod
+    def _config_keys(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            n
+            for n, p in sig.parameters.items()
+            if n != "self" and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, read back from attributes of the same name."""
+        return {k: getattr(self, k) for k in self._config_keys()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return self.get_config() == other.get_config()  # type: ignore[union-attr]
+
+    __hash__ = object.__hash__
+
+    # ---- saving and loading --------------------------------------------------------------------------
+    def save_pretrained(
+        self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, repo_id: Optional[str] = None, **push_kwargs: Any
+    ) -> Optional[Any]:
+        """Write `config.json` (class name + hyper-parameters) and, for learned strategies, the weights."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        from .. import __version__
+
+        config = {"_class_name": type(self).__name__, "_format_version": hub.FORMAT_VERSION, "_hf_unmask_version": __version__}
+        config.update(self.get_config())
+        (save_directory / hub.CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        self._save_extra(save_directory)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or save_directory.name, **push_kwargs)
+        return None
+
+    def _save_extra(self, save_directory: Path) -> None:
+        """Hook for subclasses with weights or a model card."""
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: Union[str, os.PathLike],
+        *,
+        revision: Optional[str] = None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        subfolder: Optional[str] = None,
+        **overrides: Any,
+    ) -> "UnmaskingStrategy":
+        """Load a strategy from a local folder or a Hub repo; keyword arguments override saved hyper-parameters.
+
+        Called on the base class it returns an instance of whatever class the config names.
+        """
+        hub_kwargs = dict(
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            subfolder=subfolder,
+        )
+        config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs)
+        if config_file is None:
+            raise OSError(
+                f"No {hub.CONFIG_NAME} in '{pretrained_model_name_or_path}'. Point to a folder written by "
+                "`strategy.save_pretrained(...)` or a Hub repo pushed with `push_to_hub`."
+            )
+        config = hub.read_config(config_file)
+        class_name = config.pop("_class_name")
+        target = STRATEGY_REGISTRY.get(class_name)
+        if target is None:
+            raise ValueError(
+                f"The config names the strategy class '{class_name}', which is not registered. Known classes: "
+                f"{', '.join(sorted(STRATEGY_REGISTRY))}. If it is your own subclass of UnmaskingStrategy, import "
+                "its module before loading (no code is ever imported from a downloaded folder)."
+            )
+        if not issubclass(target, cls):
+            raise TypeError(f"'{pretrained_model_name_or_path}' holds a {class_name}, which is not a {cls.__name__}.")
+        for key in [k for k in config if k.startswith("_")]:
+            config.pop(key)
+        unknown = set(config) - set(target._config_keys())
+        if unknown:
+            raise ValueError(
+                f"The config of {class_name} has fields {sorted(unknown)} that this version does not know; it was "
+                "probably saved by a newer hf_unmask. Upgrade hf_unmask."
+            )
+        config.update(overrides)
+        return target._from_config_and_files(config, pretrained_model_name_or_path, hub_kwargs)
+
+    @classmethod
+    def _from_config_and_files(
+        cls, config: dict[str, Any], pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
+    ) -> "UnmaskingStrategy":
+        """Hook for subclasses that also load weights."""
+        return cls(**config)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: Optional[bool] = None,
+        commit_message: Optional[str] = None,
+        token: Optional[str] = None,
+        revision: Optional[str] = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Save to a temporary folder and upload everything in one commit (created repo if missing)."""
+        return hub.save_then_push(
+            self,
+            repo_id,
+            commit_message=commit_message or f"Upload {type(self).__name__} with hf_unmask",
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+        )
+
+
+def as_strategy(strategy: Any) -> Any:
+    """Accept a strategy object, any callable, a registered short name, or a saved strategy folder."""
+    if strategy is None:
+        from .confidence import TopKConfidence
+
+        return TopKConfidence()
+    if isinstance(strategy, str):
+        from . import get_strategy_by_name
+
+        return get_strategy_by_name(strategy)
+    if not callable(strategy):
+        raise TypeError(
+            f"strategy must be callable (an UnmaskingStrategy or a function state -> BoolTensor[B, L]); got "
+            f"{type(strategy).__name__}. Pass e.g. strategy=hf_unmask.strategies.TopKConfidence()."
+        )
+    return strategy
