@@ -13,7 +13,7 @@ from ..strategies.base import StrategyOutput, as_strategy
 from .config import DiffusionGenerationConfig
 from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
 from .state import DenoisingState
-from .token_choice import choose_tokens, filter_top_k, filter_top_p
+from .token_choice import choose_tokens
 
 # transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.
 _AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences", "use_cache")
@@ -216,12 +216,8 @@ def diffusion_generate(
             gen_logits = logits[:, P:]
             if logits_processor is not None:
                 gen_logits = logits_processor(x, gen_logits)
-            if config.top_k is not None:
-                gen_logits = filter_top_k(gen_logits, config.top_k)
-            if config.top_p is not None:
-                gen_logits = filter_top_p(gen_logits, config.top_p)
             temperature = config.temperature if config.do_sample else None
-            proposal, confidence = choose_tokens(gen_logits, temperature, generator)
+            proposal, confidence = choose_tokens(gen_logits, temperature, generator, config.top_k, config.top_p)
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,

@@ -30,12 +30,16 @@ def choose_tokens(
     logits: torch.Tensor,
     temperature: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Propose a token per position and return `(proposal, confidence)`.
 
     Greedy when `temperature` is 0/None. Otherwise Gumbel-max in float64 as LLaDA does:
-    `argmax(exp(logits) / (-log U) ** temperature)`, i.e. a draw from `softmax(logits / temperature)`.
-    The confidence is the noiseless softmax probability of the proposed token.
+    `argmax(exp(logits) / (-log U) ** temperature)`, i.e. a draw from `softmax(logits / temperature)`
+    restricted by `top_k` / `top_p`. The confidence is the noiseless softmax probability of the proposed
+    token under the unrestricted `logits`: top-k/top-p decide what may be drawn, not how sure the model is
+    (with top_k=1 every position would otherwise look certain).
 
     Args:
         logits: `[B, L, V]` processed logits of the generated region.
@@ -43,7 +47,12 @@ def choose_tokens(
     if temperature is None or temperature <= 0:
         proposal = logits.argmax(dim=-1)
     else:
-        logits64 = logits.to(torch.float64)
+        restricted = logits
+        if top_k is not None:
+            restricted = filter_top_k(restricted, top_k)
+        if top_p is not None:
+            restricted = filter_top_p(restricted, top_p)
+        logits64 = restricted.to(torch.float64)
         uniform = torch.rand(logits64.shape, generator=generator, device=logits.device, dtype=torch.float64)
         # exp(l) / (-log u)^T, taken in log space to avoid overflow; same argmax
         scores = logits64 - temperature * torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))

@@ -1,0 +1,120 @@
+"""How much the diffusion loop costs on top of the dLLM's own forward passes, and against a naive loop.
+
+Prints, for batch 1 and 16, semi-AR and full diffusion:
+  (a) overhead = generate wall time / (number of forward passes x bare forward time)   target <= 1.05 at batch 16
+  (b) speed-up ratio = our top-k confidence generate time / naive LLaDA-style loop time  target <= 1.0
+Both on the same model and inputs in the same run; the two loops must produce identical tokens.
+
+    python benchmarks/generation_overhead.py [--model builtin|bert] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+import hf_unmask
+from hf_unmask.strategies import TopKConfidence
+
+
+def load_model(kind: str):
+    if kind == "builtin":
+        model, _ = hf_unmask.load_builtin_model("tiny-dllm")
+        return model.eval()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512)
+    return hf_unmask.enable_diffusion_generate(BertForMaskedLM(config).eval(), mask_token_id=3)
+
+
+@torch.no_grad()
+def naive_llada_generate(model, prompt, mask_id, gen_length, block_length, steps):
+    """A plain transcription of LLaDA's reference loop (greedy, low_confidence remasking, per-row top-k)."""
+    x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long)
+    x[:, : prompt.shape[1]] = prompt
+    num_blocks = gen_length // block_length
+    steps_per_block = steps // num_blocks
+    for b in range(num_blocks):
+        start = prompt.shape[1] + b * block_length
+        end = start + block_length
+        block_mask = x[:, start:end] == mask_id
+        counts = block_mask.sum(1, keepdim=True)
+        base, rem = counts // steps_per_block, counts % steps_per_block
+        schedule = base.repeat(1, steps_per_block)
+        for j in range(schedule.shape[0]):
+            schedule[j, : int(rem[j])] += 1
+        for i in range(steps_per_block):
+            mask_index = x == mask_id
+            logits = model(input_ids=x).logits
+            x0 = logits.argmax(-1)
+            p = torch.softmax(logits.float(), dim=-1)
+            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+            x0_p[:, end:] = -float("inf")
+            x0 = torch.where(mask_index, x0, x)
+            confidence = torch.where(mask_index, x0_p, torch.tensor(-float("inf")))
+            transfer = torch.zeros_like(x0, dtype=torch.bool)
+            for j in range(confidence.shape[0]):
+                _, idx = torch.topk(confidence[j], k=int(schedule[j, i]))
+                transfer[j, idx] = True
+            x[transfer] = x0[transfer]
+    return x
+
+
+def timeit(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["builtin", "bert"], default="builtin")
+    parser.add_argument("--prompt-length", type=int, default=32)
+    parser.add_argument("--gen-length", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    mask_id = model.generation_config.mask_token_id
+    vocab = model.config.vocab_size
+    L = args.gen_length
+    print(f"model={args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, vocab {vocab}), "
+          f"prompt {args.prompt_length}, L={L}, threads={args.threads}")
+    print(f"{'batch':>5} {'mode':>14} {'fwd ms':>8} {'passes':>6} {'overhead(a)':>11} {'ours s':>8} {'naive s':>8} {'ratio(b)':>8}")
+    forward_calls = {"n": 0}
+    model.register_forward_hook(lambda *a: forward_calls.__setitem__("n", forward_calls["n"] + 1))
+    for batch in (1, 16):
+        g = torch.Generator().manual_seed(0)
+        # tokens away from the specials (ids < 8 are reserved in the built-in vocabularies)
+        prompt = torch.randint(8, vocab, (batch, args.prompt_length), generator=g)
+        for mode, block_length in (("semi-AR BL=8", 8), ("full diffusion", L)):
+            steps = L // 2
+            strategy = TopKConfidence(steps=steps)
+            canvas = torch.cat([prompt, torch.full((batch, L), mask_id)], dim=1)
+
+            def ours():
+                return model.generate(prompt, max_new_tokens=L, block_length=block_length, strategy=strategy)
+
+            with torch.no_grad():
+                t_forward = timeit(lambda: model(input_ids=canvas), args.repeats * 3)
+            forward_calls["n"] = 0
+            ours_out = ours()
+            passes = forward_calls["n"]
+            t_ours = timeit(ours, args.repeats)
+            t_naive = timeit(lambda: naive_llada_generate(model, prompt, mask_id, L, block_length, steps), args.repeats)
+            naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
+            same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
+            print(f"{batch:>5} {mode:>14} {t_forward * 1e3:>8.2f} {passes:>6} {t_ours / (passes * t_forward):>11.3f} "
+                  f"{t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f}{same}")
+
+
+if __name__ == "__main__":
+    main()
