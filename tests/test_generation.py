@@ -361,3 +361,25 @@ def test_unknown_model_type_lists_supported_ones():
 
     with pytest.raises(ValueError, match="Unsupported model type 'weird_lm'.*register_adapter"):
         hf_unmask.enable_diffusion_generate(Weird())
+
+
+def test_foreign_keys_of_a_plain_generation_config_are_dropped(model):
+    """A checkpoint's own generation_config.json may carry another project's diffusion keys (Dream's steps=512)."""
+    foreign = GenerationConfig(max_new_tokens=8, steps=512, alg="entropy", eps=1e-3, mask_token_id=MASK)
+    out = model.generate(torch.tensor([[5, 6, 7]]), generation_config=foreign, return_dict_in_generate=True)
+    assert out.sequences.shape == (1, 11) and int(out.nfe[0]) == 8
+
+
+def test_mask_id_zero_and_family_eos_ids_are_kept():
+    model = make_model()
+    model.generation_config.eos_token_id = 7
+    hf_unmask.enable_diffusion_generate(model, mask_token_id=0)
+    assert model.generation_config.mask_token_id == 0
+
+    class TwoEnds(hf_unmask.DiffusionAdapter):
+        def eos_token_ids(self):
+            return [7, 9]
+
+    model.config.eos_token_id = None
+    hf_unmask.enable_diffusion_generate(model, adapter=TwoEnds)
+    assert model.generation_config.eos_token_id == [7, 9]

@@ -10,7 +10,7 @@ from transformers import GenerationConfig
 
 from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
 from ..strategies.base import StrategyOutput, as_strategy
-from .config import DiffusionGenerationConfig
+from .config import DIFFUSION_DEFAULTS, DiffusionGenerationConfig
 from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
 from .state import DenoisingState
 from .token_choice import choose_tokens
@@ -37,7 +37,16 @@ def resolve_generation_config(
     elif isinstance(generation_config, DiffusionGenerationConfig):
         config = copy.deepcopy(generation_config)
     elif isinstance(generation_config, GenerationConfig):
-        values = {k: v for k, v in generation_config.to_diff_dict().items() if k != "transformers_version"}
+        # A plain config (e.g. a checkpoint's own generation_config.json) may carry another project's diffusion
+        # keys (Dream's `steps`, `alg`, `eps`...) with other meanings: keep only transformers' standard fields.
+        standard = set(GenerationConfig().to_dict()) | {"mask_token_id"}
+        values = {
+            k: v
+            for k, v in generation_config.to_diff_dict().items()
+            if k in standard and k not in DIFFUSION_DEFAULTS and k != "transformers_version"
+        }
+        if getattr(generation_config, "mask_token_id", None) is not None:
+            values["mask_token_id"] = generation_config.mask_token_id
         if generation_config.max_new_tokens is None:
             values.pop("max_new_tokens", None)
         config = DiffusionGenerationConfig(**values)

@@ -83,14 +83,16 @@ def enable_diffusion_generate(
         "pad_token_id": None,
     }
     if ids["mask_token_id"] is None:
-        ids["mask_token_id"] = gen_config.mask_token_id or adapter_obj.mask_token_id()
+        ids["mask_token_id"] = gen_config.mask_token_id if gen_config.mask_token_id is not None else adapter_obj.mask_token_id()
     if ids["mask_token_id"] is None and tokenizer is not None:
         ids["mask_token_id"] = getattr(tokenizer, "mask_token_id", None)
-    if gen_config.eos_token_id is None:
-        eos = adapter_obj.eos_token_ids()
-        if not eos and tokenizer is not None and getattr(tokenizer, "eos_token_id", None) is not None:
-            eos = [tokenizer.eos_token_id]
-        ids["eos_token_id"] = (eos[0] if len(eos) == 1 else eos) if eos else None
+    # EOS: the configured ids plus the family's own end tokens (e.g. LLaDA's <|eot_id|> next to <|endoftext|>).
+    configured = gen_config.eos_token_id
+    eos = [] if configured is None else list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    eos += [e for e in adapter_obj.eos_token_ids() if e not in eos]
+    if not eos and tokenizer is not None and getattr(tokenizer, "eos_token_id", None) is not None:
+        eos = [tokenizer.eos_token_id]
+    ids["eos_token_id"] = (eos[0] if len(eos) == 1 else eos) if eos else None
     if gen_config.pad_token_id is None:
         pad = adapter_obj.pad_token_id()
         if pad is None and tokenizer is not None:

@@ -51,7 +51,9 @@ class DiffusionAdapter:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        forward = getattr(model, "forward", model)
+        # A PEFT wrapper's forward is `(*args, **kwargs)`: inspect the model it wraps.
+        base = unwrap_model(model)
+        forward = getattr(base, "forward", base)
         try:
             params = inspect.signature(forward).parameters
         except (TypeError, ValueError):

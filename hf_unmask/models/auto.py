@@ -1,0 +1,199 @@
+"""`AutoDiffusionLM`: load an existing diffusion LM (LLaDA, Dream, any masked LM) with a diffusion `generate`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional, Union
+
+from .adapters import ADAPTER_REGISTRY, DiffusionAdapter, MaskedLMAdapter
+
+logger = logging.getLogger(__name__)
+
+# Keyword arguments of `from_pretrained` that also matter for reading the config and the tokenizer.
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "proxies", "subfolder")
+# Order in which a remote-code `auto_map` is searched for the class to load.
+_REMOTE_AUTO_CLASSES = ("AutoModelForMaskedLM", "AutoModel", "AutoModelForCausalLM")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+)
+
+
+def _unsupported_model_type_error(model_type: Any, name: Union[str, os.PathLike]) -> ValueError:
+    supported = ", ".join(sorted(ADAPTER_REGISTRY))
+    return ValueError(
+        f"'{name}' has model_type {model_type!r}, which hf_unmask does not know how to run as a diffusion LM. "
+        f"Supported model types: {supported}, and any checkpoint loadable with AutoModelForMaskedLM. To add a "
+        "family, subclass hf_unmask.models.DiffusionAdapter (mask id, logit shift, attention-mask format), decorate "
+        f"it with @hf_unmask.register_adapter({model_type!r}) before loading, or pass adapter=YourAdapter."
+    )
+
+
+def _is_native_masked_lm(model_type: Any) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _choose_auto_class(
+    config_dict: dict[str, Any], model_type: Any, trust_remote_code: bool, name: Any, explicit_adapter: bool = False
+) -> Any:
+    """The transformers Auto class that loads this checkpoint with its logits head."""
+    import transformers
+
+    auto_map = config_dict.get("auto_map") or {}
+    if _is_native_masked_lm(model_type):
+        return transformers.AutoModelForMaskedLM
+    remote = [cls for cls in _REMOTE_AUTO_CLASSES if cls in auto_map]
+    if remote:
+        if not trust_remote_code:
+            raise ValueError(
+                f"'{name}' (model_type {model_type!r}) ships its modeling code in the repository ({auto_map[remote[0]]}). "
+                "Read it, then load with AutoDiffusionLM.from_pretrained(..., trust_remote_code=True)."
+            )
+        return getattr(transformers, remote[0])
+    architectures = config_dict.get("architectures") or []
+    if any(str(arch).endswith("ForMaskedLM") for arch in architectures):
+        return transformers.AutoModelForMaskedLM
+    if model_type in ADAPTER_REGISTRY or explicit_adapter:
+        # A family hf_unmask knows (registered or given adapter=) that transformers implements natively: load the
+        # head class the checkpoint declares, else the bare Auto class.
+        declared = getattr(transformers, str(architectures[0]), None) if architectures else None
+        return declared if declared is not None else transformers.AutoModel
+    raise _unsupported_model_type_error(model_type, name)
+
+
+def _load_tokenizer(
+    name: Union[str, os.PathLike], trust_remote_code: bool, revision: Optional[str], hub_kwargs: dict[str, Any]
+) -> Any:
+    """The checkpoint's tokenizer when it has one, else None (never an error: it only supplies special ids)."""
+    from transformers import AutoTokenizer
+
+    folder = os.path.join(str(name), hub_kwargs.get("subfolder") or "")
+    if os.path.isdir(str(name)) and not any(os.path.isfile(os.path.join(folder, f)) for f in _TOKENIZER_FILES):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(
+            name, trust_remote_code=trust_remote_code, revision=revision, **hub_kwargs
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.info("No tokenizer loaded from %s (%s); special ids come from the configs only.", name, err)
+        return None
+
+
+class AutoDiffusionLM:
+    """Load a diffusion LM checkpoint and give it `model.generate(..., strategy=...)`.
+
+    The family is read from `config.json` (`model_type`) before anything is loaded: LLaDA ("llada") and Dream
+    ("Dream") run their own modeling code (`trust_remote_code=True`, through the class their `auto_map` names),
+    any transformers masked LM (BERT, RoBERTa, ModernBERT, ...) loads with `AutoModelForMaskedLM`. An optional
+    PEFT adapter is put on top, and the tokenizer (when the checkpoint has one) supplies the mask / EOS / pad ids
+    that the configs do not name.
+
+    An already-loaded model, a `peft.PeftModel` included, gets the same `generate` from
+    `hf_unmask.enable_diffusion_generate(model, tokenizer=...)`.
+
+    Example:
+        ```python
+        >>> from hf_unmask import AutoDiffusionLM
+        >>> model = AutoDiffusionLM.from_pretrained(  # doctest: +SKIP
+        ...     "GSAI-ML/LLaDA-8B-Instruct", trust_remote_code=True, dtype="bfloat16", device_map="cuda"
+        ... )
+        >>> out = model.generate(input_ids, max_new_tokens=128, block_length=32, strategy="top_k_confidence")  # doctest: +SKIP
+        >>> lora = AutoDiffusionLM.from_pretrained("answerdotai/ModernBERT-base", peft_adapter="me/my-lora")  # doctest: +SKIP
+        ```
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError("AutoDiffusionLM is not instantiated: use AutoDiffusionLM.from_pretrained(...).")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: Union[str, os.PathLike],
+        *,
+        trust_remote_code: bool = False,
+        dtype: Any = None,
+        device_map: Any = None,
+        revision: Optional[str] = None,
+        peft_adapter: Optional[Union[str, os.PathLike]] = None,
+        tokenizer: Any = None,
+        adapter: Optional[Union[type[DiffusionAdapter], DiffusionAdapter]] = None,
+        mask_token_id: Optional[int] = None,
+        **model_kwargs: Any,
+    ) -> Any:
+        """Load `pretrained_model_name_or_path` (Hub id or folder) and return the model with a diffusion `generate`.
+
+        Args:
+            pretrained_model_name_or_path: Hub repo id or local folder of the dLLM.
+            trust_remote_code: needed for families whose modeling code lives in the repository (LLaDA, Dream).
+            dtype, device_map, revision: as in `transformers` `from_pretrained`.
+            peft_adapter: Hub id or folder of a PEFT adapter (e.g. LoRA) put on top with `PeftModel.from_pretrained`.
+            tokenizer: a tokenizer object or a repo/folder to load one from; by default the checkpoint's own
+                tokenizer when it has one. Used only for special ids (mask, EOS, pad).
+            adapter: a `DiffusionAdapter` class or instance, to override the family found from `model_type`.
+            mask_token_id: override the mask id for this model.
+            **model_kwargs: passed to the transformers `from_pretrained` (`cache_dir`, `token`, `attn_implementation`...).
+
+        Returns:
+            The loaded model (`peft.PeftModel` when `peft_adapter` is given) in eval mode, with
+            `model.generate(input_ids, attention_mask=None, strategy=..., **generation_kwargs)` and
+            `model.diffusion_adapter`.
+        """
+        from transformers import PretrainedConfig
+
+        from ..generation.mixin import enable_diffusion_generate
+
+        name = pretrained_model_name_or_path
+        hub_kwargs = {k: model_kwargs[k] for k in _HUB_KWARGS if k in model_kwargs}
+        # Read config.json as plain JSON first: no repository code runs before we know the family.
+        config_dict, _ = PretrainedConfig.get_config_dict(name, revision=revision, **hub_kwargs)
+        model_type = config_dict.get("model_type")
+        explicit_adapter = adapter is not None
+        if adapter is None and model_type not in ADAPTER_REGISTRY and not _is_native_masked_lm(model_type):
+            architectures = config_dict.get("architectures") or []
+            auto_map = config_dict.get("auto_map") or {}
+            if not (any(str(a).endswith("ForMaskedLM") for a in architectures) or "AutoModelForMaskedLM" in auto_map):
+                raise _unsupported_model_type_error(model_type, name)
+            adapter = MaskedLMAdapter
+        auto_class = _choose_auto_class(config_dict, model_type, trust_remote_code, name, explicit_adapter)
+
+        load_kwargs = dict(model_kwargs)
+        if dtype is not None:
+            load_kwargs["dtype"] = dtype
+        if device_map is not None:
+            load_kwargs["device_map"] = device_map
+        if revision is not None:
+            load_kwargs["revision"] = revision
+        model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **load_kwargs)
+
+        if peft_adapter is not None:
+            try:
+                from peft import PeftModel
+            except ImportError as err:  # pragma: no cover - peft is a dependency
+                raise ImportError("peft_adapter=... needs the `peft` package: pip install peft") from err
+            peft_hub_kwargs = {k: v for k, v in hub_kwargs.items() if k in ("cache_dir", "token", "local_files_only")}
+            model = PeftModel.from_pretrained(model, peft_adapter, **peft_hub_kwargs)
+        model.eval()
+
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(name, trust_remote_code, revision, hub_kwargs)
+        elif isinstance(tokenizer, (str, os.PathLike)):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=trust_remote_code)
+
+        model = enable_diffusion_generate(model, tokenizer=tokenizer, adapter=adapter, mask_token_id=mask_token_id)
+        base_config = getattr(getattr(model, "get_base_model", lambda: model)(), "generation_config", None)
+        if getattr(base_config, "mask_token_id", None) is None:
+            logger.warning(
+                "No mask token id is known for '%s' (none in its configs, no tokenizer with a mask token). Pass "
+                "mask_token_id=... here or to generate().",
+                name,
+            )
+        return model
