@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -49,14 +50,14 @@ def resolve_file(
             local_files_only=local_files_only,
             token=token,
         )
-    except EntryNotFoundError:
-        return None
-    except LocalEntryNotFoundError as err:
+    except LocalEntryNotFoundError as err:  # a subclass of EntryNotFoundError: must be caught first
         raise OSError(
             f"Could not find '{filename}' for '{repo_id_or_path}' locally or in the Hugging Face cache, and the Hub "
             "cannot be reached (HF_HUB_OFFLINE=1 or no network). Pass a local folder, or download it first while "
             "online."
         ) from err
+    except EntryNotFoundError:  # the repo exists but has no such file
+        return None
 
 
 def read_config(config_file: str) -> dict[str, Any]:
@@ -87,6 +88,58 @@ def check_no_pickle(folder: Union[str, os.PathLike]) -> None:
         raise ValueError(
             f"{folder} holds pickled weights ({', '.join(pickled)}) and no {WEIGHTS_NAME}. hf_unmask never unpickles "
             "files (they can run arbitrary code); convert the weights to safetensors."
+        )
+
+
+def save_weights(
+    state_dict: Mapping[str, Any], path: Union[str, os.PathLike], metadata: Optional[dict[str, str]] = None
+) -> None:
+    """Write tensors to a safetensors file (detached, contiguous, on CPU); `metadata` goes into its header."""
+    from safetensors.torch import save_file
+
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
+    save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
+
+
+def load_weights(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """Read a safetensors file into CPU tensors. Never unpickles: a corrupted, truncated or non-safetensors file
+    (e.g. a renamed `torch.save` pickle) is a `ValueError` that names the file and the fix."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}). The download may be corrupted or truncated, or the "
+            "file is not safetensors (hf_unmask never unpickles weights). Delete it and download again "
+            "(from_pretrained(..., force_download=True)), or re-save the strategy with save_pretrained."
+        ) from err
+
+
+def check_state_dict(expected: Mapping[str, Any], loaded: Mapping[str, Any], source: str) -> None:
+    """Strict check that `loaded` has exactly the names and shapes of `expected` (both name -> tensor)."""
+    missing = sorted(set(expected) - set(loaded))
+    unexpected = sorted(set(loaded) - set(expected))
+    mismatched = [
+        f"{name}: {tuple(loaded[name].shape)} in the file, {tuple(expected[name].shape)} expected"
+        for name in sorted(set(expected) & set(loaded))
+        if tuple(loaded[name].shape) != tuple(expected[name].shape)
+    ]
+    not_float = [name for name in sorted(set(expected) & set(loaded)) if not loaded[name].dtype.is_floating_point]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected}")
+    if mismatched:
+        problems.append("shape mismatches: " + "; ".join(mismatched))
+    if not_float:
+        problems.append(f"non-floating-point tensors {not_float}")
+    if problems:
+        raise ValueError(
+            f"The weights in {source} do not match the architecture in {CONFIG_NAME}: {', '.join(problems)}. The "
+            "weights and the config were probably saved from different models; save both again with save_pretrained."
         )
 
 

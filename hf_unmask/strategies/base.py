@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
@@ -174,17 +175,43 @@ class UnmaskingStrategy:
         token: Optional[str] = None,
         revision: Optional[str] = None,
         create_pr: bool = False,
+        evaluation_results: Any = None,
+        plot_path: Optional[Union[str, os.PathLike]] = None,
+        model_card: bool = True,
+        **card_kwargs: Any,
     ) -> Any:
-        """Save to a temporary folder and upload everything in one commit (created repo if missing)."""
-        return hub.save_then_push(
-            self,
-            repo_id,
-            commit_message=commit_message or f"Upload {type(self).__name__} with hf_unmask",
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-        )
+        """Save to a temporary folder and upload everything in one commit (the repo is created if missing).
+
+        The commit holds `config.json`, the weights of learned strategies (`model.safetensors`), the model card
+        (`README.md`, rendered by `hf_unmask.model_card`; `model_card=False` leaves it out) and, when given, the
+        Pareto plot (`pareto.png`).
+
+        Args:
+            repo_id: `namespace/name` of the Hub repo.
+            private, token, revision, create_pr: as in `huggingface_hub.HfApi.create_commit`.
+            commit_message: defaults to "Upload <class> with hf_unmask".
+            evaluation_results: accuracy-vs-NFE rows for the card (dicts with strategy, budget, accuracy, nfe_mean).
+            plot_path: a Pareto plot PNG to upload with the card.
+            **card_kwargs: passed to `hf_unmask.model_card.build_model_card` (e.g. `evaluation_setting`).
+        """
+        commit_message = commit_message or f"Upload {type(self).__name__} with hf_unmask"
+        push_kwargs = dict(private=private, token=token, revision=revision, create_pr=create_pr)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            if model_card:
+                from ..model_card import write_model_card
+
+                write_model_card(
+                    self,
+                    tmp,
+                    repo_id=repo_id,
+                    evaluation_results=evaluation_results,
+                    plot_path=plot_path,
+                    **card_kwargs,
+                )
+            elif plot_path is not None:
+                raise ValueError("plot_path is shown on the model card; it needs model_card=True.")
+            return hub.push_folder(tmp, repo_id, commit_message=commit_message, **push_kwargs)
 
 
 def as_strategy(strategy: Any) -> Any:

@@ -1,0 +1,335 @@
+"""Model cards for strategies pushed to the Hub, rendered with `huggingface_hub.ModelCard.from_template`.
+
+`build_model_card(strategy, ...)` fills the template of `hf_unmask/model_cards/` (a learned policy or a heuristic)
+with YAML metadata (library name, tags, base model, datasets, metrics), a usage snippet that runs as written, the
+training settings recorded in `policy.trained_for`, and, when evaluation rows are given, the accuracy-vs-NFE table
+and the Pareto plot. `strategy.push_to_hub(...)` calls `write_model_card` so the card, the config, the weights and
+the plot go up in one commit.
+
+Example:
+    ```python
+    >>> from hf_unmask.model_card import build_model_card
+    >>> from hf_unmask.strategies import UnmaskingPolicy
+    >>> policy = UnmaskingPolicy(trained_for={"base_model": "GSAI-ML/LLaDA-8B-Instruct", "gen_length": 256,
+    ...                                       "block_length": 32, "alpha": 3.0, "dataset": "openai/gsm8k"})
+    >>> rows = [{"strategy": "UnmaskingPolicy", "budget": "alpha=3", "accuracy": 0.755, "nfe_mean": 46.2},
+    ...         {"strategy": "ConfidenceThreshold", "budget": "threshold=0.9", "accuracy": 0.742, "nfe_mean": 46.9}]
+    >>> card = build_model_card(policy, repo_id="me/llada-policy", evaluation_results=rows)
+    >>> card.data.base_model
+    'GSAI-ML/LLaDA-8B-Instruct'
+    ```
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from .model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
+
+LIBRARY_NAME = "hf-unmask"
+BASE_TAGS = ("hf-unmask", "diffusion-language-model", "unmasking-strategy")
+POLICY_TAGS = ("unmasking-policy", "reinforcement-learning", "grpo")
+PLOT_FILENAME = "pareto.png"
+CITATION = """@misc{jazbec2025learning,
+  title         = {Learning Unmasking Policies for Diffusion Language Models},
+  author        = {Jazbec, Metod and Olausson, Theo X. and B{\\'e}thune, Louis and Ablin, Pierre and
+                   Kirchhof, Michael and Monteiro, Jo{\\~a}o and Turrisi, Victor and Ramapuram, Jason and
+                   Cuturi, Marco},
+  year          = {2025},
+  eprint        = {2512.09106},
+  archivePrefix = {arXiv},
+  note          = {ICML 2026}
+}"""
+_TRAINING_LABELS = {
+    "base_model": "base dLLM",
+    "gen_length": "generation length L",
+    "block_length": "block length BL",
+    "alpha": "reward efficiency exponent alpha",
+    "temperature": "policy temperature tau (training)",
+    "task": "task",
+    "dataset": "training prompts",
+    "training_steps": "training steps",
+}
+# Families that run their own modeling code on the Hub (LLaDA, Dream): the snippet must allow it for them.
+_REMOTE_CODE_FAMILIES = ("llada", "dream")
+
+
+def _is_policy(strategy: Any) -> bool:
+    from .strategies.policy import LearnedUnmaskingPolicy
+
+    return isinstance(strategy, LearnedUnmaskingPolicy)
+
+
+def _as_list(value: Any) -> Optional[list[str]]:
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _rows_of(evaluation_results: Any) -> list[dict[str, Any]]:
+    if evaluation_results is None:
+        return []
+    rows = getattr(evaluation_results, "rows", evaluation_results)  # an EvaluationResult or a list of dicts
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    out = []
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise TypeError(f"evaluation_results must be dicts (one per row), got {type(row).__name__}.")
+        accuracy = row.get("accuracy", row.get("accuracy_mean"))
+        if row.get("strategy") is None or accuracy is None or row.get("nfe_mean") is None:
+            raise ValueError(
+                "Each evaluation row needs 'strategy', 'accuracy' (or 'accuracy_mean') and 'nfe_mean'; got keys "
+                f"{sorted(row)}."
+            )
+        out.append(dict(row, accuracy=float(accuracy)))
+    return out
+
+
+def _fmt_number(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _fmt_setting(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return "full diffusion" if value is None else str(value)
+
+
+def evaluation_table(evaluation_results: Any) -> str:
+    """Markdown accuracy-vs-NFE table from evaluation rows (dicts with `strategy`, `budget`, `accuracy` or
+    `accuracy_mean`, `nfe_mean`, optionally `accuracy_std`, `nfe_std`, `block_length`, `n_examples`, `pareto`).
+    Accuracies in [0, 1] are shown as percentages. Rows are sorted by block length, strategy and NFE."""
+    rows = _rows_of(evaluation_results)
+    if not rows:
+        return ""
+    as_percent = all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    scale = 100.0 if as_percent else 1.0
+    has_bl = any("block_length" in r for r in rows)
+    has_n = any(r.get("n_examples") is not None for r in rows)
+    header = (
+        ["strategy", "budget"]
+        + (["BL"] if has_bl else [])
+        + [
+            "accuracy (%)" if as_percent else "accuracy",
+            "NFE (mean)",
+        ]
+        + (["n"] if has_n else [])
+    )
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def key(r: dict[str, Any]) -> tuple:
+        bl = r.get("block_length")
+        return (bl is None, bl if isinstance(bl, (int, float)) else 0, str(r["strategy"]), float(r["nfe_mean"]))
+
+    for r in sorted(rows, key=key):
+        acc = _fmt_number(r["accuracy"] * scale)
+        if r.get("accuracy_std") is not None and float(r["accuracy_std"]) > 0:
+            acc += f" ± {_fmt_number(float(r['accuracy_std']) * scale)}"
+        nfe = _fmt_number(float(r["nfe_mean"]))
+        if r.get("nfe_std") is not None and float(r["nfe_std"]) > 0:
+            nfe += f" ± {_fmt_number(float(r['nfe_std']))}"
+        name = str(r["strategy"]) + (" ★" if r.get("pareto") else "")
+        budget = r.get("budget", "")
+        if isinstance(budget, Mapping):
+            budget = ", ".join(f"{k}={v}" for k, v in budget.items())
+        cells = [name, str(budget if budget is not None else "")]
+        if has_bl:
+            bl = r.get("block_length")
+            cells.append("full" if bl is None or r.get("mode") == "full_diffusion" else str(bl))
+        cells += [acc, nfe]
+        if has_n:
+            cells.append(_fmt_number(r.get("n_examples")))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def usage_code(
+    strategy: Any,
+    repo_id: str,
+    base_model: Optional[str] = None,
+    gen_length: Optional[int] = None,
+    block_length: Optional[int] = None,
+    prompt: str = "Question: what is 3 + 4? Answer:",
+) -> str:
+    """The Python snippet of the card: load the strategy and a dLLM, generate once, print the text."""
+    class_name = type(strategy).__name__
+    import hf_unmask.strategies as exported
+
+    loader = class_name if getattr(exported, class_name, None) is type(strategy) else "UnmaskingStrategy"
+    trained = getattr(strategy, "trained_for", {}) or {}
+    base_model = base_model or trained.get("base_model")
+    gen_length = gen_length or trained.get("gen_length") or 64
+    block_length = block_length if block_length is not None else trained.get("block_length")
+    model_id = base_model or "<base dLLM repo id>"
+    remote = any(family in model_id.lower() for family in _REMOTE_CODE_FAMILIES)
+    load_args = f'"{model_id}"' + (', trust_remote_code=True, dtype="bfloat16"' if remote else "")
+    tok_args = f'"{model_id}"' + (", trust_remote_code=True" if remote else "")
+    name = "policy" if _is_policy(strategy) else "strategy"
+    gen_args = f"max_new_tokens={int(gen_length)}"
+    if block_length and int(block_length) != int(gen_length):
+        gen_args += f", block_length={int(block_length)}"
+    return "\n".join(
+        [
+            "from transformers import AutoTokenizer",
+            "",
+            "from hf_unmask import AutoDiffusionLM",
+            f"from hf_unmask.strategies import {loader}",
+            "",
+            f'{name} = {loader}.from_pretrained("{repo_id}")',
+            f"tokenizer = AutoTokenizer.from_pretrained({tok_args})",
+            f"model = AutoDiffusionLM.from_pretrained({load_args})",
+            "",
+            f'inputs = tokenizer([{prompt!r}], return_tensors="pt")',
+            "output = model.generate(",
+            '    inputs["input_ids"],',
+            '    attention_mask=inputs["attention_mask"],',
+            f"    strategy={name},",
+            f"    {gen_args},",
+            ")",
+            'print(tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True))',
+        ]
+    )
+
+
+def _architecture(policy: Any) -> str:
+    if type(policy).__name__ == "HiddenStatePolicy":
+        inputs = f"dLLM last hidden states ({policy.input_size}-d)"
+    else:
+        inputs = "dLLM confidence"
+    return (
+        f"{inputs}, mask bit and time -> 1 DiT block with adaLN and RoPE (d = {policy.hidden_size}, "
+        f"{policy.num_heads} heads, FFN {policy.ffn_size}) -> one logit per position"
+    )
+
+
+def build_model_card(
+    strategy: Any,
+    *,
+    repo_id: Optional[str] = None,
+    evaluation_results: Any = None,
+    plot_path: Optional[Union[str, os.PathLike]] = None,
+    plot_filename: str = PLOT_FILENAME,
+    evaluation_setting: Optional[str] = None,
+    base_model: Optional[str] = None,
+    datasets: Optional[Union[str, Sequence[str]]] = None,
+    license: Optional[str] = "apache-2.0",
+    tags: Iterable[str] = (),
+    template_path: Optional[Union[str, os.PathLike]] = None,
+    **template_kwargs: Any,
+) -> ModelCard:
+    """Render the model card of `strategy` (a learned policy or a heuristic).
+
+    Args:
+        repo_id: the Hub repo (or local folder) the usage snippet loads from.
+        evaluation_results: rows `{strategy, budget, accuracy | accuracy_mean, nfe_mean, ...}` (plain dicts or an
+            `hf_unmask.evaluation.EvaluationResult`); without them the card says no evaluation was provided.
+        plot_path: the Pareto plot (PNG); the card embeds it as `plot_filename` (`write_model_card` copies it).
+        evaluation_setting: one line describing the evaluation (task, dLLM, L, BL...).
+        base_model, datasets: override what `policy.trained_for` records.
+        license, tags, template_path: YAML license, extra tags, another Jinja template.
+        **template_kwargs: extra template variables (e.g. `title`, `summary`).
+    """
+    is_policy = _is_policy(strategy)
+    trained = dict(getattr(strategy, "trained_for", {}) or {})
+    repo_id = repo_id or f"<your-namespace>/{type(strategy).__name__.lower()}"
+    base_model = base_model or trained.get("base_model")
+    datasets = _as_list(datasets if datasets is not None else trained.get("dataset"))
+    rows = _rows_of(evaluation_results)
+    all_tags = list(dict.fromkeys([*BASE_TAGS, *(POLICY_TAGS if is_policy else ()), *tags]))
+    task = trained.get("task")
+    if task:
+        all_tags.append(str(task))
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=license,
+        tags=all_tags,
+        base_model=base_model,
+        datasets=datasets,
+        metrics=["accuracy"] if rows else None,
+    )
+    config = strategy.get_config()
+    table = evaluation_table(rows)
+    variables: dict[str, Any] = {
+        "class_name": type(strategy).__name__,
+        "usage_code": usage_code(strategy, repo_id, base_model=base_model),
+        "evaluation_table": table,
+        "evaluation_setting": evaluation_setting,
+        "has_pareto": any(r.get("pareto") for r in rows),
+        "plot_file": plot_filename if plot_path is not None else None,
+        "citation": CITATION,
+    }
+    if is_policy:
+        trained_ok = bool(trained)
+        training_rows = [(_TRAINING_LABELS.get(k, k), _fmt_setting(v)) for k, v in trained.items()]
+        variables.update(
+            title=f"{type(strategy).__name__} for {base_model}" if base_model else type(strategy).__name__,
+            summary=(
+                "A learned unmasking policy for masked diffusion language models (Jazbec et al., "
+                "*Learning Unmasking Policies for Diffusion Language Models*): a small transformer that decides, at "
+                "every denoising step, which masked positions the dLLM should fill, trained with GRPO to be accurate "
+                "in few forward passes."
+            ),
+            trained=trained_ok,
+            training_rows=training_rows,
+            mode=strategy.mode,
+            temperature=strategy.temperature,
+            beta=strategy.beta,
+            architecture=_architecture(strategy),
+            num_parameters=f"{strategy.num_parameters():,}",
+            inputs_text=(
+                "the dLLM's last hidden states"
+                if type(strategy).__name__ == "HiddenStatePolicy"
+                else "only the dLLM's per-position confidence"
+            ),
+        )
+        template = POLICY_TEMPLATE
+    else:
+        variables.update(
+            title=f"{type(strategy).__name__} unmasking strategy",
+            summary=(
+                f"A `{type(strategy).__name__}` unmasking strategy for masked diffusion language models, saved with "
+                "its hyper-parameters by hf_unmask. Load it and pass it to `model.generate(..., strategy=...)`."
+            ),
+            config_rows=[(k, _fmt_setting(v)) for k, v in config.items()],
+        )
+        template = STRATEGY_TEMPLATE
+    variables.update(template_kwargs)
+    return ModelCard.from_template(card_data, template_path=str(template_path or template), **variables)
+
+
+def write_model_card(
+    strategy: Any,
+    save_directory: Union[str, os.PathLike],
+    *,
+    plot_path: Optional[Union[str, os.PathLike]] = None,
+    plot_filename: str = PLOT_FILENAME,
+    **kwargs: Any,
+) -> Path:
+    """Render the card into `save_directory/README.md` and copy the plot next to it; returns the card path."""
+    save_directory = Path(save_directory)
+    save_directory.mkdir(parents=True, exist_ok=True)
+    if plot_path is not None:
+        plot_path = Path(plot_path)
+        if not plot_path.is_file():
+            raise FileNotFoundError(f"plot_path {plot_path} does not exist.")
+        shutil.copyfile(plot_path, save_directory / plot_filename)
+    card = build_model_card(strategy, plot_path=plot_path, plot_filename=plot_filename, **kwargs)
+    path = save_directory / "README.md"
+    card.save(str(path))
+    return path

@@ -1,0 +1,199 @@
+"""Model cards: YAML metadata, the evaluation table and plot, the citation, and a usage snippet that runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from hf_unmask.model_card import build_model_card, evaluation_table, write_model_card
+from hf_unmask.model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
+from hf_unmask.strategies import ConfidenceThreshold, HiddenStatePolicy, UnmaskingPolicy
+
+TRAINED_FOR = {
+    "base_model": "GSAI-ML/LLaDA-8B-Instruct",
+    "gen_length": 256,
+    "block_length": 32,
+    "alpha": 3.0,
+    "temperature": 1.0,
+    "task": "gsm8k",
+    "dataset": ["openai/gsm8k", "EleutherAI/hendrycks_math"],
+    "training_steps": 900,
+}
+ROWS = [
+    {"strategy": "UnmaskingPolicy", "budget": "alpha=3", "accuracy": 0.755, "nfe_mean": 46.2, "pareto": True},
+    {"strategy": "ConfidenceThreshold", "budget": "threshold=0.9", "accuracy": 0.742, "nfe_mean": 46.9},
+    {"strategy": "TopKConfidence", "budget": "steps=64", "accuracy": 0.70, "nfe_mean": 64.0, "accuracy_std": 0.01},
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _parse(card: ModelCard) -> ModelCard:
+    return ModelCard(str(card))  # what the Hub will read back
+
+
+def test_templates_ship_inside_the_package_and_the_root_folder_points_there():
+    assert POLICY_TEMPLATE.is_file() and STRATEGY_TEMPLATE.is_file()
+    assert (
+        Path(POLICY_TEMPLATE).parent.name == "model_cards" and Path(POLICY_TEMPLATE).parent.parent.name == "hf_unmask"
+    )
+    pointer = Path(__file__).resolve().parents[1] / "model_cards" / "README.md"
+    assert "hf_unmask/model_cards" in pointer.read_text()
+
+
+def test_card_without_evaluation_results():
+    policy = UnmaskingPolicy(trained_for=TRAINED_FOR, temperature=0.5)
+    card = _parse(build_model_card(policy, repo_id="me/llada-policy"))
+    data = card.data
+    assert data.library_name == "hf-unmask" and data.license == "apache-2.0"
+    assert {"hf-unmask", "diffusion-language-model", "unmasking-policy", "gsm8k"} <= set(data.tags)
+    assert data.base_model == "GSAI-ML/LLaDA-8B-Instruct"
+    assert data.datasets == ["openai/gsm8k", "EleutherAI/hendrycks_math"]
+    assert getattr(data, "metrics", None) is None
+    text = card.text
+    assert "No evaluation results were provided" in text and "![" not in text
+    assert "| generation length L | 256 |" in text and "| block length BL | 32 |" in text
+    assert "| reward efficiency exponent alpha | 3 |" in text and "| training steps | 900 |" in text
+    assert "| temperature (tau) | 0.5 |" in text and "| parameters | 331,265 |" in text
+    assert "Untrained" not in text
+    assert (
+        "eprint        = {2512.09106}" in text and "Learning Unmasking Policies for Diffusion Language Models" in text
+    )
+    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert 'UnmaskingPolicy.from_pretrained("me/llada-policy")' in snippet
+    assert 'AutoDiffusionLM.from_pretrained("GSAI-ML/LLaDA-8B-Instruct", trust_remote_code=True' in snippet
+    assert "max_new_tokens=256, block_length=32" in snippet
+    compile(snippet, "<card snippet>", "exec")
+
+
+def test_card_with_evaluation_results_and_plot(tmp_path):
+    policy = UnmaskingPolicy(trained_for=TRAINED_FOR)
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n")
+    path = write_model_card(
+        policy,
+        tmp_path / "repo",
+        repo_id="me/p",
+        evaluation_results=ROWS,
+        plot_path=plot,
+        evaluation_setting="GSM8K, L = 256, BL = 32",
+    )
+    assert (tmp_path / "repo" / "pareto.png").read_bytes() == plot.read_bytes()
+    card = ModelCard.load(path)
+    assert card.data.metrics == ["accuracy"]
+    text = card.text
+    assert "No evaluation results" not in text
+    assert "(GSM8K, L = 256, BL = 32)" in text and "★ marks points" in text
+    assert "| strategy | budget | accuracy (%) | NFE (mean) |" in text
+    assert "| UnmaskingPolicy ★ | alpha=3 | 75.5 | 46.2 |" in text
+    assert "| ConfidenceThreshold | threshold=0.9 | 74.2 | 46.9 |" in text
+    assert "| TopKConfidence | steps=64 | 70.0 ± 1.0 | 64.0 |" in text
+    assert "![Accuracy vs NFE](pareto.png)" in text
+
+
+def test_evaluation_table_accepts_evaluation_module_rows():
+    rows = [
+        {
+            "strategy": "policy",
+            "budget": "",
+            "accuracy_mean": 0.5,
+            "accuracy_std": 0.0,
+            "nfe_mean": 9.25,
+            "nfe_std": 0.5,
+            "block_length": 8,
+            "mode": "semi_ar",
+            "n_examples": 100,
+        },
+        {
+            "strategy": "policy",
+            "budget": "",
+            "accuracy_mean": 0.25,
+            "nfe_mean": 4.0,
+            "block_length": None,
+            "mode": "full_diffusion",
+            "n_examples": 100,
+        },
+    ]
+    table = evaluation_table(SimpleNamespace(rows=rows))  # an EvaluationResult-like object
+    assert "| strategy | budget | BL | accuracy (%) | NFE (mean) | n |" in table
+    assert "| policy |  | 8 | 50.0 | 9.2 ± 0.5 | 100 |" in table
+    assert "| policy |  | full | 25.0 | 4.0 | 100 |" in table
+    with pytest.raises(ValueError, match="nfe_mean"):
+        evaluation_table([{"strategy": "x", "accuracy": 0.1}])
+
+
+def test_untrained_policy_card_says_so():
+    card = build_model_card(UnmaskingPolicy())
+    assert "Untrained policy" in card.text and "Not trained" in card.text
+    assert card.data.base_model is None
+    hidden = build_model_card(HiddenStatePolicy(32, num_heads=2, trained_for={"gen_length": 16}))
+    assert "last hidden states (32-d)" in hidden.text
+
+
+def test_heuristic_card():
+    card = _parse(
+        build_model_card(
+            ConfidenceThreshold(threshold=0.7),
+            repo_id="me/threshold",
+            base_model="GSAI-ML/LLaDA-8B-Instruct",
+            evaluation_results=ROWS[1:2],
+        )
+    )
+    assert "unmasking-policy" not in card.data.tags and "hf-unmask" in card.data.tags
+    assert "| threshold | 0.7 |" in card.text and "| ConfidenceThreshold | threshold=0.9 | 74.2 | 46.9 |" in card.text
+    assert 'ConfidenceThreshold.from_pretrained("me/threshold")' in card.text
+
+
+def _tiny_base_model(folder: Path) -> None:
+    """A random 2-layer BERT masked LM and a word-level tokenizer, saved like any Hub checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[EOS]", "[MASK]"] + [f"w{i}" for i in range(60)]
+    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]", mask_token="[MASK]"
+    )
+    tokenizer.save_pretrained(folder)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertForMaskedLM(
+            BertConfig(
+                vocab_size=64,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=64,
+                pad_token_id=0,
+            )
+        )
+    model.save_pretrained(folder)
+
+
+def test_usage_snippet_runs_as_written(tmp_path):
+    base = tmp_path / "base-dllm"
+    _tiny_base_model(base)
+    policy = UnmaskingPolicy(trained_for={"base_model": str(base), "gen_length": 16, "block_length": 8})
+    policy.save_pretrained(tmp_path / "policy")
+    card = build_model_card(policy, repo_id=str(tmp_path / "policy"))
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        exec(compile(snippet, "<model card usage>", "exec"), {"__name__": "__card__"})
+    printed = stdout.getvalue().strip()
+    assert printed.startswith("['") and printed.endswith("']")  # one decoded completion
