@@ -26,7 +26,14 @@ def load_model(kind: str):
         model, _ = hf_unmask.load_builtin_model("tiny-dllm")
         return model.eval()
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=512,
+    )
     return hf_unmask.enable_diffusion_generate(BertForMaskedLM(config).eval(), mask_token_id=3)
 
 
@@ -86,9 +93,13 @@ def main() -> None:
     mask_id = model.generation_config.mask_token_id
     vocab = model.config.vocab_size
     L = args.gen_length
-    print(f"model={args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, vocab {vocab}), "
-          f"prompt {args.prompt_length}, L={L}, threads={args.threads}")
-    print(f"{'batch':>5} {'mode':>14} {'fwd ms':>8} {'passes':>6} {'overhead(a)':>11} {'ours s':>8} {'naive s':>8} {'ratio(b)':>8}")
+    print(
+        f"model={args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, vocab {vocab}), "
+        f"prompt {args.prompt_length}, L={L}, threads={args.threads}"
+    )
+    print(
+        f"{'batch':>5} {'mode':>14} {'fwd ms':>8} {'passes':>6} {'overhead(a)':>11} {'ours s':>8} {'naive s':>8} {'ratio(b)':>8}"
+    )
     forward_calls = {"n": 0}
     model.register_forward_hook(lambda *a: forward_calls.__setitem__("n", forward_calls["n"] + 1))
     for batch in (1, 16):
@@ -109,11 +120,15 @@ def main() -> None:
             ours_out = ours()
             passes = forward_calls["n"]
             t_ours = timeit(ours, args.repeats)
-            t_naive = timeit(lambda: naive_llada_generate(model, prompt, mask_id, L, block_length, steps), args.repeats)
+            t_naive = timeit(
+                lambda: naive_llada_generate(model, prompt, mask_id, L, block_length, steps), args.repeats
+            )
             naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
             same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
-            print(f"{batch:>5} {mode:>14} {t_forward * 1e3:>8.2f} {passes:>6} {t_ours / (passes * t_forward):>11.3f} "
-                  f"{t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f}{same}")
+            print(
+                f"{batch:>5} {mode:>14} {t_forward * 1e3:>8.2f} {passes:>6} {t_ours / (passes * t_forward):>11.3f} "
+                f"{t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f}{same}"
+            )
 
 
 if __name__ == "__main__":

@@ -113,11 +113,20 @@ def test_top_k_one_equals_greedy_and_processors_apply(model):
 def test_left_padded_batch_equals_rows_alone(model, block_length, strategy):
     ids, mask, rows = prompts()
     batch = model.generate(
-        ids, attention_mask=mask, max_new_tokens=16, block_length=block_length, strategy=strategy, return_dict_in_generate=True
+        ids,
+        attention_mask=mask,
+        max_new_tokens=16,
+        block_length=block_length,
+        strategy=strategy,
+        return_dict_in_generate=True,
     )
     for i, row in enumerate(rows):
         alone = model.generate(
-            row.unsqueeze(0), max_new_tokens=16, block_length=block_length, strategy=strategy, return_dict_in_generate=True
+            row.unsqueeze(0),
+            max_new_tokens=16,
+            block_length=block_length,
+            strategy=strategy,
+            return_dict_in_generate=True,
         )
         assert torch.equal(batch.sequences[i, -16:], alone.sequences[0, -16:]), f"row {i} differs"
         assert int(batch.nfe[i]) == int(alone.nfe[0])
@@ -134,7 +143,9 @@ def test_nfe_counts_only_live_rows(model):
         sel[1, first] = True  # row 1 one token per step
         return sel
 
-    out = model.generate(ids, max_new_tokens=8, block_length=4, strategy=finish_row0_first, return_dict_in_generate=True)
+    out = model.generate(
+        ids, max_new_tokens=8, block_length=4, strategy=finish_row0_first, return_dict_in_generate=True
+    )
     assert out.nfe.tolist() == [2, 8]
 
 
@@ -185,7 +196,9 @@ def test_any_strategy_terminates_with_no_mask_left(model, strategy, block_length
 
 def test_max_steps_caps_forward_passes(model):
     ids = torch.tensor([[5, 6, 7]])
-    out = model.generate(ids, max_new_tokens=16, block_length=4, max_steps=8, strategy=_select_nothing, return_dict_in_generate=True)
+    out = model.generate(
+        ids, max_new_tokens=16, block_length=4, max_steps=8, strategy=_select_nothing, return_dict_in_generate=True
+    )
     assert int(out.nfe[0]) == 8 and not (out.sequences == MASK).any()
 
 
@@ -195,7 +208,9 @@ def test_fallback_off_allows_empty_actions_and_records_them(model):
     def every_other_step(state):
         if state.step % 2 == 1:
             return torch.zeros_like(state.eligible)
-        return state.eligible & (state.confidence >= state.confidence.masked_fill(~state.eligible, -1).amax(-1, keepdim=True))
+        return state.eligible & (
+            state.confidence >= state.confidence.masked_fill(~state.eligible, -1).amax(-1, keepdim=True)
+        )
 
     out = model.generate(
         ids,
@@ -219,7 +234,12 @@ def test_fallback_off_allows_empty_actions_and_records_them(model):
 def test_trajectory_contents_match_the_loop(model):
     ids, mask, _ = prompts()
     out = model.generate(
-        ids, attention_mask=mask, max_new_tokens=8, block_length=4, return_dict_in_generate=True, output_trajectory=True
+        ids,
+        attention_mask=mask,
+        max_new_tokens=8,
+        block_length=4,
+        return_dict_in_generate=True,
+        output_trajectory=True,
     )
     traj = out.trajectory
     T = traj.num_steps
@@ -265,7 +285,12 @@ def test_stop_at_eos_fills_the_tail_without_forward_passes(model):
     assert int(gen[2]) == EOS and (gen[3:] == EOS).all()
     assert int(out.nfe[0]) == 3
     off = model.generate(
-        ids, max_new_tokens=12, block_length=4, strategy=EosAtThree(), logits_processor=eos_processor, return_dict_in_generate=True
+        ids,
+        max_new_tokens=12,
+        block_length=4,
+        strategy=EosAtThree(),
+        logits_processor=eos_processor,
+        return_dict_in_generate=True,
     )
     assert int(off.nfe[0]) == 12
 
@@ -292,7 +317,9 @@ def test_streamer_receives_every_step():
 # ---------------------------------------------------------------------------------------------- bad input
 def test_missing_mask_token_is_explained():
     torch.manual_seed(0)
-    bare = BertForMaskedLM(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    bare = BertForMaskedLM(
+        BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    )
     with pytest.raises(ValueError, match="mask token id"):
         diffusion_generate(bare.eval(), torch.tensor([[5, 6]]), max_new_tokens=4)
 
@@ -344,7 +371,11 @@ def test_bad_prompts(model, input_ids, attention_mask, error, match):
         (42, TypeError, "must be callable"),
         (lambda s: s.eligible.long(), TypeError, "torch.bool"),
         (lambda s: s.eligible[:, :-1], ValueError, "shape"),
-        (lambda s: torch.ones(s.batch_size, s.gen_length + 3, dtype=torch.bool), ValueError, "generated positions only"),
+        (
+            lambda s: torch.ones(s.batch_size, s.gen_length + 3, dtype=torch.bool),
+            ValueError,
+            "generated positions only",
+        ),
         (lambda s: s.eligible.tolist(), TypeError, "bool tensor"),
         ("no_such_strategy", ValueError, "Unknown strategy"),
     ],

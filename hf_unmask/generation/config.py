@@ -116,7 +116,9 @@ class DiffusionGenerationConfig(GenerationConfig):
                     f"LLaDA's schedule splits steps evenly over blocks. Use e.g. steps={max(nb, self.steps // nb * nb)}."
                 )
             if self.steps > L:
-                raise ValueError(f"steps={self.steps} exceeds max_new_tokens={L}; at most one step per token. Use steps <= {L}.")
+                raise ValueError(
+                    f"steps={self.steps} exceeds max_new_tokens={L}; at most one step per token. Use steps <= {L}."
+                )
         if self.max_steps is not None:
             if not isinstance(self.max_steps, int) or self.max_steps < nb:
                 raise ValueError(

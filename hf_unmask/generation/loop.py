@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any, Optional, Union
 
 import torch
 from transformers import GenerationConfig
@@ -94,14 +95,18 @@ def _check_inputs(input_ids: Any, attention_mask: Optional[torch.Tensor]) -> Non
     if attention_mask is None:
         return
     if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        shape = (
+            tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        )
         raise ValueError(
             f"attention_mask must be a tensor of the same shape as input_ids {tuple(input_ids.shape)}, got {shape}. "
             "Pass the attention_mask returned by the tokenizer with the same input_ids."
         )
     am = attention_mask.bool()
     if not am.any(dim=-1).all():
-        raise ValueError("A row of attention_mask is all zeros: that row has an empty prompt. Remove it from the batch.")
+        raise ValueError(
+            "A row of attention_mask is all zeros: that row has an empty prompt. Remove it from the batch."
+        )
     # left padding: once a row's mask turns on it stays on
     if (am[:, :-1] & ~am[:, 1:]).any():
         raise ValueError(
@@ -132,7 +137,9 @@ def _normalise_selection(out: Any, batch: int, length: int) -> tuple[torch.Tenso
     return out, log_prob
 
 
-def _top_up(selection: torch.Tensor, eligible: torch.Tensor, confidence: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
+def _top_up(
+    selection: torch.Tensor, eligible: torch.Tensor, confidence: torch.Tensor, need: torch.Tensor
+) -> torch.Tensor:
     """Add the most confident eligible, unselected positions until each row has `need` selected."""
     missing = (need - selection.sum(-1)).clamp_min(0)
     if not bool(missing.any()):
@@ -182,9 +189,18 @@ def diffusion_generate(
             "model.generation_config.mask_token_id, or load the model with hf_unmask.AutoDiffusionLM / "
             "enable_diffusion_generate(model, tokenizer=...) so it is read from the tokenizer."
         )
-    eos_ids = [int(e) for e in (config.eos_token_id if isinstance(config.eos_token_id, (list, tuple)) else [config.eos_token_id])] if config.eos_token_id is not None else adapter.eos_token_ids()
+    eos_ids = (
+        [
+            int(e)
+            for e in (config.eos_token_id if isinstance(config.eos_token_id, (list, tuple)) else [config.eos_token_id])
+        ]
+        if config.eos_token_id is not None
+        else adapter.eos_token_ids()
+    )
     if config.stop_at_eos and not eos_ids:
-        raise ValueError("stop_at_eos=True needs an EOS token id: pass eos_token_id=... or set it in the model config.")
+        raise ValueError(
+            "stop_at_eos=True needs an EOS token id: pass eos_token_id=... or set it in the model config."
+        )
     fill_id = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else None)
 
     device = input_ids.device
@@ -225,6 +241,9 @@ def diffusion_generate(
             gen_logits = logits[:, P:]
             if logits_processor is not None:
                 gen_logits = logits_processor(x, gen_logits)
+            # [MASK] is never a valid answer: a position that "decided" it would stay masked forever.
+            gen_logits = gen_logits.clone()
+            gen_logits[..., mask_id] = float("-inf")
             temperature = config.temperature if config.do_sample else None
             proposal, confidence = choose_tokens(gen_logits, temperature, generator, config.top_k, config.top_p)
             state = DenoisingState(

@@ -34,9 +34,7 @@ class DiffusionGenerationMixin(GenerationMixin):
     ) -> Any:
         kwargs.pop("trust_remote_code", None)
         if "custom_generate" in kwargs:
-            raise ValueError(
-                f"{type(self).__name__} already generates by diffusion; drop custom_generate=..."
-            )
+            raise ValueError(f"{type(self).__name__} already generates by diffusion; drop custom_generate=...")
         return diffusion_generate(
             self,
             inputs=inputs,
@@ -83,7 +81,9 @@ def enable_diffusion_generate(
         "pad_token_id": None,
     }
     if ids["mask_token_id"] is None:
-        ids["mask_token_id"] = gen_config.mask_token_id if gen_config.mask_token_id is not None else adapter_obj.mask_token_id()
+        ids["mask_token_id"] = (
+            gen_config.mask_token_id if gen_config.mask_token_id is not None else adapter_obj.mask_token_id()
+        )
     if ids["mask_token_id"] is None and tokenizer is not None:
         ids["mask_token_id"] = getattr(tokenizer, "mask_token_id", None)
     # EOS: the configured ids plus the family's own end tokens (e.g. LLaDA's <|eot_id|> next to <|endoftext|>).

@@ -56,7 +56,7 @@ class DenoisingState:
     block_end: int
     block_step: int
     block_mask_count: torch.Tensor
-    config: "DiffusionGenerationConfig"
+    config: DiffusionGenerationConfig
     generator: Optional[torch.Generator] = None
     hidden_states: Optional[torch.Tensor] = None
     _logits: Optional[torch.Tensor] = field(default=None, repr=False)

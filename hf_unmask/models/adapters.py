@@ -7,14 +7,15 @@ only talks to an adapter, never to a family's model directly.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, ClassVar, Optional
+from collections.abc import Callable
+from typing import Any, ClassVar, Optional
 
 import torch
 
-ADAPTER_REGISTRY: dict[str, type["DiffusionAdapter"]] = {}
+ADAPTER_REGISTRY: dict[str, type[DiffusionAdapter]] = {}
 
 
-def register_adapter(*model_types: str) -> Callable[[type["DiffusionAdapter"]], type["DiffusionAdapter"]]:
+def register_adapter(*model_types: str) -> Callable[[type[DiffusionAdapter]], type[DiffusionAdapter]]:
     """Class decorator: serve `model_types` (the `config.model_type` strings) with this adapter.
 
     Example:
@@ -26,7 +27,7 @@ def register_adapter(*model_types: str) -> Callable[[type["DiffusionAdapter"]], 
         ```
     """
 
-    def wrap(cls: type["DiffusionAdapter"]) -> type["DiffusionAdapter"]:
+    def wrap(cls: type[DiffusionAdapter]) -> type[DiffusionAdapter]:
         for model_type in model_types:
             ADAPTER_REGISTRY[model_type] = cls
         cls.model_types = tuple(model_types)

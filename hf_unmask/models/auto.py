@@ -40,6 +40,13 @@ def _is_native_masked_lm(model_type: Any) -> bool:
     return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
+def _registered_for_masked_lm(model_type: Any) -> bool:
+    """True for model types registered with `AutoModelForMaskedLM` at run time (e.g. hf_unmask's tiny dLLM)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
+
+    return any(getattr(cfg, "model_type", None) == model_type for cfg in MODEL_FOR_MASKED_LM_MAPPING._extra_content)
+
+
 def _choose_auto_class(
     config_dict: dict[str, Any], model_type: Any, trust_remote_code: bool, name: Any, explicit_adapter: bool = False
 ) -> Any:
@@ -47,7 +54,7 @@ def _choose_auto_class(
     import transformers
 
     auto_map = config_dict.get("auto_map") or {}
-    if _is_native_masked_lm(model_type):
+    if _is_native_masked_lm(model_type) or _registered_for_masked_lm(model_type):
         return transformers.AutoModelForMaskedLM
     remote = [cls for cls in _REMOTE_AUTO_CLASSES if cls in auto_map]
     if remote:

@@ -15,7 +15,7 @@ import torch
 from .. import hub
 from ..generation.state import DenoisingState
 
-STRATEGY_REGISTRY: dict[str, type["UnmaskingStrategy"]] = {}
+STRATEGY_REGISTRY: dict[str, type[UnmaskingStrategy]] = {}
 
 
 @dataclass
@@ -88,14 +88,22 @@ class UnmaskingStrategy:
 
     # ---- saving and loading --------------------------------------------------------------------------
     def save_pretrained(
-        self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, repo_id: Optional[str] = None, **push_kwargs: Any
+        self,
+        save_directory: Union[str, os.PathLike],
+        push_to_hub: bool = False,
+        repo_id: Optional[str] = None,
+        **push_kwargs: Any,
     ) -> Optional[Any]:
         """Write `config.json` (class name + hyper-parameters) and, for learned strategies, the weights."""
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         from .. import __version__
 
-        config = {"_class_name": type(self).__name__, "_format_version": hub.FORMAT_VERSION, "_hf_unmask_version": __version__}
+        config = {
+            "_class_name": type(self).__name__,
+            "_format_version": hub.FORMAT_VERSION,
+            "_hf_unmask_version": __version__,
+        }
         config.update(self.get_config())
         (save_directory / hub.CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         self._save_extra(save_directory)
@@ -118,7 +126,7 @@ class UnmaskingStrategy:
         token: Optional[Union[str, bool]] = None,
         subfolder: Optional[str] = None,
         **overrides: Any,
-    ) -> "UnmaskingStrategy":
+    ) -> UnmaskingStrategy:
         """Load a strategy from a local folder or a Hub repo; keyword arguments override saved hyper-parameters.
 
         Called on the base class it returns an instance of whatever class the config names.
@@ -162,7 +170,7 @@ class UnmaskingStrategy:
     @classmethod
     def _from_config_and_files(
         cls, config: dict[str, Any], pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
-    ) -> "UnmaskingStrategy":
+    ) -> UnmaskingStrategy:
         """Hook for subclasses that also load weights."""
         return cls(**config)
 

@@ -43,7 +43,7 @@ from .. import hub
 from ..generation.outputs import DiffusionTrajectory
 from ..generation.state import DenoisingState
 from .base import StrategyOutput, UnmaskingStrategy
-from .policy_network import PolicyNetwork
+from .policy_network import INITIAL_LOGIT, PolicyNetwork
 
 MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 
@@ -426,6 +426,16 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         """
         return self.evaluate_actions(states, actions).log_prob
 
+    def log_prob_from_logits(
+        self, logits: torch.Tensor, eligible: torch.Tensor, action: torch.Tensor, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Log-probability (and entropy) of `action` given network `logits` (before temperature), `[..., L]` each.
+
+        For trainers that run the network themselves (e.g. through a DDP wrapper) and need the action model on top.
+        DPLS returns no entropy.
+        """
+        return self._log_prob_and_entropy(logits, eligible, action, with_entropy)
+
     def _log_prob_and_entropy(
         self, logits: torch.Tensor, eligible: torch.Tensor, action: torch.Tensor, with_entropy: bool
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -573,8 +583,10 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         temperature: float = 1.0,
         beta: float = 1.0,
         trained_for: Optional[dict[str, Any]] = None,
+        init_bias: float = INITIAL_LOGIT,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
+        self.init_bias = float(init_bias)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.ffn_size = ffn_size
@@ -587,6 +599,7 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
             ffn_size=ffn_size,
             time_frequency_dim=time_frequency_dim,
             rope_theta=rope_theta,
+            init_bias=self.init_bias,
         )
 
     def forward(
@@ -672,8 +685,10 @@ class HiddenStatePolicy(LearnedUnmaskingPolicy):
         temperature: float = 1.0,
         beta: float = 1.0,
         trained_for: Optional[dict[str, Any]] = None,
+        init_bias: float = INITIAL_LOGIT,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
+        self.init_bias = float(init_bias)
         dllm = {"hidden": input_size, "heads": None, "ffn": None}
         if not isinstance(input_size, int) or isinstance(input_size, bool):
             dllm = _read_dllm_config(input_size)
@@ -693,6 +708,7 @@ class HiddenStatePolicy(LearnedUnmaskingPolicy):
             time_frequency_dim=time_frequency_dim,
             rope_theta=rope_theta,
             project_input=not same_width,
+            init_bias=self.init_bias,
         )
 
     @classmethod

@@ -154,6 +154,7 @@ class PolicyNetwork(nn.Module):
         time_frequency_dim: int = 128,
         rope_theta: float = 10_000.0,
         project_input: bool = True,
+        init_bias: float = INITIAL_LOGIT,
     ) -> None:
         super().__init__()
         if not project_input and input_dim != hidden_size:
@@ -165,7 +166,7 @@ class PolicyNetwork(nn.Module):
         self.final_norm = nn.LayerNorm(hidden_size)
         self.head = nn.Linear(hidden_size, 1)
         nn.init.zeros_(self.head.weight)
-        nn.init.constant_(self.head.bias, INITIAL_LOGIT)
+        nn.init.constant_(self.head.bias, init_bias)
 
     def forward(
         self,

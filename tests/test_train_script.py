@@ -1,0 +1,148 @@
+"""trainers/train_unmasking_policy.py: recipes and flags, datasets (built-in task, local files, column names), the
+final evaluation on the model card, `--push_to_hub`, and the same script under `accelerate launch` with 2 CPU
+processes (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
+from tests.grpo_toys import tiny_dllm
+from trainers.train_unmasking_policy import UnmaskingScriptArguments, load_prompts, main, make_parser
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted((REPO / "trainers" / "recipes").glob("*.yaml"))
+CPU_RECIPE = REPO / "trainers" / "recipes" / "builtin_cpu.yaml"
+# A tiny run: 2 prompts x 8 rollouts per step, a small policy, no checkpoints.
+TINY_FLAGS = [
+    "--max_steps", "2", "--per_device_train_batch_size", "16", "--task_train_size", "64", "--task_test_size", "16",
+    "--policy_hidden_size", "32", "--policy_ffn_size", "64", "--save_strategy", "no", "--disable_tqdm", "true",
+    "--logging_steps", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dllm_folder(tmp_path_factory):
+    """A random tiny dLLM saved like a real checkpoint (config, weights, tokenizer)."""
+    folder = tmp_path_factory.mktemp("tiny-dllm")
+    model, tokenizer = tiny_dllm()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def parse(*argv):
+    return make_parser().parse_args_and_config([str(a) for a in argv])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_recipes_parse_and_flags_override_them(recipe, tmp_path):
+    script_args, args = parse("--config", recipe, "--output_dir", tmp_path, "--alpha", "3")
+    assert args.alpha == 3.0 and args.output_dir == str(tmp_path)
+    assert args.num_generations == 8 and args.epsilon == 0.5 and args.num_iterations == 2 and args.beta == 0.0
+    assert args.gen_length % (args.block_length or args.gen_length) == 0
+    if "llada" in recipe.stem or "dream" in recipe.stem:  # the paper's settings
+        assert (args.learning_rate, args.adam_beta2, args.weight_decay, args.max_grad_norm) == (3e-5, 0.99, 0.1, 0.2)
+        assert (args.warmup_steps, args.num_train_epochs, args.gen_length) == (100, 1, 256)
+        assert [d.path for d in script_args.datasets] == ["openai/gsm8k", "DigitalLearningGmbH/MATH-lighteval"]
+        assert script_args.reward_specs() == ["math"]
+    if "expert" in recipe.stem:
+        assert args.expert_steering and args.expert_threshold == 0.9 and args.expert_block_length == 32
+        assert args.block_length == 256 and args.eval_policy_temperature == 1.0
+
+
+def test_exactly_one_source_of_prompts():
+    with pytest.raises(ValueError, match="exactly one source"):
+        UnmaskingScriptArguments()
+    with pytest.raises(ValueError, match="exactly one source"):
+        UnmaskingScriptArguments(task="program_trace", dataset_name="openai/gsm8k")
+    assert UnmaskingScriptArguments(dataset_name="x.jsonl").reward_specs() == ["math"]
+
+
+def test_local_jsonl_with_other_column_names(tmp_path):
+    rows = [{"question": f"sort : {i} 2", "solution": f"#### {i}", "extra": i} for i in range(6)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    script_args, _ = parse(
+        "--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
+        "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path,
+    )  # fmt: skip
+    from trainers.rewards import get_reward_functions
+
+    train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
+    assert test is None  # one local file is one split
+    assert train[0]["prompt"] == "Q: sort : 0 2 A:" and train[0]["answer"] == "#### 0"  # renamed for `math`
+    assert {"prompt", "answer", "extra"} <= set(train.column_names)
+
+
+def test_script_trains_on_a_builtin_task_evaluates_and_pushes_the_card(dllm_folder, tmp_path, monkeypatch):
+    import transformers.trainer
+
+    from hf_unmask import hub
+
+    pushed = {}
+
+    def fake_push(folder, repo_id, **kwargs):
+        pushed.update(repo_id=repo_id, files={p.name: p.read_bytes() for p in Path(folder).iterdir()})
+
+    api = SimpleNamespace(create_repo=lambda repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: api)  # `--push_to_hub` creates the repo at start
+    monkeypatch.setattr(hub, "push_folder", fake_push)
+    out = tmp_path / "policy"
+    script_args, args = parse(
+        "--config", CPU_RECIPE, "--dllm_name_or_path", dllm_folder, "--output_dir", out, *TINY_FLAGS,
+        "--eval_num_examples", "8", "--eval_strategies", "confidence_threshold:threshold=0.9",
+        "--push_to_hub", "true", "--hub_model_id", "me/tiny-policy", "--hub_strategy", "end",
+    )  # fmt: skip
+    trainer = main(script_args, args)
+    assert trainer.state.global_step == 2
+    policy = UnmaskingStrategy.from_pretrained(out)
+    assert isinstance(policy, UnmaskingPolicy) and policy.mode == "bernoulli-argmax"
+    assert policy.trained_for["task"] == "program_trace" and policy.trained_for["base_model"] == str(dllm_folder)
+    assert (out / "evaluation" / "evaluation.csv").is_file()
+    card = (out / "README.md").read_text()
+    assert "confidence_threshold" in card and "threshold=0.9" in card  # the evaluation table
+    assert pushed["repo_id"] == "me/tiny-policy"
+    assert {"README.md", "config.json", "model.safetensors", "pareto.png"} <= set(pushed["files"])
+    assert "threshold=0.9" in pushed["files"]["README.md"].decode()
+
+
+def test_the_same_script_runs_under_accelerate_launch_with_two_cpu_processes(dllm_folder, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo) runs the script file unchanged (as `__main__`, through
+    tests/ddp_probe.py, which only records each rank's result): DDP-wrapped policy, one shared set of weights.
+
+    accelerate 1.15 starts a single process for `--cpu` (multi-CPU needs MPI), so the multi-process launcher is
+    asked for with `--multi_gpu`; the recipe's `use_cpu: true` keeps it on CPU with the gloo backend."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "tests" / "ddp_probe.py"), str(REPO / "trainers" / "train_unmasking_policy.py"),
+        "--config", str(CPU_RECIPE), "--dllm_name_or_path", str(dllm_folder), "--output_dir", str(out), *TINY_FLAGS,
+        "--per_device_train_batch_size", "8", "--eval_num_examples", "0", "--use_cpu", "true",
+        # a reward with signal (faster is better) and no weight decay: the weights move only through gradients
+        "--reward_funcs", "tests.grpo_toys:constant_reward", "--alpha", "1", "--weight_decay", "0",
+        "--learning_rate", "1e-2", "--warmup_steps", "0",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)]
+    for rank in ranks:
+        assert rank["distributed_type"] == "MULTI_CPU" and rank["num_processes"] == 2 and rank["backend"] == "gloo"
+        assert rank["wrapped"] == "DistributedDataParallel" and rank["global_step"] == 2
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]  # gradients were all-reduced: one policy
+    policy = UnmaskingStrategy.from_pretrained(out)
+    assert policy.trained_for["training_steps"] == 2
+    torch.manual_seed(0)  # the script's seed: the same initial policy
+    fresh = UnmaskingPolicy(hidden_size=32, num_heads=2, ffn_size=64)
+    assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in policy.state_dict().items())

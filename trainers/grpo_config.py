@@ -1,0 +1,302 @@
+"""`UnmaskingGRPOConfig`: TRL's `GRPOConfig` plus what training an unmasking policy on a frozen dLLM needs.
+
+Defaults follow the paper ("Learning Unmasking Policies for Diffusion Language Models", arXiv 2512.09106):
+G = 8 rollouts per prompt, clip epsilon 0.5, 2 updates per rollout batch, no KL, no reward-std scaling,
+AdamW lr 3e-5 with betas (0.9, 0.99) and weight decay 0.1, gradient clipping 0.2, cosine schedule with 100
+warm-up steps, one epoch, L = 256 generated positions in blocks of BL = 32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from trl import GRPOConfig
+
+REWARD_FORMS = ("multiplicative", "additive")
+ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
+SCALE_REWARDS = ("none", "group", "batch")
+
+
+@dataclass
+class UnmaskingGRPOConfig(GRPOConfig):
+    r"""Configuration of `UnmaskingGRPOTrainer`: GRPO on a learned unmasking policy, the dLLM being a frozen
+    environment.
+
+    Every field of TRL's `GRPOConfig` / `transformers.TrainingArguments` is available (output_dir, logging,
+    checkpoints, `report_to`, `push_to_hub`, `hub_strategy`, `per_device_train_batch_size` (completions per device
+    and step), `gradient_accumulation_steps`, `steps_per_generation`, ...). The fields below are added, or have the
+    paper's defaults instead of TRL's. TRL's autoregressive generation fields (`max_completion_length`,
+    `temperature`, `top_p`, vLLM, tools, `loss_type`, ...) are not used; `max_completion_length` is set to
+    `gen_length`.
+
+    Reward: the task reward `r` (the weighted sum of the reward functions, e.g. correctness in {0, 1}) is combined
+    with the number of dLLM forward passes NFE of the rollout:
+
+    - `multiplicative` (paper): `R = r * ((L - NFE + 1) / L) ** alpha`;
+    - `additive`: `R = r - alpha * NFE / L` (reward-hacks early in training, see PAPER.md).
+
+    Example:
+        ```python
+        >>> from trainers.grpo_config import UnmaskingGRPOConfig
+        >>> config = UnmaskingGRPOConfig(output_dir="out", gen_length=64, block_length=16, alpha=1.0)
+        >>> config.num_generations, config.epsilon, config.num_iterations, config.learning_rate
+        (8, 0.5, 2, 3e-05)
+        ```
+    """
+
+    # ---------------------------------------------------------------- reward
+    alpha: float = field(
+        default=1.0,
+        metadata={
+            "help": "Efficiency weight alpha of the reward (>= 0). 0 rewards correctness only; larger values favour "
+            "fewer dLLM forward passes (the paper trains one policy per alpha in {0, 0.3, 1, 3, 10})."
+        },
+    )
+    reward_form: str = field(
+        default="multiplicative",
+        metadata={
+            "help": "How the task reward r and the NFE are combined: 'multiplicative' (paper): "
+            "r * ((L - NFE + 1) / L) ** alpha, or 'additive': r - alpha * NFE / L."
+        },
+    )
+    reward_columns: Optional[list[str]] = field(
+        default=None,
+        metadata={
+            "help": "Dataset columns the reward functions read (e.g. ['answer']). Checked before training for reward "
+            "functions that do not declare a `required_columns` attribute themselves."
+        },
+    )
+
+    # ---------------------------------------------------------------- generation (the environment)
+    gen_length: int = field(
+        default=256,
+        metadata={"help": "L: number of generated positions (all [MASK] at the start of a rollout)."},
+    )
+    block_length: Optional[int] = field(
+        default=32,
+        metadata={
+            "help": "BL: semi-autoregressive block length; must divide gen_length. None or gen_length = full diffusion."
+        },
+    )
+    dllm_temperature: float = field(
+        default=0.0,
+        metadata={
+            "help": "Token temperature of the dLLM during rollouts: 0 = greedy argmax (paper), > 0 = Gumbel-max sampling."
+        },
+    )
+    stop_at_eos: bool = field(
+        default=False,
+        metadata={
+            "help": "Stop a rollout once its EOS is decided and everything before it is unmasked (fills the rest with "
+            "EOS without forward passes). The paper keeps unmasking the EOS tail (False)."
+        },
+    )
+    rollout_batch_size: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Rows per dLLM generate call during rollouts (None = the whole local generation batch at once). "
+            "Lower it to bound memory with large dLLMs."
+        },
+    )
+
+    # ---------------------------------------------------------------- the policy
+    policy_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Start from a saved UnmaskingPolicy (folder or Hub id) instead of a fresh one."},
+    )
+    action_mode: str = field(
+        default="bernoulli",
+        metadata={
+            "help": "Action distribution sampled during training: 'bernoulli' (paper; an empty action is allowed and "
+            "costs an NFE), 'bernoulli-argmax' or 'dpls'."
+        },
+    )
+    policy_temperature: float = field(
+        default=1.0,
+        metadata={"help": "tau_pi used during training: the policy's logits are divided by it (paper: 1)."},
+    )
+    eval_policy_temperature: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "tau_pi saved with the policy for inference (and used for evaluation rollouts). Default: 0.5 for "
+            "semi-autoregressive training (BL < L) and 1.0 for full diffusion, the paper's best settings."
+        },
+    )
+    policy_hidden_size: int = field(default=128, metadata={"help": "Width d of the policy's transformer block."})
+    policy_num_heads: int = field(default=2, metadata={"help": "Attention heads of the policy's block."})
+    policy_ffn_size: int = field(default=512, metadata={"help": "FFN width of the policy's block."})
+    policy_init_bias: float = field(
+        default=-2.0,
+        metadata={
+            "help": "Initial bias of the policy's output layer: every position starts with unmask probability "
+            "sigmoid(bias) (paper: -2, i.e. ~0.12, a slow and safe start)."
+        },
+    )
+
+    # ---------------------------------------------------------------- expert steering
+    expert_steering: bool = field(
+        default=False,
+        metadata={
+            "help": "Add one Fast-dLLM rollout per group (confidence threshold), scored under the mixture "
+            "G/(G+1) pi + 1/(G+1) delta_expert; advantages use all G+1 samples (paper, full diffusion)."
+        },
+    )
+    expert_threshold: float = field(
+        default=0.9, metadata={"help": "Confidence threshold of the Fast-dLLM expert rollout."}
+    )
+    expert_block_length: Optional[int] = field(
+        default=32,
+        metadata={"help": "Block length of the expert rollout (paper: 32, semi-AR); must divide gen_length."},
+    )
+
+    # ---------------------------------------------------------------- the dLLM
+    dllm_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "The frozen dLLM: a Hub id or folder (LLaDA, Dream, any masked LM) or 'builtin' / "
+            "'builtin:NAME' for a shipped tiny dLLM. Only read when the trainer is not given a dLLM object."
+        },
+    )
+    dllm_dtype: Optional[str] = field(
+        default=None,
+        metadata={"help": "dtype the dLLM is loaded in: 'bfloat16', 'float16', 'float32' or 'auto'."},
+    )
+    dllm_peft_adapter: Optional[str] = field(
+        default=None, metadata={"help": "A PEFT adapter (folder or Hub id) loaded on top of the dLLM, kept frozen."}
+    )
+
+    # ---------------------------------------------------------------- provenance (policy.trained_for)
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": "Task name recorded in the policy's trained_for (e.g. 'gsm8k')."}
+    )
+    train_dataset_name: Optional[str] = field(
+        default=None, metadata={"help": "Dataset id(s) recorded in the policy's trained_for."}
+    )
+
+    # ---------------------------------------------------------------- GRPO knobs with the paper's defaults
+    num_generations: Optional[int] = field(
+        default=8, metadata={"help": "G: policy rollouts per prompt (>= 2); the group the advantage is relative to."}
+    )
+    epsilon: float = field(
+        default=0.5, metadata={"help": "Clip range of the per-step importance ratio: [1 - epsilon, 1 + epsilon]."}
+    )
+    num_iterations: int = field(default=2, metadata={"help": "Policy updates per rollout batch (mu in GRPO)."})
+    beta: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the KL term to a frozen copy of the initial policy (k3 estimator per step)."},
+    )
+    scale_rewards: str = field(
+        default="none",
+        metadata={
+            "help": "Divide advantages by the reward std: 'none' (paper), 'group' (per prompt group) or 'batch'."
+        },
+    )
+
+    # ---------------------------------------------------------------- optimiser defaults from the paper
+    learning_rate: float = field(default=3e-5, metadata={"help": "AdamW learning rate (paper: 3e-5)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (paper: 0.99)."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)."})
+    max_grad_norm: float = field(default=0.2, metadata={"help": "Gradient clipping norm (paper: 0.2)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."})
+    warmup_steps: float = field(default=100, metadata={"help": "Linear warm-up steps (paper: 100)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the prompts (paper: 1)."})
+    # The policy is a 331K-parameter module: train it in float32 (bf16 autocast would make the log-probs of the loss
+    # differ from those of the rollouts) and without gradient checkpointing (it has none).
+    bf16: Optional[bool] = field(
+        default=False, metadata={"help": "bf16 autocast for the policy (off: the policy is tiny and trained in fp32)."}
+    )
+    gradient_checkpointing: Optional[bool] = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (unused: the policy is tiny)."}
+    )
+    activation_checkpointing: Optional[bool] = field(
+        default=False, metadata={"help": "Unused: the policy is a single small block."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every X optimiser steps."})
+    ddp_find_unused_parameters: Optional[bool] = field(
+        default=False, metadata={"help": "DDP: every policy parameter is used in each step, so no search is needed."}
+    )
+
+    def __post_init__(self) -> None:
+        self._check_unmasking_fields()
+        if self.eval_policy_temperature is None:
+            full_diffusion = self.block_length is None or self.block_length == self.gen_length
+            self.eval_policy_temperature = 1.0 if full_diffusion else 0.5
+        self.max_completion_length = self.gen_length
+        super().__post_init__()
+        if self.expert_steering and self.per_device_train_batch_size % self.num_generations != 0:
+            raise ValueError(
+                f"expert_steering adds one expert rollout per prompt group on the process that holds the group, so "
+                f"each process must hold whole groups: per_device_train_batch_size ({self.per_device_train_batch_size})"
+                f" must be a multiple of num_generations ({self.num_generations}). Set e.g. "
+                f"--per_device_train_batch_size {self.num_generations}."
+            )
+
+    def _check_unmasking_fields(self) -> None:
+        """Validate the fields this class adds; `ValueError` naming the problem and the fix."""
+        L = self.gen_length
+        if not isinstance(L, int) or isinstance(L, bool) or L <= 0:
+            raise ValueError(f"gen_length (L) must be a positive integer, got {L!r}. Pass e.g. --gen_length 256.")
+        for name in ("block_length", "expert_block_length") if self.expert_steering else ("block_length",):
+            BL = getattr(self, name)
+            if BL is None:
+                continue
+            if not isinstance(BL, int) or isinstance(BL, bool) or BL <= 0:
+                raise ValueError(f"{name} must be a positive integer or None (full diffusion), got {BL!r}.")
+            if L % BL != 0:
+                divisors = [d for d in range(1, L + 1) if L % d == 0]
+                closest = min(divisors, key=lambda d: (abs(d - BL), d))
+                raise ValueError(
+                    f"{name}={BL} does not divide gen_length={L}: blocks must tile the L generated positions. Use a "
+                    f"divisor of {L} (e.g. --{name} {closest}) or --{name} {L} for full diffusion."
+                )
+        if self.num_generations is None or self.num_generations < 2:
+            raise ValueError(
+                f"num_generations (G) must be >= 2, got {self.num_generations!r}: GRPO's advantage is the reward minus "
+                "the mean of the prompt's group, which is identically 0 for a group of one. Use e.g. "
+                "--num_generations 8 (paper)."
+            )
+        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha < 0:
+            raise ValueError(
+                f"alpha must be a number >= 0, got {self.alpha!r}: it weighs the NFE penalty of the reward "
+                "(0 = correctness only). Use e.g. --alpha 1."
+            )
+        if self.reward_form not in REWARD_FORMS:
+            raise ValueError(
+                f"Unknown reward_form {self.reward_form!r}. Use one of {REWARD_FORMS} (paper: 'multiplicative')."
+            )
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(
+                f"Unknown action_mode {self.action_mode!r}. Use one of {ACTION_MODES} (paper: 'bernoulli')."
+            )
+        scale = {True: "group", False: "none"}.get(self.scale_rewards, self.scale_rewards)
+        if scale not in SCALE_REWARDS:
+            raise ValueError(
+                f"Unknown scale_rewards {self.scale_rewards!r}. Use one of {SCALE_REWARDS} (paper: 'none')."
+            )
+        self.scale_rewards = scale
+        for name in ("policy_temperature", "eval_policy_temperature"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} (tau_pi) must be a positive number, got {value!r}.")
+        if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0):
+            raise ValueError(f"epsilon (clip range) must be > 0, got {self.epsilon!r}. Paper: 0.5.")
+        if not isinstance(self.num_iterations, int) or self.num_iterations < 1:
+            raise ValueError(f"num_iterations must be an integer >= 1, got {self.num_iterations!r}. Paper: 2.")
+        if self.beta < 0:
+            raise ValueError(f"beta (KL weight) must be >= 0, got {self.beta!r}.")
+        if self.dllm_temperature < 0:
+            raise ValueError(f"dllm_temperature must be >= 0 (0 = greedy), got {self.dllm_temperature!r}.")
+        if not 0.0 <= self.expert_threshold <= 1.0:
+            raise ValueError(f"expert_threshold must be in [0, 1], got {self.expert_threshold!r}. Paper: 0.9.")
+        if self.rollout_batch_size is not None and self.rollout_batch_size <= 0:
+            raise ValueError(
+                f"rollout_batch_size must be a positive integer or None, got {self.rollout_batch_size!r}."
+            )
+        heads, hidden = self.policy_num_heads, self.policy_hidden_size
+        if heads <= 0 or hidden <= 0 or self.policy_ffn_size <= 0 or hidden % heads or (hidden // heads) % 2:
+            raise ValueError(
+                f"policy_hidden_size={hidden} must split into policy_num_heads={heads} heads of even size (RoPE), and "
+                f"policy_ffn_size={self.policy_ffn_size} must be positive. Paper: 128 / 2 / 512."
+            )

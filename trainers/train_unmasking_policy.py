@@ -1,0 +1,361 @@
+"""Train a learned unmasking policy with GRPO (arXiv 2512.09106), TRL-style: YAML recipe + flag overrides.
+
+Usage:
+
+    # built-in task and tiny dLLM, on CPU
+    python trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml
+
+    # flags override the recipe
+    python trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml --alpha 3 --max_steps 50
+
+    # many processes / GPUs: the same script, unchanged
+    accelerate launch --num_processes 8 trainers/train_unmasking_policy.py --config trainers/recipes/llada_gsm8k_math_bl32.yaml
+
+    # 2 CPU processes (gloo). accelerate's `--cpu` flag starts a single process unless MPI is used, so ask for the
+    # multi-process launcher and keep `use_cpu: true` from the recipe (or use `torchrun --nproc_per_node 2`):
+    accelerate launch --multi_gpu --num_processes 2 trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml
+
+Prompts come from a built-in task (`--task program_trace`), a dataset (`--dataset_name openai/gsm8k
+--dataset_config main`, a local json/jsonl/csv/parquet file or a `save_to_disk` folder), or a mixture listed under
+`datasets:` in the YAML recipe (each entry: `path`, `name`, `split`, `data_files`, `prompt_column`, `answer_column`,
+`max_samples`). The prompt column becomes `prompt` and the answer column is renamed to the column the reward reads
+(`reference` for the task verifiers, `answer` for `math`). Rewards are named as in `trainers.rewards.get_reward_function`
+(`task:<name>`, `math`, `code`, `package.module:function`).
+
+After training, the policy is saved to `output_dir` (config.json + model.safetensors + model card), evaluated against
+Fast-dLLM heuristics on the test split with `hf_unmask.evaluation` (table + Pareto plot on the model card) and, with
+`--push_to_hub`, pushed with that card.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+if __package__ in (None, ""):  # `python trainers/train_unmasking_policy.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trl import TrlParser  # noqa: E402
+
+from trainers.grpo_config import UnmaskingGRPOConfig  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class DatasetSource:
+    """One source of prompts in a `datasets:` mixture (YAML)."""
+
+    path: str
+    name: Optional[str] = None
+    split: str = "train"
+    data_files: Optional[Any] = None
+    prompt_column: str = "prompt"
+    answer_column: Optional[str] = None
+    max_samples: Optional[int] = None
+
+
+@dataclass
+class UnmaskingScriptArguments:
+    """Where the prompts come from, how they are formatted, which rewards score them, and the final evaluation.
+
+    Example:
+        ```python
+        >>> from trainers.train_unmasking_policy import UnmaskingScriptArguments
+        >>> UnmaskingScriptArguments(task="program_trace").reward_specs()
+        ['task:program_trace']
+        ```
+    """
+
+    task: Optional[str] = field(
+        default=None, metadata={"help": "A built-in verifiable task (hf_unmask.tasks), e.g. 'program_trace'."}
+    )
+    task_train_size: int = field(default=20000, metadata={"help": "Training prompts generated for a built-in task."})
+    task_test_size: int = field(default=500, metadata={"help": "Held-out prompts generated for a built-in task."})
+    task_seed: int = field(default=0, metadata={"help": "Seed of the built-in task's generator."})
+    dataset_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub dataset id, a local json/jsonl/csv/parquet file, or a folder written by save_to_disk."},
+    )
+    dataset_config: Optional[str] = field(default=None, metadata={"help": "Dataset configuration (e.g. 'main')."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split used for training."})
+    dataset_test_split: Optional[str] = field(
+        default="test", metadata={"help": "Split used for evaluation (None: no evaluation split)."}
+    )
+    datasets: list[DatasetSource] = field(
+        default_factory=list,
+        metadata={"help": "A mixture of training sources (YAML only): path, name, split, prompt/answer columns."},
+    )
+    eval_datasets: list[DatasetSource] = field(
+        default_factory=list,
+        metadata={"help": "Evaluation sources (YAML only), e.g. GSM8K test for a GSM8K + MATH training mixture."},
+    )
+    prompt_column: str = field(default="prompt", metadata={"help": "Column holding the prompt."})
+    answer_column: Optional[str] = field(
+        default=None, metadata={"help": "Column holding the reference answer (renamed to what the reward reads)."}
+    )
+    prompt_template: Optional[str] = field(
+        default=None, metadata={"help": "Format of every prompt, with a '{prompt}' placeholder."}
+    )
+    chat_template: bool = field(
+        default=False, metadata={"help": "Send each prompt as a user message through the tokenizer's chat template."}
+    )
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Keep at most this many training prompts."}
+    )
+    reward_funcs: Optional[list[str]] = field(
+        default=None,
+        metadata={
+            "help": "Reward specs (trainers.rewards.get_reward_function): 'task:<name>', 'math', 'code' or "
+            "'module:function'. Default: the task's verifier for a built-in task, 'math' otherwise."
+        },
+    )
+    eval_num_examples: int = field(
+        default=200, metadata={"help": "Test prompts of the final evaluation (0: no final evaluation)."}
+    )
+    eval_strategies: list[str] = field(
+        default_factory=lambda: ["confidence_threshold:threshold=0.9,0.7,0.5"],
+        metadata={"help": "Heuristics compared with the policy in the final evaluation (hf_unmask.evaluation specs)."},
+    )
+    eval_seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the final evaluation."})
+    eval_batch_size: int = field(default=32, metadata={"help": "Rows per generate call in the final evaluation."})
+
+    def __post_init__(self) -> None:
+        self.datasets = [DatasetSource(**d) if isinstance(d, dict) else d for d in self.datasets]
+        self.eval_datasets = [DatasetSource(**d) if isinstance(d, dict) else d for d in self.eval_datasets]
+        sources = sum(bool(x) for x in (self.task, self.dataset_name, self.datasets))
+        if sources != 1:
+            raise ValueError(
+                "Give exactly one source of prompts: --task NAME (built-in), --dataset_name ID_OR_FILE, or a "
+                "`datasets:` list in the recipe."
+            )
+        if self.prompt_template is not None and "{prompt}" not in self.prompt_template:
+            raise ValueError(f"prompt_template must contain '{{prompt}}', got {self.prompt_template!r}.")
+
+    def reward_specs(self) -> list[str]:
+        if self.reward_funcs:
+            return list(self.reward_funcs)
+        return [f"task:{self.task}"] if self.task else ["math"]
+
+    def source_names(self) -> str:
+        if self.task:
+            return f"hf_unmask:{self.task}"
+        if self.dataset_name:
+            return self.dataset_name
+        return ",".join(d.path for d in self.datasets)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------------
+def _load(path: str, name: Optional[str], split: Optional[str], data_files: Any = None) -> Any:
+    import datasets
+
+    saved = os.path.isdir(path) and any((Path(path) / f).is_file() for f in ("dataset_dict.json", "dataset_info.json"))
+    if saved:
+        loaded = datasets.load_from_disk(path)
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) and split is not None else loaded
+    suffix = Path(path).suffix.lower()
+    if os.path.isfile(path) and suffix in _FILE_BUILDERS:
+        loaded = datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=path, split="train")
+        return loaded  # a single file is one split
+    return datasets.load_dataset(path, name=name, split=split, data_files=data_files)
+
+
+def _standardise(dataset: Any, prompt_column: str, answer_column: Optional[str], answer_target: Optional[str]) -> Any:
+    if prompt_column not in dataset.column_names:
+        raise ValueError(
+            f"The dataset has no prompt column '{prompt_column}' (columns: {', '.join(dataset.column_names)}). "
+            "Name it with --prompt_column."
+        )
+    if prompt_column != "prompt":
+        if "prompt" in dataset.column_names:
+            dataset = dataset.remove_columns("prompt")
+        dataset = dataset.rename_column(prompt_column, "prompt")
+    if answer_column is not None and answer_target is not None and answer_column != answer_target:
+        if answer_column not in dataset.column_names:
+            raise ValueError(
+                f"The dataset has no answer column '{answer_column}' (columns: {', '.join(dataset.column_names)}). "
+                "Name it with --answer_column."
+            )
+        if answer_target in dataset.column_names:
+            dataset = dataset.remove_columns(answer_target)
+        dataset = dataset.rename_column(answer_column, answer_target)
+    return dataset
+
+
+def _format_prompts(dataset: Any, script_args: UnmaskingScriptArguments) -> Any:
+    template, chat = script_args.prompt_template, script_args.chat_template
+    if template is None and not chat:
+        return dataset
+
+    def fmt(row: dict[str, Any]) -> dict[str, Any]:
+        text = row["prompt"] if template is None else template.replace("{prompt}", str(row["prompt"]))
+        return {"prompt": [{"role": "user", "content": text}] if chat else text}
+
+    return dataset.map(fmt)
+
+
+def _mixture(sources: list[DatasetSource], script_args: Any, needed: list[str], target: Optional[str]) -> Any:
+    import datasets
+
+    parts = []
+    for src in sources:
+        part = _load(src.path, src.name, src.split, src.data_files)
+        part = _standardise(part, src.prompt_column, src.answer_column or script_args.answer_column, target)
+        part = part.select_columns(["prompt", *[c for c in needed if c in part.column_names]])
+        if src.max_samples is not None:
+            part = part.select(range(min(src.max_samples, len(part))))
+        parts.append(part)
+    return datasets.concatenate_datasets(parts)
+
+
+def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> tuple[Any, Optional[Any]]:
+    """`(train, test)` datasets with a `prompt` column and the columns the rewards read."""
+    from trainers.rewards import required_columns
+
+    needed = sorted({c for f in reward_funcs for c in required_columns(f)})
+    target = needed[0] if len(needed) == 1 else None
+    if script_args.task:
+        from hf_unmask.tasks import get_task
+
+        splits = get_task(script_args.task).dataset(
+            n_train=script_args.task_train_size, n_test=script_args.task_test_size, seed=script_args.task_seed
+        )
+        train, test = splits["train"], splits["test"]
+        answer = script_args.answer_column or "reference"
+        train, test = (_standardise(d, "prompt", answer, target) for d in (train, test))
+    elif script_args.dataset_name:
+        source = script_args.dataset_name
+        train = _load(source, script_args.dataset_config, script_args.dataset_train_split)
+        test = None
+        if script_args.dataset_test_split and not os.path.isfile(source):  # a single local file is one split
+            try:
+                test = _load(source, script_args.dataset_config, script_args.dataset_test_split)
+            except (ValueError, KeyError):
+                logger.warning("No '%s' split in %s: no final evaluation.", script_args.dataset_test_split, source)
+        train, test = (
+            None if d is None else _standardise(d, script_args.prompt_column, script_args.answer_column, target)
+            for d in (train, test)
+        )
+    else:
+        train, test = _mixture(script_args.datasets, script_args, needed, target), None
+    if script_args.eval_datasets:
+        test = _mixture(script_args.eval_datasets, script_args, needed, target)
+    if script_args.max_train_samples is not None:
+        train = train.select(range(min(script_args.max_train_samples, len(train))))
+    train = _format_prompts(train, script_args)
+    test = None if test is None else _format_prompts(test, script_args)
+    return train, test
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# final evaluation
+# ----------------------------------------------------------------------------------------------------------------
+def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: Any, reward_funcs: list) -> Any:
+    """Evaluate the saved policy against heuristics on the test prompts (main process); returns the result rows."""
+    if script_args.eval_num_examples <= 0 or (test is None and not script_args.task):
+        return None
+    try:
+        from hf_unmask.evaluation import EvaluationData, evaluate_strategies
+    except ImportError as err:  # pragma: no cover - evaluation ships with hf_unmask
+        logger.warning("Skipping the final evaluation: %s", err)
+        return None
+    from hf_unmask.strategies import UnmaskingStrategy
+    from trainers.rewards import required_columns
+
+    args = trainer.args
+    policy = UnmaskingStrategy.from_pretrained(args.output_dir)  # the saved inference policy
+    if script_args.task and script_args.prompt_template is None and not script_args.chat_template:
+        data = EvaluationData.from_task(
+            script_args.task, n_examples=script_args.eval_num_examples, seed=script_args.task_seed
+        )
+    else:
+        reward = reward_funcs[0]
+        column = (list(required_columns(reward)) or ["answer"])[0]
+        rows = test.select(range(min(script_args.eval_num_examples, len(test))))
+        prompts = [p if isinstance(p, str) else p[-1]["content"] for p in rows["prompt"]]
+
+        def is_correct(completion: str, reference: str) -> bool:
+            return bool(reward(prompts=[""], completions=[completion], **{column: [reference]})[0] >= 0.5)
+
+        data = EvaluationData(prompts, [str(r) for r in rows[column]], is_correct, name=script_args.source_names())
+    result = evaluate_strategies(
+        trainer.dllm,
+        trainer.processing_class,
+        data,
+        strategies=[policy, *script_args.eval_strategies],
+        block_lengths=[args.block_length or args.gen_length],
+        seeds=script_args.eval_seeds,
+        max_new_tokens=args.gen_length,
+        batch_size=script_args.eval_batch_size,
+        temperature=args.dllm_temperature,
+        chat_template=script_args.chat_template,
+        generation_kwargs={"stop_at_eos": args.stop_at_eos},
+        progress=False,
+        model_name=trainer.trained_for().get("base_model"),
+    )
+    paths = result.save(os.path.join(args.output_dir, "evaluation"))
+    trainer.evaluation_results = result
+    trainer.evaluation_plot_path = str(paths["png"]) if paths.get("png") else None
+    print(result.format_table())
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------------------
+def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConfig) -> Any:
+    """Train, save, evaluate and (optionally) push. Returns the trainer."""
+    from trainers.grpo_trainer import UnmaskingGRPOTrainer
+    from trainers.rewards import get_reward_functions
+
+    reward_funcs = get_reward_functions(script_args.reward_specs())
+    train, test = load_prompts(script_args, reward_funcs)
+    if training_args.dllm_name_or_path is None:
+        if not script_args.task:
+            raise ValueError(
+                "Name the dLLM with --dllm_name_or_path (a Hub id or folder, e.g. GSAI-ML/LLaDA-8B-Instruct)."
+            )
+        training_args.dllm_name_or_path = "builtin"
+    if training_args.task_name is None:
+        training_args.task_name = script_args.task or ("math" if script_args.reward_specs() == ["math"] else None)
+    if training_args.train_dataset_name is None:
+        training_args.train_dataset_name = script_args.source_names()
+
+    trainer = UnmaskingGRPOTrainer(
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test if training_args.eval_strategy != "no" else None,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
+
+    if trainer.accelerator.is_main_process:
+        final_evaluation(trainer, script_args, test, reward_funcs)
+        trainer.create_model_card()  # now with the evaluation table and plot
+    trainer.accelerator.wait_for_everyone()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+        trainer.accelerator.print(f"Policy pushed to https://huggingface.co/{trainer.hub_model_id}.")
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
+        trainer.end()
+    return trainer
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((UnmaskingScriptArguments, UnmaskingGRPOConfig))
+
+
+if __name__ == "__main__":
+    parser = make_parser()
+    script_args, training_args = parser.parse_args_and_config()
+    trainer = main(script_args, training_args)
