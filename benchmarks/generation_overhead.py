@@ -11,6 +11,7 @@ Both on the same model and inputs in the same run; the two loops must produce id
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -111,18 +112,17 @@ def main() -> None:
             strategy = TopKConfidence(steps=steps)
             canvas = torch.cat([prompt, torch.full((batch, L), mask_id)], dim=1)
 
-            def ours():
-                return model.generate(prompt, max_new_tokens=L, block_length=block_length, strategy=strategy)
-
+            ours = functools.partial(
+                model.generate, prompt, max_new_tokens=L, block_length=block_length, strategy=strategy
+            )
+            naive = functools.partial(naive_llada_generate, model, prompt, mask_id, L, block_length, steps)
             with torch.no_grad():
-                t_forward = timeit(lambda: model(input_ids=canvas), args.repeats * 3)
+                t_forward = timeit(functools.partial(model, input_ids=canvas), args.repeats * 3)
             forward_calls["n"] = 0
             ours_out = ours()
             passes = forward_calls["n"]
             t_ours = timeit(ours, args.repeats)
-            t_naive = timeit(
-                lambda: naive_llada_generate(model, prompt, mask_id, L, block_length, steps), args.repeats
-            )
+            t_naive = timeit(naive, args.repeats)
             naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
             same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
             print(
