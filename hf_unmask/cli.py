@@ -1,0 +1,332 @@
+"""The `hf-unmask` command line: `evaluate`, `demo` and `list`.
+
+Run `hf-unmask evaluate --help` for the strategy spec syntax and examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional
+
+PROG = "hf-unmask"
+
+EVALUATE_DESCRIPTION = """\
+Evaluate unmasking strategies on a task and dLLM: every strategy x budget x block length x seed runs on the
+same examples. Writes <output-dir>/evaluation.csv and evaluation.json (one row per strategy x budget x block
+length: accuracy mean/std over seeds, NFE mean/std, wall time, seeds, n examples) and <output-dir>/pareto.png
+(accuracy vs mean NFE, one curve per strategy family, one panel per block length: semi-AR and full diffusion).
+
+Strategy specs (--strategy, repeat it for several families):
+  NAME                          one point with the default settings
+  NAME:KNOB=V1,V2,...           sweep a budget knob (the strategy's constructor argument)
+  NAME:V1,V2,...                sweep the family's own budget knob (steps / threshold / factor / gamma)
+  NAME:KNOB=V1,V2:OTHER=V       several knobs are crossed
+  NAME is a strategy name (see `hf-unmask list`) or the folder of a saved strategy (e.g. a learned policy,
+  swept with its knobs such as beta=0.5,1,2 or temperature=0.5,1). Budgets by family:
+    top_k_confidence, top_k_margin, top_k_entropy, random, random_time_grid   steps=...  (total over blocks;
+        a multiple of L / block_length and at most L)
+    confidence_threshold   threshold=...      confidence_factor   factor=...      eb_sampler   gamma=...
+  Without --strategy, a standard sweep of every registered heuristic is run.
+
+Block lengths (--block-length, repeat or comma-separate): integers dividing L, and `full` (= L, full diffusion).
+Default: the model's configured block length (if smaller than L) and full diffusion.
+"""
+
+EVALUATE_EPILOG = """\
+examples:
+  # built-in task and model, two semi-AR/full-diffusion panels
+  hf-unmask evaluate --task program_trace --n-examples 200 --seeds 0 1 2 \\
+      --strategy top_k_confidence:steps=16,32,64 --strategy confidence_threshold:threshold=0.9,0.7,0.5 \\
+      --strategy path/to/saved_policy:beta=0.5,1,2 --block-length 8 --block-length full
+
+  # any dLLM on GSM8K from the Hub, judged with math-verify
+  hf-unmask evaluate --model GSAI-ML/LLaDA-8B-Instruct --dataset openai/gsm8k --dataset-config main \\
+      --split test --prompt-column question --reference-column answer --correctness math_verify \\
+      --chat-template --max-new-tokens 256 --block-length 32,full --strategy confidence_threshold:0.9,0.7
+
+  # a local file and your own verifier (a function (completion, reference) -> bool)
+  hf-unmask evaluate --model ./my_dllm --dataset data.jsonl --prompt-column q --reference-column a \\
+      --correctness my_checks:is_correct --strategy top_k_margin:steps=32,64
+"""
+
+
+class CLIError(Exception):
+    """A usage problem reported as one line, without a traceback."""
+
+
+def _seeds(values: Sequence[str]) -> list[int]:
+    seeds: list[int] = []
+    for value in values:
+        for item in str(value).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                seeds.append(int(item))
+            except ValueError:
+                raise CLIError(f"--seeds takes integers (e.g. --seeds 0 1 2), got '{item}'.") from None
+    if not seeds:
+        raise CLIError("--seeds got no values; give at least one, e.g. --seeds 0.")
+    return seeds
+
+
+def _block_lengths(values: Optional[Sequence[str]]) -> Optional[list[Any]]:
+    if values is None:
+        return None
+    out: list[Any] = []
+    for value in values:
+        items = [v.strip() for v in value.split(",")]
+        if any(not v for v in items):
+            raise CLIError(f"Empty value in --block-length '{value}'; give integers or 'full', e.g. 8,full.")
+        for item in items:
+            if item.lower() in ("full", "none", "l"):
+                out.append(None)
+            else:
+                try:
+                    out.append(int(item))
+                except ValueError:
+                    raise CLIError(f"--block-length takes integers or 'full', got '{item}'.") from None
+    return out
+
+
+def _n_examples(value: str) -> Optional[int]:
+    if value.lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got '{value}'") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {n}")
+    return n
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hf-unmask evaluate`."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default="builtin",
+        help="dLLM folder or Hub id loaded with hf_unmask.AutoDiffusionLM (LLaDA, Dream, masked LMs, PEFT "
+        "adapters), or 'builtin' / 'builtin:NAME' for the shipped tiny dLLM (default: builtin).",
+    )
+    model.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model's).")
+    model.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu).")
+    model.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default: as saved).")
+    model.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (LLaDA, Dream).")
+
+    data = parser.add_argument_group("examples (give --task or --dataset)")
+    data.add_argument("--task", help="built-in verifiable task name (see `hf-unmask list`).")
+    data.add_argument(
+        "--dataset",
+        help="`datasets` dataset: a Hub id (e.g. openai/gsm8k) or a local .json/.jsonl/.csv/.tsv/.parquet file.",
+    )
+    data.add_argument("--dataset-config", help="dataset configuration name (e.g. 'main' for openai/gsm8k).")
+    data.add_argument("--split", default="test", help="split to evaluate on (default: test).")
+    data.add_argument("--prompt-column", default="prompt", help="prompt column of --dataset (default: prompt).")
+    data.add_argument(
+        "--reference-column", default="reference", help="reference column of --dataset (default: reference)."
+    )
+    data.add_argument(
+        "--correctness",
+        default="math_verify",
+        help="how a --dataset completion is judged: math_verify (final answers compared with math-verify, for "
+        "GSM8K/MATH; a '#### answer' suffix is understood), exact_match, or module:function naming your own "
+        "function(completion, reference) -> bool (default: math_verify). Built-in tasks use their own verifier.",
+    )
+    data.add_argument("--prompt-template", help="format of each prompt, with {prompt} (e.g. 'Q: {prompt}\\nA:').")
+    data.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template.")
+    data.add_argument(
+        "--n-examples",
+        type=_n_examples,
+        default=100,
+        help="number of examples: the first n of the split ('all' for a whole --dataset; default: 100).",
+    )
+
+    sweep = parser.add_argument_group("sweep")
+    sweep.add_argument(
+        "--strategy",
+        action="append",
+        metavar="SPEC",
+        help="strategy family and budgets, e.g. top_k_confidence:steps=16,32,64 (repeatable; syntax above).",
+    )
+    sweep.add_argument(
+        "--block-length",
+        action="append",
+        metavar="BL",
+        help="block length(s): integers dividing L, or 'full' (repeatable or comma-separated, e.g. 8,full).",
+    )
+    sweep.add_argument("--seeds", nargs="+", default=["0"], metavar="SEED", help="generation seeds (default: 0).")
+    sweep.add_argument("--max-new-tokens", type=int, help="L, generated positions (default: the model's).")
+    sweep.add_argument("--batch-size", type=int, default=32, help="rows per generate call (default: 32).")
+    sweep.add_argument("--temperature", type=float, default=0.0, help="dLLM token temperature (default: 0, greedy).")
+    sweep.add_argument(
+        "--stop-at-eos", action="store_true", help="stop a row once its EOS is decided (fewer NFE on the tail)."
+    )
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", default="hf_unmask_eval", help="where to write the table and plot.")
+    out.add_argument("--save-completions", action="store_true", help="also write every completion to samples.jsonl.")
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run `hf-unmask evaluate` from parsed arguments; returns the exit status."""
+    from .evaluation import EvaluationData, StrategySpec, evaluate_strategies, load_model_and_tokenizer, plan_sweep
+
+    if args.task and args.dataset:
+        raise CLIError("Give either --task (a built-in task) or --dataset (a datasets dataset), not both.")
+    if not args.task and not args.dataset:
+        from .tasks import TASK_REGISTRY
+
+        names = ", ".join(sorted(TASK_REGISTRY)) or "(none in this version)"
+        raise CLIError(
+            f"Say what to evaluate on: --task NAME (built-in tasks: {names}) or --dataset HUB_ID_OR_FILE with "
+            "--prompt-column/--reference-column/--correctness."
+        )
+    if args.task and args.n_examples is None:
+        raise CLIError("--n-examples all only works with --dataset; built-in tasks need a number (e.g. 200).")
+    if args.strategy is not None and not args.strategy:
+        raise CLIError("--strategy got no value.")
+    if args.task and args.prompt_template:
+        raise CLIError("--prompt-template applies to --dataset prompts; built-in tasks format their own prompts.")
+    # parse cheap things before loading a model, so mistakes fail fast
+    specs = [StrategySpec.parse(s) for s in args.strategy] if args.strategy else None
+    block_lengths = _block_lengths(args.block_length)
+    seeds = _seeds(args.seeds)
+    if args.max_new_tokens is not None and block_lengths is not None:
+        plan_sweep(
+            specs or [], block_lengths, args.max_new_tokens
+        )  # L is known: check the sweep before loading anything
+    if args.task:
+        from .tasks import get_task
+
+        data: Any = EvaluationData.from_task(get_task(args.task), n_examples=args.n_examples, split=args.split)
+    else:
+        data = EvaluationData.from_dataset(
+            args.dataset,
+            prompt_column=args.prompt_column,
+            reference_column=args.reference_column,
+            correctness=args.correctness,
+            split=args.split,
+            n_examples=args.n_examples,
+            config_name=args.dataset_config,
+            prompt_template=args.prompt_template,
+        )
+    model, tokenizer = load_model_and_tokenizer(
+        args.model, args.tokenizer, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    )
+    generation_kwargs = {"stop_at_eos": True} if args.stop_at_eos else {}
+    result = evaluate_strategies(
+        model,
+        tokenizer,
+        data,
+        strategies=specs,
+        block_lengths=block_lengths,
+        seeds=seeds,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        chat_template=args.chat_template,
+        generation_kwargs=generation_kwargs,
+        keep_samples=args.save_completions,
+        progress=not args.no_progress,
+        model_name=args.model,
+    )
+    print(result.format_table())
+    paths = result.save(args.output_dir)
+    print()
+    for kind, path in paths.items():
+        print(f"{kind:>7}: {path}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the strategies (with their knobs), built-in tasks and correctness functions."""
+    from .evaluation import CORRECTNESS_FUNCTIONS, default_budget_knob
+    from .strategies import STRATEGY_REGISTRY
+    from .tasks import TASK_REGISTRY
+
+    print("strategies (NAME: knobs; * = budget knob swept by bare values):")
+    for cls in sorted((c for c in STRATEGY_REGISTRY.values() if c.name), key=lambda c: c.name):
+        knob = default_budget_knob(cls)
+        knobs = ", ".join(f"{k}*" if k == knob else k for k in cls._config_keys()) or "(none)"
+        print(f"  {cls.name:<22} {knobs}   [{cls.__name__}]")
+    print("  or the folder of a saved strategy (strategy.save_pretrained / a learned policy)")
+    print("built-in tasks:")
+    for name in sorted(TASK_REGISTRY) or ["(none in this version)"]:
+        print(f"  {name}")
+    print("correctness functions (--correctness):")
+    for name in sorted(CORRECTNESS_FUNCTIONS):
+        print(f"  {name}")
+    print("  or module:function")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `hf-unmask` argument parser with its subcommands."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Diffusion LMs with learnable unmasking strategies: evaluation and demo."
+    )
+    parser.add_argument("--version", action="version", version=f"hf_unmask {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="accuracy vs NFE of strategies x budgets x block lengths x seeds (CSV, JSON, Pareto plot)",
+        description=EVALUATE_DESCRIPTION,
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+    from .demo import DEMO_DESCRIPTION, add_demo_arguments, run_demo_from_args
+
+    demo = sub.add_parser(
+        "demo",
+        help="watch the built-in dLLM fill its canvas, then compare the heuristics (CPU, ~2 min)",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(func=run_demo_from_args)
+
+    lister = sub.add_parser("list", help="strategy names and knobs, built-in tasks, correctness functions")
+    lister.set_defaults(func=run_list)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of `hf-unmask`; returns the exit status (0 on success, 2 on a usage error, 1 otherwise).
+
+    Example:
+        ```python
+        >>> from hf_unmask.cli import main
+        >>> main(["evaluate", "--task", "program_trace", "--n-examples", "20"])  # doctest: +SKIP
+        0
+        ```
+    """
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, ImportError) as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) else 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

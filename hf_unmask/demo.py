@@ -1,0 +1,257 @@
+"""The two-minute CPU demo: watch the built-in dLLM fill its canvas, then compare the unmasking heuristics.
+
+Run `python -m hf_unmask.demo` or `hf-unmask demo` (`--n-examples 16` for a quicker look).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional, TextIO, Union
+
+from .evaluation import EvaluationData, EvaluationResult, StrategySpec, evaluate_strategies
+
+DEMO_DESCRIPTION = """\
+The hf_unmask demo (CPU, about two minutes):
+  1. loads the dLLM shipped with hf_unmask,
+  2. streams one generation so you can watch the masked canvas fill in,
+  3. evaluates the unmasking heuristics on a built-in reasoning task, semi-autoregressive and full diffusion,
+  4. prints the accuracy/NFE table and writes it (CSV, JSON) with the Pareto plot (PNG) to --output-dir.
+For your own model, task or budgets use `hf-unmask evaluate`.
+"""
+
+
+# The demo's task when the model's config names none: a chain where each value is computed from the previous one.
+_PREFERRED_TASKS = ("program_trace", "pointer_chase")
+
+
+def _say(out: TextIO, text: str = "") -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+def _pick_task(model: Any) -> Any:
+    """The task the model was trained on when its config names one, else the first built-in reasoning task."""
+    from .tasks import TASK_REGISTRY, get_task
+
+    config = getattr(model, "config", None)
+    for attr in ("task", "task_name", "trained_on_task"):
+        name = getattr(config, attr, None)
+        if isinstance(name, str) and name in TASK_REGISTRY:
+            return get_task(name)
+    preferred = [n for n in _PREFERRED_TASKS if n in TASK_REGISTRY]
+    reasoning = preferred + [
+        n for n, cls in sorted(TASK_REGISTRY.items()) if getattr(cls, "reasoning", True) and n not in preferred
+    ]
+    if not reasoning:
+        raise ValueError("No built-in reasoning task is registered; the demo needs one (hf_unmask.tasks).")
+    return get_task(reasoning[0])
+
+
+def _semi_ar_block_length(model: Any, gen_length: int) -> int:
+    from .models import unwrap_model
+
+    configured = getattr(getattr(unwrap_model(model), "generation_config", None), "block_length", None)
+    if configured and configured < gen_length and gen_length % configured == 0:
+        return int(configured)
+    for bl in (32, 16, 8, 4, 2, 1):  # the largest power of two up to 32 that splits L into >= 2 blocks
+        if bl < gen_length and gen_length % bl == 0:
+            return bl
+    return gen_length
+
+
+def demo_strategies(gen_length: int, semi_ar_block_length: int) -> list[StrategySpec]:
+    """The heuristics the demo compares, a few budgets each (cheap enough for a CPU): top-k confidence and random
+    order at three step counts, the Fast-dLLM threshold and factor rules, and EB-Sampler. `hf-unmask evaluate`
+    runs any other family or budget.
+
+    Example:
+        ```python
+        >>> [str(s) for s in demo_strategies(32, 8)][:2]
+        ['top_k_confidence:steps=8,16,32', 'random:steps=8,16,32']
+        ```
+    """
+    from .evaluation import _registered_names
+
+    nb = gen_length // semi_ar_block_length
+    steps = sorted({s for s in (gen_length // 4, gen_length // 2, gen_length) if s >= nb and s % nb == 0})
+    grids: dict[str, dict[str, list[Any]]] = {
+        "top_k_confidence": {"steps": steps},
+        "random": {"steps": steps},
+        "confidence_threshold": {"threshold": [0.9, 0.7, 0.5]},
+        "confidence_factor": {"factor": [1.0, 2.0]},
+        "eb_sampler": {"gamma": [0.1, 1.0]},
+    }
+    names = _registered_names()
+    return [
+        StrategySpec(name, grid)
+        for name, grid in grids.items()
+        if name in names and all(k in names[name]._config_keys() for k in grid)
+    ]
+
+
+def _stream_one(
+    model: Any, tokenizer: Any, data: EvaluationData, gen_length: int, block_length: int, out: TextIO
+) -> None:
+    from .evaluation import _eos_ids, _model_device, _registered_names, _tokenize_batches, decode_completions
+    from .generation import DiffusionTextStreamer
+    from .models import unwrap_model
+
+    names = _registered_names()
+    if "confidence_threshold" in names:
+        strategy, label = names["confidence_threshold"](threshold=0.9), "confidence_threshold (0.9)"
+    else:
+        strategy, label = names["top_k_confidence"](), "top_k_confidence (one token per step)"
+    mask_id = getattr(tokenizer, "mask_token_id", None)
+    if mask_id is None:
+        mask_id = getattr(getattr(unwrap_model(model), "generation_config", None), "mask_token_id", None)
+    _say(out, f"Prompt: {data.prompts[0]}")
+    _say(out, f"Unmasking with {label}, block length {block_length}, L = {gen_length} ('_' = still masked):")
+    (_, input_ids, attention_mask), *_ = _tokenize_batches(tokenizer, data.prompts[:1], 1, chat_template=False)
+    device = _model_device(model)
+    streamer = DiffusionTextStreamer(tokenizer, mask_token_id=mask_id, stream=out)
+    result = model.generate(
+        input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        strategy=strategy,
+        max_new_tokens=gen_length,
+        block_length=block_length,
+        streamer=streamer,
+        return_dict_in_generate=True,
+    )
+    completion = decode_completions(result.sequences.cpu(), input_ids.shape[1], tokenizer, _eos_ids(model, tokenizer))[
+        0
+    ]
+    verdict = "correct" if data.is_correct(completion, data.references[0]) else "wrong"
+    _say(out, f"Completion: {completion}")
+    _say(out, f"Reference:  {data.references[0]}")
+    _say(out, f"-> {verdict}, {int(result.nfe[0])} forward passes for {gen_length} tokens.")
+
+
+def run_demo(
+    n_examples: int = 32,
+    output_dir: Union[str, Path] = "hf_unmask_demo",
+    seeds: Sequence[int] = (0,),
+    stream: bool = True,
+    batch_size: int = 64,
+    progress: bool = True,
+    model: Any = None,
+    tokenizer: Any = None,
+    task: Any = None,
+    strategies: Optional[Sequence[Union[str, StrategySpec]]] = None,
+    extra_strategies: Sequence[Union[str, StrategySpec]] = (),
+    max_new_tokens: Optional[int] = None,
+    out: Optional[TextIO] = None,
+) -> EvaluationResult:
+    """Run the demo and return the evaluation table; files go to `output_dir`.
+
+    `model`, `tokenizer`, `task` and `strategies` default to the built-in dLLM, a built-in reasoning task and the
+    heuristics of `demo_strategies`; tests pass small ones. `extra_strategies` adds families to the comparison
+    (e.g. a learned policy folder swept over beta: `"path/to/policy:beta=0.5,1,2"`).
+
+    Example:
+        ```python
+        >>> from hf_unmask.demo import run_demo
+        >>> result = run_demo(n_examples=16, output_dir="demo_out")  # doctest: +SKIP
+        ```
+    """
+    from .evaluation import _default_gen_length, load_model_and_tokenizer
+
+    out = out if out is not None else sys.stdout
+    started = time.perf_counter()
+    if model is None:
+        _say(out, "== 1. Loading the built-in dLLM")
+        model, tokenizer = load_model_and_tokenizer("builtin")
+        n_params = sum(p.numel() for p in model.parameters())
+        _say(out, f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, vocabulary of {len(tokenizer)}.")
+    elif tokenizer is None:
+        raise ValueError("run_demo(model=...) needs the model's tokenizer too (tokenizer=...).")
+    if task is None:
+        task = _pick_task(model)
+    data = task if isinstance(task, EvaluationData) else EvaluationData.from_task(task, n_examples=n_examples)
+    gen_length = int(max_new_tokens) if max_new_tokens is not None else _default_gen_length(model)
+    semi_bl = _semi_ar_block_length(model, gen_length)
+    _say(out, f"Task: {data.name} ({len(data)} test examples), generation length L = {gen_length}.")
+
+    if stream:
+        _say(out, "\n== 2. One generation, step by step")
+        _stream_one(model, tokenizer, data, gen_length, semi_bl, out)
+
+    specs = list(strategies) if strategies is not None else demo_strategies(gen_length, semi_bl)
+    specs += [StrategySpec.parse(s) if isinstance(s, str) else s for s in extra_strategies]
+    block_lengths = [semi_bl, None] if semi_bl < gen_length else [None]
+    panels = (
+        f"block length {semi_bl} (semi-AR) and {gen_length} (full diffusion)"
+        if semi_bl < gen_length
+        else "full diffusion"
+    )
+    _say(out, f"\n== 3. Evaluating {len(specs)} strategy families on {len(data)} examples, {panels}")
+    result = evaluate_strategies(
+        model,
+        tokenizer,
+        data,
+        strategies=specs,
+        block_lengths=block_lengths,
+        seeds=seeds,
+        max_new_tokens=gen_length,
+        batch_size=batch_size,
+        progress=progress,
+        model_name="hf_unmask built-in dLLM",
+    )
+    _say(out, "\n== 4. Results (accuracy vs NFE; * = on the Pareto front of its block length)")
+    _say(out, result.format_table())
+    paths = result.save(output_dir)
+    _say(out, "")
+    _say(out, f"Table:        {paths['csv']}")
+    _say(out, f"              {paths['json']}")
+    _say(out, f"Pareto plot:  {paths['png']}")
+    _say(out, f"Done in {time.perf_counter() - started:.0f} s. Next: `hf-unmask evaluate --help` for your own sweeps.")
+    return result
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hf-unmask demo` / `python -m hf_unmask.demo`."""
+    parser.add_argument("--n-examples", type=int, default=32, help="test examples to evaluate on (default: 32).")
+    parser.add_argument("--output-dir", default="hf_unmask_demo", help="where to write the table and the plot.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="generation seeds (default: 0).")
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call (default: 64).")
+    parser.add_argument("--no-stream", action="store_true", help="skip the step-by-step generation.")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add a strategy family to the comparison, e.g. a learned policy: path/to/policy:beta=0.5,1,2 "
+        "(syntax of `hf-unmask evaluate --strategy`; repeatable).",
+    )
+
+
+def run_demo_from_args(args: argparse.Namespace) -> int:
+    """Run the demo from parsed arguments; returns the exit status."""
+    if args.n_examples <= 0:
+        raise ValueError(f"--n-examples must be positive, got {args.n_examples}.")
+    run_demo(
+        n_examples=args.n_examples,
+        output_dir=args.output_dir,
+        seeds=args.seeds,
+        stream=not args.no_stream,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        extra_strategies=[StrategySpec.parse(spec) for spec in args.strategy],
+    )
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m hf_unmask.demo [--n-examples N] [--output-dir DIR]`; same as `hf-unmask demo`."""
+    from .cli import main as cli_main
+
+    return cli_main(["demo", *(list(argv) if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
