@@ -6,8 +6,9 @@ from typing import Optional
 
 import torch
 
-from ..generation.schedule import num_transfer_tokens, steps_per_block
+from ..generation.schedule import num_transfer_tokens
 from ..generation.state import DenoisingState
+from ._utils import block_steps, check_steps
 from .base import UnmaskingStrategy
 
 
@@ -28,23 +29,14 @@ class FixedCountStrategy(UnmaskingStrategy):
     """
 
     def __init__(self, steps: Optional[int] = None) -> None:
-        self.steps = steps
+        self.steps = check_steps(type(self).__name__, steps)
 
     def score(self, state: DenoisingState) -> torch.Tensor:
         raise NotImplementedError
 
     def tokens_this_step(self, state: DenoisingState) -> torch.Tensor:
         """`[B]` number of positions to unmask at this step."""
-        total = self.steps if self.steps is not None else state.config.steps
-        if total is None:
-            total = state.gen_length
-        per_block = steps_per_block(total, state.config.num_blocks)
-        block_len = state.block_end - state.block_start
-        if per_block > block_len:
-            raise ValueError(
-                f"steps={total} gives {per_block} steps per block but a block has only {block_len} tokens. "
-                f"Use steps <= {block_len * state.config.num_blocks}."
-            )
+        per_block = block_steps(state, self.steps)
         schedule = num_transfer_tokens(state.block_mask_count, per_block)
         index = min(state.block_step, per_block - 1)
         return schedule[:, index]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from ..generation.state import DenoisingState
-from ._utils import block_margin, check_steps
+from ._utils import block_margin
 from .fixed_count import FixedCountStrategy
 
 
@@ -30,9 +28,6 @@ class TopKMargin(FixedCountStrategy):
     """
 
     name = "top_k_margin"
-
-    def __init__(self, steps: Optional[int] = None) -> None:
-        super().__init__(steps=check_steps(type(self).__name__, steps))
 
     def score(self, state: DenoisingState) -> torch.Tensor:
         return block_margin(state)

@@ -34,9 +34,6 @@ class RandomTopK(FixedCountStrategy):
 
     name = "random"
 
-    def __init__(self, steps: Optional[int] = None) -> None:
-        super().__init__(steps=check_steps(type(self).__name__, steps))
-
     def score(self, state: DenoisingState) -> torch.Tensor:
         return uniform_like(state)
 
