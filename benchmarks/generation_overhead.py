@@ -71,14 +71,20 @@ def naive_llada_generate(model, prompt, mask_id, gen_length, block_length, steps
     return x
 
 
-def timeit(fn, repeats):
-    fn()  # warm-up
-    times = []
+@torch.no_grad()
+def interleaved_medians(fns, repeats, forward_repeats):
+    """Median wall time of each function, measured round-robin; the first (the bare forward) is timed
+    `forward_repeats` times per round so its median covers as many calls as one generation makes."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for i, fn in enumerate(fns):
+            for _ in range(forward_repeats if i == 0 else 1):
+                t0 = time.perf_counter()
+                fn()
+                times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -116,13 +122,12 @@ def main() -> None:
                 model.generate, prompt, max_new_tokens=L, block_length=block_length, strategy=strategy
             )
             naive = functools.partial(naive_llada_generate, model, prompt, mask_id, L, block_length, steps)
-            with torch.no_grad():
-                t_forward = timeit(functools.partial(model, input_ids=canvas), args.repeats * 3)
+            forward = functools.partial(model, input_ids=canvas)
             forward_calls["n"] = 0
             ours_out = ours()
             passes = forward_calls["n"]
-            t_ours = timeit(ours, args.repeats)
-            t_naive = timeit(naive, args.repeats)
+            # Interleave the three measurements so a slow drift of the machine affects them alike.
+            t_forward, t_ours, t_naive = interleaved_medians([forward, ours, naive], args.repeats, passes)
             naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
             same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
             print(

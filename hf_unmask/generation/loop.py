@@ -241,8 +241,8 @@ def diffusion_generate(
             gen_logits = logits[:, P:]
             if logits_processor is not None:
                 gen_logits = logits_processor(x, gen_logits)
-            # [MASK] is never a valid answer: a position that "decided" it would stay masked forever.
-            gen_logits = gen_logits.clone()
+            # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
+            # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
             gen_logits[..., mask_id] = float("-inf")
             temperature = config.temperature if config.do_sample else None
             proposal, confidence = choose_tokens(gen_logits, temperature, generator, config.top_k, config.top_p)
