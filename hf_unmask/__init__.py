@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate  # noqa: E402
 from .generation import (  # noqa: E402
     DenoisingState,
     DiffusionGenerateOutput,
@@ -12,10 +13,18 @@ from .generation import (  # noqa: E402
     diffusion_generate,
     enable_diffusion_generate,
 )
-from .models import DiffusionAdapter, register_adapter  # noqa: E402
+from .models import AutoDiffusionLM, DiffusionAdapter, register_adapter  # noqa: E402
+from .models.tiny import (  # noqa: E402
+    TinyDLLMConfig,
+    TinyDLLMForMaskedDiffusion,
+    list_builtin_models,
+    load_builtin_model,
+)
 from .strategies import StrategyOutput, UnmaskingStrategy  # noqa: E402
 
 __all__ = [
+    "CUSTOM_GENERATE_DIR",
+    "AutoDiffusionLM",
     "DenoisingState",
     "DiffusionAdapter",
     "DiffusionGenerateOutput",
@@ -24,9 +33,14 @@ __all__ = [
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
     "StrategyOutput",
+    "TinyDLLMConfig",
+    "TinyDLLMForMaskedDiffusion",
     "UnmaskingStrategy",
     "__version__",
     "diffusion_generate",
     "enable_diffusion_generate",
+    "push_custom_generate",
+    "list_builtin_models",
+    "load_builtin_model",
     "register_adapter",
 ]

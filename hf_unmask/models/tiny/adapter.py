@@ -1,0 +1,14 @@
+"""The diffusion adapter of the built-in tiny dLLM."""
+
+from __future__ import annotations
+
+from ..adapters import DiffusionAdapter, register_adapter
+
+
+@register_adapter("hf_unmask_tiny")
+class TinyDLLMAdapter(DiffusionAdapter):
+    """Adapter of `TinyDLLMForMaskedDiffusion`: unshifted logits; mask/EOS ids from the config (these defaults
+    match the built-in tokenizer: `[MASK]` = 1, `[EOS]` = 2)."""
+
+    default_mask_token_id = 1
+    default_eos_token_ids = (2,)

@@ -1,0 +1,199 @@
+"""`TinyDLLMForMaskedDiffusion`: a small bidirectional transformer (pre-LN, RoPE) for masked diffusion."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import MaskedLMOutput
+
+from ...generation.mixin import DiffusionGenerationMixin
+from .configuration_tiny_dllm import TinyDLLMConfig
+
+
+def rotary_cos_sin(
+    position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`cos, sin` of shape `[B, 1, T, head_dim]` for the given positions (computed on the fly, no buffer)."""
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim)
+    )
+    angles = position_ids.to(torch.float32).unsqueeze(-1) * inv_freq  # [B, T, head_dim / 2]
+    angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+class TinyDLLMAttention(nn.Module):
+    """Bidirectional multi-head self-attention with rotary embeddings on queries and keys."""
+
+    def __init__(self, config: TinyDLLMConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_mask: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class TinyDLLMLocalMixer(nn.Module):
+    """Depthwise convolution over a small centred window (a bidirectional "token shift"): each position sees its
+    neighbours' features before attention, so keys can carry their context (smeared keys). Padding is zeroed
+    first, so a left-padded row computes exactly what it computes alone."""
+
+    def __init__(self, config: TinyDLLMConfig) -> None:
+        super().__init__()
+        k = config.conv_kernel_size
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.conv = nn.Conv1d(config.hidden_size, config.hidden_size, k, padding=k // 2, groups=config.hidden_size)
+
+    def forward(self, x: torch.Tensor, token_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        h = self.norm(x)
+        if token_mask is not None:
+            h = h * token_mask
+        return self.conv(h.transpose(1, 2)).transpose(1, 2)
+
+
+class TinyDLLMBlock(nn.Module):
+    """Pre-LayerNorm transformer block: (optional local mixer,) attention, then a GELU feed-forward layer, all
+    residual."""
+
+    def __init__(self, config: TinyDLLMConfig) -> None:
+        super().__init__()
+        self.mixer = TinyDLLMLocalMixer(config) if config.conv_kernel_size > 0 else None
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = TinyDLLMAttention(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU(),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        key_mask: Optional[torch.Tensor],
+        token_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        if self.mixer is not None:
+            x = x + self.mixer(x, token_mask)
+        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class TinyDLLMPreTrainedModel(PreTrainedModel):
+    config_class = TinyDLLMConfig
+    config: TinyDLLMConfig
+    base_model_prefix = "tiny_dllm"
+    _no_split_modules = ["TinyDLLMBlock"]
+    _supports_sdpa = True
+
+
+class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedModel):
+    """The built-in masked diffusion LM: `logits[:, i]` predict token i from the whole (partly masked) sequence.
+
+    `generate(input_ids, strategy=...)` is diffusion generation (see `DiffusionGenerationMixin`). Padded batches
+    take an `attention_mask`; position ids are then counted from each row's first real token.
+
+    Example:
+        ```python
+        >>> import hf_unmask
+        >>> model, tokenizer = hf_unmask.load_builtin_model("tiny-dllm")
+        >>> prompt = "trace : 3 | +4 *3 +1 *7 +2 *9 +3 +1 *3 +4 +2 | run 6"
+        >>> ids = tokenizer(prompt, return_tensors="pt").input_ids
+        >>> out = model.generate(ids, max_new_tokens=16, block_length=8)
+        >>> tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        '7 1 2 4 6 4 ; answer : 4'
+        ```
+    """
+
+    def __init__(self, config: TinyDLLMConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList([TinyDLLMBlock(config) for _ in range(config.num_hidden_layers)])
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.LongTensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.LongTensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> MaskedLMOutput:
+        """Run the transformer.
+
+        Args:
+            input_ids: `[B, T]` token ids (masked positions hold `config.mask_token_id`).
+            attention_mask: `[B, T]` 1 for real tokens, 0 for padding (padding keys are never attended to).
+            position_ids: `[B, T]` RoPE positions; default: counted from each row's first real token.
+            labels: `[B, T]` optional targets (-100 = ignored) for a plain cross-entropy `loss`.
+            output_hidden_states: also return the embeddings and the output of every block.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        B, T, _ = x.shape
+        key_mask = token_mask = None
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(x.device)
+            if position_ids is None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+            if not bool(attention_mask.bool().all()):
+                key_mask = attention_mask.bool()[:, None, None, :]
+                token_mask = attention_mask.to(x.dtype).unsqueeze(-1)
+        if position_ids is None:
+            position_ids = torch.arange(T, device=x.device).unsqueeze(0).expand(B, T)
+        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
+        want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        hidden_states: Optional[list[torch.Tensor]] = [x] if want_hidden else None
+        for layer in self.layers:
+            x = layer(x, cos, sin, key_mask, token_mask)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        x = self.norm(x)
+        if hidden_states is not None:
+            hidden_states[-1] = x
+        logits = self.lm_head(x)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=tuple(hidden_states) if hidden_states is not None else None
+        )

@@ -1,0 +1,125 @@
+"""The built-in verifiable tasks: seeded generators, verifiers, disjoint splits, tokenizer coverage."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hf_unmask.tasks import TASK_REGISTRY, ProgramTrace, ShellGame, SortDigits, VerifiableTask, get_task
+from hf_unmask.tasks.program_trace import INSTRUCTIONS, run_instruction
+from hf_unmask.tasks.shell_game import SWAPS
+
+BUILTIN = ["program_trace", "shell_game", "sort_digits"]
+
+
+def test_builtin_tasks_are_registered() -> None:
+    for name in BUILTIN:
+        assert name in TASK_REGISTRY
+        assert isinstance(get_task(name), VerifiableTask)
+    assert get_task("shell_game").reasoning and get_task("program_trace").reasoning
+    assert not get_task("sort_digits").reasoning
+    with pytest.raises(ValueError, match="Built-in tasks"):
+        get_task("no_such_task")
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_generator_is_deterministic_per_seed(name: str) -> None:
+    task = get_task(name)
+    assert task.examples(20, seed=3) == task.examples(20, seed=3)
+    assert task.examples(20, seed=3) != task.examples(20, seed=4)
+    first = task.make_example(random.Random(7))
+    assert first == task.make_example(random.Random(7))
+    assert set(first) == {"prompt", "reference"}
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_verifier_accepts_reference_and_rejects_corruptions(name: str) -> None:
+    task = get_task(name)
+    for ex in task.examples(50, seed=11):
+        ref = ex["reference"]
+        assert task.is_correct(ref, ref)
+        assert task.is_correct("  " + ref.replace(" ", "  ") + " ", ref)  # whitespace-insensitive
+        assert not task.is_correct("", ref)
+        # truncated: the chain without its final answer
+        assert not task.is_correct(" ".join(ref.split()[:-2]), ref)
+        # wrong final answer
+        tokens = ref.split()
+        replacement = next(c for c in "0123456789abcde" if c != tokens[-1])
+        assert not task.is_correct(" ".join(tokens[:-1] + [replacement]), ref)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_dataset_splits_are_disjoint(name: str) -> None:
+    splits = get_task(name).dataset(n_train=300, n_test=60, seed=0)
+    train, test = splits["train"], splits["test"]
+    assert len(train) == 300 and len(test) == 60
+    assert set(train.column_names) == {"prompt", "reference"}
+    assert not set(train["prompt"]) & set(test["prompt"])
+    assert len(set(test["prompt"])) == len(test)
+    # the test split depends only on (n_test, seed): a benchmark asking for fewer test examples gets a prefix
+    assert get_task(name).dataset(n_train=0, n_test=20, seed=0)["test"]["prompt"] == test["prompt"][:20]
+
+
+def _parse_machine_prompt(prompt: str) -> tuple[str, list[str], int]:
+    """`'<name> : <start> | <slot> ... | run <n>'` -> (start, slots, n)."""
+    head, slots, run = prompt.split(" | ")
+    assert run.startswith("run ")
+    return head.split(" : ")[1], slots.split(), int(run.split()[1])
+
+
+def test_program_trace_reference_executes_the_program() -> None:
+    task = ProgramTrace()
+    runs = set()
+    for ex in task.examples(200, seed=2):
+        start, program, n = _parse_machine_prompt(ex["prompt"])
+        assert len(program) == task.num_slots  # fixed slots: instruction i is at a fixed distance from output i
+        value, expected = int(start), []
+        for instruction in program[:n]:
+            op, const = instruction[0], int(instruction[1:])
+            value = {"+": value + const, "-": value - const, "*": value * const}[op] % 10
+            expected.append(str(value))
+        chain, answer = ex["reference"].split(" ; ")
+        assert chain.split() == expected and answer == f"answer : {expected[-1]}"
+        runs.add(n)
+    assert runs == set(range(task.min_run, task.num_slots + 1))  # variable length
+    assert run_instruction(7, "*3") == 1 and run_instruction(1, "-4") == 7 and run_instruction(9, "+2") == 1
+    assert {i for ex in task.examples(50, seed=0) for i in _parse_machine_prompt(ex["prompt"])[1]} == set(INSTRUCTIONS)
+
+
+def test_shell_game_reference_follows_the_ball() -> None:
+    task = ShellGame()
+    runs = set()
+    for ex in task.examples(200, seed=3):
+        position, swaps, n = _parse_machine_prompt(ex["prompt"])
+        assert len(swaps) == task.num_slots and all(s in SWAPS for s in swaps)
+        cups = {c: c == position for c in "abcde"}  # simulate the cups themselves, not the ball
+        expected = []
+        for swap in swaps[:n]:
+            cups[swap[0]], cups[swap[1]] = cups[swap[1]], cups[swap[0]]
+            expected.append(next(c for c, has_ball in cups.items() if has_ball))
+        chain, answer = ex["reference"].split(" ; ")
+        assert chain.split() == expected and answer == f"answer : {expected[-1]}"
+        runs.add(n)
+    assert runs == set(range(task.min_run, task.num_slots + 1))
+
+
+def test_sort_digits_reference_is_sorted() -> None:
+    task = SortDigits()
+    for ex in task.examples(50, seed=3):
+        digits = ex["prompt"].removeprefix("sort : ").split()
+        assert ex["reference"].split() == sorted(digits)
+    assert not task.is_correct("1 2 3", "1 2 3 4")
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_tokenizer_covers_the_task_and_fits_the_answer_length(name: str) -> None:
+    from hf_unmask.models.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    for ex in get_task(name).examples(200, seed=5):
+        prompt = tokenizer(ex["prompt"]).input_ids
+        answer = tokenizer(ex["reference"], add_special_tokens=False).input_ids
+        assert tokenizer.unk_token_id not in prompt + answer
+        assert len(answer) < 16  # L = 16 leaves room for at least one EOS
+        assert tokenizer.decode(answer) == ex["reference"]
