@@ -268,7 +268,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             raise FileNotFoundError(f"--resume last: no checkpoint under {output_dir / 'checkpoints'}.")
     if resume is not None:
         resume = Path(resume)
-        state = torch.load(resume / TRAINER_STATE, weights_only=False)
+        state = torch.load(resume / TRAINER_STATE, weights_only=True)
         loaded = TinyDLLMForMaskedDiffusion.from_pretrained(resume)
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(state["optimizer"])

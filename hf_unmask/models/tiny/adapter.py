@@ -8,7 +8,18 @@ from ..adapters import DiffusionAdapter, register_adapter
 @register_adapter("hf_unmask_tiny")
 class TinyDLLMAdapter(DiffusionAdapter):
     """Adapter of `TinyDLLMForMaskedDiffusion`: unshifted logits; mask/EOS ids from the config (these defaults
-    match the built-in tokenizer: `[MASK]` = 1, `[EOS]` = 2)."""
+    match the built-in tokenizer: `[MASK]` = 1, `[EOS]` = 2).
+
+    Example:
+        ```python
+        >>> import hf_unmask
+        >>> from hf_unmask.models import get_adapter
+        >>> model, _ = hf_unmask.load_builtin_model("tiny-dllm-small")
+        >>> adapter = get_adapter(model)
+        >>> type(adapter).__name__, adapter.mask_token_id(), adapter.eos_token_ids()
+        ('TinyDLLMAdapter', 1, [2])
+        ```
+    """
 
     default_mask_token_id = 1
     default_eos_token_ids = (2,)
