@@ -7,6 +7,8 @@ from typing import ClassVar
 
 from datasets import Dataset, DatasetDict
 
+from ._format import answer_after_marker
+
 TASK_REGISTRY: dict[str, type[VerifiableTask]] = {}
 
 
@@ -40,10 +42,13 @@ class VerifiableTask:
         raise NotImplementedError
 
     def final_answer(self, text: str) -> str:
-        raise NotImplementedError
+        """The token after the last `answer :` marker (the built-in format); override for other formats."""
+        return answer_after_marker(text)
 
     def is_correct(self, completion: str, reference: str) -> bool:
-        raise NotImplementedError
+        """A completion is right when it states the reference's final answer."""
+        answer = self.final_answer(completion)
+        return answer != "" and answer == self.final_answer(reference)
 
     def examples(self, n: int, seed: int) -> list[dict[str, str]]:
         rng = random.Random(seed)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from typing import ClassVar
 
-from ._format import answer_after_marker
 from .base import VerifiableTask
 
 #: Instructions: add a constant to the accumulator or multiply it by one coprime to 10 (mod 10, one token each).
@@ -73,10 +72,3 @@ class ProgramTrace(VerifiableTask):
             trace.append(str(value))
         reference = " ".join(trace) + f" ; answer : {trace[-1]}"
         return {"prompt": prompt, "reference": reference}
-
-    def final_answer(self, text: str) -> str:
-        return answer_after_marker(text)
-
-    def is_correct(self, completion: str, reference: str) -> bool:
-        answer = self.final_answer(completion)
-        return answer != "" and answer == self.final_answer(reference)

@@ -6,7 +6,6 @@ import itertools
 import random
 from typing import ClassVar
 
-from ._format import answer_after_marker
 from .base import VerifiableTask
 
 CUPS = "abcde"
@@ -70,10 +69,3 @@ class ShellGame(VerifiableTask):
             trace.append(position)
         reference = " ".join(trace) + f" ; answer : {trace[-1]}"
         return {"prompt": prompt, "reference": reference}
-
-    def final_answer(self, text: str) -> str:
-        return answer_after_marker(text)
-
-    def is_correct(self, completion: str, reference: str) -> bool:
-        answer = self.final_answer(completion)
-        return answer != "" and answer == self.final_answer(reference)
