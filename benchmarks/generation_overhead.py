@@ -2,10 +2,16 @@
 
 Prints, for batch 1 and 16, semi-AR and full diffusion:
   (a) overhead = generate wall time / (number of forward passes x bare forward time)   target <= 1.05 at batch 16
+  (a') loop share = generate wall time / time spent inside the model's forward during that same call (hooks):
+       the same quantity measured without a second timing, so the machine's drift between two measurements
+       (several % on a shared VM) cannot enter it
   (b) speed-up ratio = our top-k confidence generate time / naive LLaDA-style loop time  target <= 1.0
+  (b') the same with the forward passes' time equalised: (forward + our loop's own work) / (forward + the naive
+       loop's own work), each loop's own work = its wall time minus its time inside the model (hooks); the last
+       two columns give that own work per step in ms
 Both on the same model and inputs in the same run; the two loops must produce identical tokens.
 
-    python benchmarks/generation_overhead.py [--model builtin|bert] [--repeats 3]
+    python benchmarks/generation_overhead.py [--model builtin|bert] [--vocab-size 32000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ import hf_unmask
 from hf_unmask.strategies import TopKConfidence
 
 
-def load_model(kind: str):
+def load_model(kind: str, vocab_size: int = 1000):
     if kind == "builtin":
         model, _ = hf_unmask.load_builtin_model("tiny-dllm")
         return model.eval()
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=1000,
+        vocab_size=vocab_size,
         hidden_size=256,
         num_hidden_layers=4,
         num_attention_heads=4,
@@ -72,19 +78,29 @@ def naive_llada_generate(model, prompt, mask_id, gen_length, block_length, steps
 
 
 @torch.no_grad()
-def interleaved_medians(fns, repeats, forward_repeats):
-    """Median wall time of each function, measured round-robin; the first (the bare forward) is timed
-    `forward_repeats` times per round so its median covers as many calls as one generation makes."""
+def interleaved_medians(fns, repeats):
+    """Median wall time of each function over `repeats` rounds, measured round-robin so that a slow drift of the
+    machine affects them alike."""
     for fn in fns:
         fn()  # warm-up
     times = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            for _ in range(forward_repeats if i == 0 else 1):
-                t0 = time.perf_counter()
-                fn()
-                times[i].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
+
+
+def repeat_calls(fn, n):
+    """Call `fn` n times in a row: the bare-forward baseline runs as many passes as one generation makes, so its
+    occasional slow calls are counted as they are in the generation (a median of single calls would drop them)."""
+
+    def run():
+        for _ in range(n):
+            fn()
+
+    return run
 
 
 def main() -> None:
@@ -94,9 +110,10 @@ def main() -> None:
     parser.add_argument("--gen-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vocab-size", type=int, default=1000, help="vocabulary of the random BERT (--model bert)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = load_model(args.model, args.vocab_size)
     mask_id = model.generation_config.mask_token_id
     vocab = model.config.vocab_size
     L = args.gen_length
@@ -105,10 +122,20 @@ def main() -> None:
         f"prompt {args.prompt_length}, L={L}, threads={args.threads}"
     )
     print(
-        f"{'batch':>5} {'mode':>14} {'fwd ms':>8} {'passes':>6} {'overhead(a)':>11} {'ours s':>8} {'naive s':>8} {'ratio(b)':>8}"
+        f"{'batch':>5} {'mode':>14} {'fwd ms':>8} {'passes':>6} {'overhead(a)':>11} {'in-run(a)':>9} {'ours s':>8} "
+        f"{'naive s':>8} {'ratio(b)':>8} {'in-run(b)':>9} {'ours ms/st':>9} {'naive ms/st':>9}"
     )
-    forward_calls = {"n": 0}
-    model.register_forward_hook(lambda *a: forward_calls.__setitem__("n", forward_calls["n"] + 1))
+    forward_calls = {"n": 0, "inside": 0.0, "t0": 0.0}
+
+    def before_forward(*_):
+        forward_calls["t0"] = time.perf_counter()
+
+    def after_forward(*_):
+        forward_calls["n"] += 1
+        forward_calls["inside"] += time.perf_counter() - forward_calls["t0"]
+
+    model.register_forward_pre_hook(before_forward)
+    model.register_forward_hook(after_forward)
     for batch in (1, 16):
         g = torch.Generator().manual_seed(0)
         # tokens away from the specials (ids < 8 are reserved in the built-in vocabularies)
@@ -118,21 +145,47 @@ def main() -> None:
             strategy = TopKConfidence(steps=steps)
             canvas = torch.cat([prompt, torch.full((batch, L), mask_id)], dim=1)
 
-            ours = functools.partial(
-                model.generate, prompt, max_new_tokens=L, block_length=block_length, strategy=strategy
+            # wall time and time spent inside the model's forward, per call
+            ours_split, naive_split = [], []
+
+            def split_timing(fn, record):
+                def run():
+                    forward_calls["inside"] = 0.0
+                    t0 = time.perf_counter()
+                    out = fn()
+                    record.append((time.perf_counter() - t0, forward_calls["inside"]))
+                    return out
+
+                return run
+
+            ours = split_timing(
+                functools.partial(
+                    model.generate, prompt, max_new_tokens=L, block_length=block_length, strategy=strategy
+                ),
+                ours_split,
             )
-            naive = functools.partial(naive_llada_generate, model, prompt, mask_id, L, block_length, steps)
+            naive = split_timing(
+                functools.partial(naive_llada_generate, model, prompt, mask_id, L, block_length, steps), naive_split
+            )
             forward = functools.partial(model, input_ids=canvas)
             forward_calls["n"] = 0
             ours_out = ours()
             passes = forward_calls["n"]
-            # Interleave the three measurements so a slow drift of the machine affects them alike.
-            t_forward, t_ours, t_naive = interleaved_medians([forward, ours, naive], args.repeats, passes)
+            t_passes, t_ours, t_naive = interleaved_medians([repeat_calls(forward, passes), ours, naive], args.repeats)
+            t_forward = t_passes / passes
             naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
             same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
+            in_run = statistics.median(wall / inside for wall, inside in ours_split)
+            # (b) with the forward passes' share equalised: both loops make the same passes on the same shapes, so
+            # they differ only by their own work; the median forward time of all calls stands in for both.
+            forward_share = statistics.median(inside for _, inside in ours_split + naive_split)
+            own_ours = statistics.median(wall - inside for wall, inside in ours_split)
+            own_naive = statistics.median(wall - inside for wall, inside in naive_split)
+            b_in_run = (forward_share + own_ours) / (forward_share + own_naive)
             print(
                 f"{batch:>5} {mode:>14} {t_forward * 1e3:>8.2f} {passes:>6} {t_ours / (passes * t_forward):>11.3f} "
-                f"{t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f}{same}"
+                f"{in_run:>9.3f} {t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f} {b_in_run:>9.3f}"
+                f" {own_ours * 1e3 / passes:>9.2f} {own_naive * 1e3 / passes:>9.2f}{same}"
             )
 
 

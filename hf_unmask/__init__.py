@@ -20,7 +20,7 @@ from .models.tiny import (  # noqa: E402
     list_builtin_models,
     load_builtin_model,
 )
-from .strategies import StrategyOutput, UnmaskingStrategy  # noqa: E402
+from .strategies import StrategyOutput, UnmaskingStrategy, list_builtin_policies, load_builtin_policy  # noqa: E402
 
 __all__ = [
     "CUSTOM_GENERATE_DIR",
@@ -41,6 +41,8 @@ __all__ = [
     "enable_diffusion_generate",
     "push_custom_generate",
     "list_builtin_models",
+    "list_builtin_policies",
     "load_builtin_model",
+    "load_builtin_policy",
     "register_adapter",
 ]

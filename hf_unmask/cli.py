@@ -246,7 +246,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Print the strategies (with their knobs), built-in tasks and correctness functions."""
     from .evaluation import CORRECTNESS_FUNCTIONS, default_budget_knob
-    from .strategies import STRATEGY_REGISTRY
+    from .strategies import STRATEGY_REGISTRY, list_builtin_policies
     from .tasks import TASK_REGISTRY
 
     print("strategies (NAME: knobs; * = budget knob swept by bare values):")
@@ -255,6 +255,9 @@ def run_list(args: argparse.Namespace) -> int:
         knobs = ", ".join(f"{k}*" if k == knob else k for k in cls._config_keys()) or "(none)"
         print(f"  {cls.name:<22} {knobs}   [{cls.__name__}]")
     print("  or the folder of a saved strategy (strategy.save_pretrained / a learned policy)")
+    print("shipped learned policies (usable as NAME; knobs beta, temperature):")
+    for name in list_builtin_policies() or ["(none in this version)"]:
+        print(f"  {name}")
     print("built-in tasks:")
     for name in sorted(TASK_REGISTRY) or ["(none in this version)"]:
         print(f"  {name}")
@@ -295,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_arguments(demo)
     demo.set_defaults(func=run_demo_from_args)
 
-    lister = sub.add_parser("list", help="strategy names and knobs, built-in tasks, correctness functions")
+    lister = sub.add_parser(
+        "list", help="strategy names and knobs, shipped policies, built-in tasks, correctness functions"
+    )
     lister.set_defaults(func=run_list)
     return parser
 

@@ -1,6 +1,6 @@
 """The two-minute CPU demo: watch the built-in dLLM fill its canvas, then compare the unmasking heuristics.
 
-Run `python -m hf_unmask.demo` or `hf-unmask demo` (`--n-examples 16` for a quicker look).
+Run `python -m hf_unmask.demo` or `hf-unmask demo` (`--n-examples 32` for a quicker look).
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ DEMO_DESCRIPTION = """\
 The hf_unmask demo (CPU, about two minutes):
   1. loads the dLLM shipped with hf_unmask,
   2. streams one generation so you can watch the masked canvas fill in,
-  3. evaluates the unmasking heuristics on a built-in reasoning task, semi-autoregressive and full diffusion,
+  3. evaluates the unmasking heuristics and the learned policies shipped for this dLLM and task on a built-in
+     reasoning task, semi-autoregressive and full diffusion,
   4. prints the accuracy/NFE table and writes it (CSV, JSON) with the Pareto plot (PNG) to --output-dir.
 For your own model, task or budgets use `hf-unmask evaluate`.
 """
 
 
 # The demo's task when the model's config names none: a chain where each value is computed from the previous one.
-_PREFERRED_TASKS = ("program_trace", "pointer_chase")
+_PREFERRED_TASKS = ("program_trace", "shell_game")
 
 
 def _say(out: TextIO, text: str = "") -> None:
@@ -93,6 +94,35 @@ def demo_strategies(gen_length: int, semi_ar_block_length: int) -> list[Strategy
     ]
 
 
+def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_block_length: int) -> dict[int, list[str]]:
+    """The shipped learned policies trained for this built-in dLLM, task and L, by the block length they were
+    trained for (`semi_ar_block_length` or `gen_length` for full diffusion): each is compared in its own panel.
+
+    Example:
+        ```python
+        >>> demo_policies("tiny-dllm", "program_trace", 16, 8)[8][:1]
+        ['tiny-dllm-program_trace-bl8-alpha0.3']
+        ```
+    """
+    import json
+
+    from .models.tiny import builtin_model_name
+    from .strategies.builtin import builtin_policy_path, list_builtin_policies
+
+    found: dict[int, list[str]] = {semi_ar_block_length: [], gen_length: []}
+    for name in list_builtin_policies():
+        trained_for = json.loads((builtin_policy_path(name) / "config.json").read_text()).get("trained_for") or {}
+        base = trained_for.get("base_model")
+        if not isinstance(base, str) or builtin_model_name(base) != model_name or trained_for.get("task") != task_name:
+            continue
+        if trained_for.get("gen_length") != gen_length:
+            continue
+        bl = trained_for.get("block_length") or gen_length
+        if bl in found:
+            found[bl].append(name)
+    return found
+
+
 def _stream_one(
     model: Any, tokenizer: Any, data: EvaluationData, gen_length: int, block_length: int, out: TextIO
 ) -> None:
@@ -132,7 +162,7 @@ def _stream_one(
 
 
 def run_demo(
-    n_examples: int = 32,
+    n_examples: int = 128,
     output_dir: Union[str, Path] = "hf_unmask_demo",
     seeds: Sequence[int] = (0,),
     stream: bool = True,
@@ -149,7 +179,8 @@ def run_demo(
     """Run the demo and return the evaluation table; files go to `output_dir`.
 
     `model`, `tokenizer`, `task` and `strategies` default to the built-in dLLM, a built-in reasoning task and the
-    heuristics of `demo_strategies`; tests pass small ones. `extra_strategies` adds families to the comparison
+    heuristics of `demo_strategies` (plus, with the built-in dLLM, the learned policies shipped for it and the task:
+    `demo_policies`); tests pass small ones. `extra_strategies` adds families to the comparison
     (e.g. a learned policy folder swept over beta: `"path/to/policy:beta=0.5,1,2"`).
 
     Example:
@@ -162,8 +193,12 @@ def run_demo(
 
     out = out if out is not None else sys.stdout
     started = time.perf_counter()
+    builtin_name = None
     if model is None:
+        from .models.tiny import DEFAULT_BUILTIN_MODEL
+
         _say(out, "== 1. Loading the built-in dLLM")
+        builtin_name = DEFAULT_BUILTIN_MODEL
         model, tokenizer = load_model_and_tokenizer("builtin")
         n_params = sum(p.numel() for p in model.parameters())
         _say(out, f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, vocabulary of {len(tokenizer)}.")
@@ -182,25 +217,33 @@ def run_demo(
 
     specs = list(strategies) if strategies is not None else demo_strategies(gen_length, semi_bl)
     specs += [StrategySpec.parse(s) if isinstance(s, str) else s for s in extra_strategies]
-    block_lengths = [semi_bl, None] if semi_bl < gen_length else [None]
+    block_lengths = [semi_bl, gen_length] if semi_bl < gen_length else [gen_length]
+    # A learned policy is compared in the panel of the block length it was trained for.
+    policies = demo_policies(builtin_name, data.name, gen_length, semi_bl) if builtin_name else {}
     panels = (
         f"block length {semi_bl} (semi-AR) and {gen_length} (full diffusion)"
         if semi_bl < gen_length
         else "full diffusion"
     )
-    _say(out, f"\n== 3. Evaluating {len(specs)} strategy families on {len(data)} examples, {panels}")
-    result = evaluate_strategies(
-        model,
-        tokenizer,
-        data,
-        strategies=specs,
-        block_lengths=block_lengths,
-        seeds=seeds,
-        max_new_tokens=gen_length,
-        batch_size=batch_size,
-        progress=progress,
-        model_name="hf_unmask built-in dLLM",
-    )
+    n_policies = len({p for names in policies.values() for p in names})
+    shipped = f" and {n_policies} shipped learned policies" if n_policies else ""
+    _say(out, f"\n== 3. Evaluating {len(specs)} strategy families{shipped} on {len(data)} examples, {panels}")
+    results = [
+        evaluate_strategies(
+            model,
+            tokenizer,
+            data,
+            strategies=[*(StrategySpec(p) for p in policies.get(bl, [])), *specs],
+            block_lengths=[bl],
+            seeds=seeds,
+            max_new_tokens=gen_length,
+            batch_size=batch_size,
+            progress=progress,
+            model_name="hf_unmask built-in dLLM",
+        )
+        for bl in block_lengths
+    ]
+    result = results[0].merged_with(*results[1:])
     _say(out, "\n== 4. Results (accuracy vs NFE; * = on the Pareto front of its block length)")
     _say(out, result.format_table())
     paths = result.save(output_dir)
@@ -214,7 +257,7 @@ def run_demo(
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `hf-unmask demo` / `python -m hf_unmask.demo`."""
-    parser.add_argument("--n-examples", type=int, default=32, help="test examples to evaluate on (default: 32).")
+    parser.add_argument("--n-examples", type=int, default=128, help="test examples to evaluate on (default: 128).")
     parser.add_argument("--output-dir", default="hf_unmask_demo", help="where to write the table and the plot.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="generation seeds (default: 0).")
     parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call (default: 64).")

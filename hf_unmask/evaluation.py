@@ -36,6 +36,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .strategies import STRATEGY_REGISTRY, UnmaskingStrategy
+from .strategies.builtin import builtin_policy_path, list_builtin_policies
 
 __all__ = [
     "CORRECTNESS_FUNCTIONS",
@@ -47,6 +48,7 @@ __all__ = [
     "default_strategy_specs",
     "evaluate_strategies",
     "exact_match",
+    "front_accuracy_at",
     "load_model_and_tokenizer",
     "math_verify_correct",
     "pareto_front",
@@ -356,10 +358,14 @@ def default_budget_knob(cls: type[UnmaskingStrategy]) -> Optional[str]:
 
 
 def _lookup_strategy(name: str) -> tuple[type[UnmaskingStrategy], Optional[UnmaskingStrategy]]:
-    """`(class, loaded instance or None)` for a registered short name or a saved strategy folder / Hub repo."""
+    """`(class, loaded instance or None)` for a registered short name, a shipped policy's name, or a saved
+    strategy folder / Hub repo."""
     names = _registered_names()
     if name in names:
         return names[name], None
+    if name in list_builtin_policies():
+        base = UnmaskingStrategy.from_pretrained(builtin_policy_path(name))
+        return type(base), base
     looks_like_path = os.path.isdir(name) or name.startswith((".", "/", "~"))
     looks_like_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
     if os.path.isdir(name) or (looks_like_repo and not looks_like_path):
@@ -370,8 +376,9 @@ def _lookup_strategy(name: str) -> tuple[type[UnmaskingStrategy], Optional[Unmas
         return type(base), base
     hint = f" (no such folder: '{name}')" if looks_like_path or "/" in name else ""
     raise ValueError(
-        f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; or give the folder "
-        "of a strategy saved with save_pretrained. Run `hf-unmask list` to see the names and their knobs."
+        f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; shipped policies: "
+        f"{', '.join(list_builtin_policies()) or '(none)'}; or give the folder of a strategy saved with "
+        "save_pretrained. Run `hf-unmask list` to see the names and their knobs."
     )
 
 
@@ -482,7 +489,8 @@ class StrategySpec:
         """The strategy object for one budget."""
         try:
             if self._base is not None:
-                return UnmaskingStrategy.from_pretrained(self.strategy, **budget)
+                source = builtin_policy_path(self.strategy) if self.strategy in list_builtin_policies() else None
+                return UnmaskingStrategy.from_pretrained(source or self.strategy, **budget)
             return self._cls(**budget)
         except (TypeError, ValueError) as err:
             raise ValueError(f"Cannot build strategy '{self.strategy}' with {budget}: {err}") from err
@@ -760,6 +768,35 @@ class EvaluationResult:
                 writer.writerow({k: out.get(k) for k in TABLE_COLUMNS})
         return path
 
+    def merged_with(self, *others: EvaluationResult) -> EvaluationResult:
+        """One table from several evaluations of the same task, model and L, e.g. one per block length with the
+        strategies that suit it (a policy trained for BL 8 in the semi-AR panel only). Pareto flags are recomputed
+        per block length.
+
+        Example:
+            ```python
+            >>> both = semi_ar_result.merged_with(full_diffusion_result)  # doctest: +SKIP
+            ```
+        """
+        for other in others:
+            for key in ("task", "model", "gen_length"):
+                if other.meta.get(key) != self.meta.get(key):
+                    raise ValueError(
+                        f"Cannot merge evaluations with different {key}: {self.meta.get(key)!r} vs "
+                        f"{other.meta.get(key)!r}. Merge only tables of the same task, model and generation length."
+                    )
+        results = (self, *others)
+        rows = [dict(row) for result in results for row in result.rows]
+        block_lengths = list(dict.fromkeys(row["block_length"] for row in rows))
+        for bl in block_lengths:
+            panel = [r for r in rows if r["block_length"] == bl]
+            for row, flag in zip(panel, pareto_front([(r["nfe_mean"], r["accuracy_mean"]) for r in panel])):
+                row["pareto"] = flag
+        meta = dict(self.meta)
+        meta["block_lengths"] = block_lengths
+        meta["strategies"] = list(dict.fromkeys(s for result in results for s in result.meta.get("strategies", [])))
+        return EvaluationResult(rows=rows, meta=meta, samples=[s for result in results for s in result.samples])
+
     def plot(self, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
         """Draw the Pareto plot (accuracy vs mean NFE; one panel per block length, one curve per family)."""
         return plot_pareto(self.rows, path, title=title or self._title())
@@ -836,6 +873,28 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
         )
         flags.append(not dominated)
     return flags
+
+
+def front_accuracy_at(points: Sequence[tuple[float, float]], nfe: float) -> float:
+    """Accuracy of the Pareto front of `(nfe, accuracy)` points at a given NFE: linear between the two front points
+    around it, the cheapest front point's accuracy below the front, the best accuracy above it. This is "the
+    heuristics' accuracy at matched NFE" when a learned policy lands between two heuristic budgets.
+
+    Example:
+        ```python
+        >>> front_accuracy_at([(2.0, 0.1), (4.0, 0.5), (5.0, 0.3), (8.0, 0.9)], 6.0)
+        0.7
+        ```
+    """
+    if not points:
+        raise ValueError("front_accuracy_at needs at least one (nfe, accuracy) point.")
+    front = sorted(p for p, on_front in zip(points, pareto_front(points)) if on_front)
+    if nfe <= front[0][0]:
+        return front[0][1]
+    for (n0, a0), (n1, a1) in zip(front, front[1:]):
+        if n0 <= nfe <= n1:
+            return a0 if n1 == n0 else round(a0 + (a1 - a0) * (nfe - n0) / (n1 - n0), 12)
+    return front[-1][1]
 
 
 def _varying_knobs(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -1063,6 +1122,8 @@ def evaluate_strategies(
         block_lengths: block lengths to compare; `None` (or `"full"`) in the list means full diffusion (BL = L).
             Default: `[L]` plus the model's configured block length when it is smaller than L.
         seeds: generation seeds; accuracy and NFE are averaged over them (std is the population std over seeds).
+            A deterministic strategy (`strategy.deterministic`, e.g. top-k or a threshold) with a greedy dLLM gives
+            the same result for every seed, so it is run once and counted for each (its wall time covers one run).
         n_examples: examples taken from a built-in task (first n of its test split); ignored for `EvaluationData`.
         max_new_tokens: L (default: the model's generation config).
         batch_size: rows per `generate` call.
@@ -1127,7 +1188,18 @@ def evaluate_strategies(
                 strategy.to(device).eval()
             acc_per_seed, nfe_per_seed, all_nfe = [], [], []
             elapsed = 0.0
-            for seed in seeds:
+            # Without any random draw (greedy dLLM, deterministic strategy) every seed gives the same result: run it
+            # once and count it for each seed.
+            run_once = temperature == 0 and bool(getattr(strategy, "deterministic", False))
+            for seed_index, seed in enumerate(seeds):
+                if run_once and seed_index > 0:
+                    acc_per_seed.append(acc_per_seed[0])
+                    nfe_per_seed.append(nfe_per_seed[0])
+                    all_nfe.extend(all_nfe[: len(data)])
+                    if keep_samples:
+                        samples.extend(dict(s, seed=seed) for s in samples[-len(data) :])
+                    bar.update(len(batches))
+                    continue
                 bar.set_postfix_str(f"{spec.label} {_budget_label(budget)} BL={bl} seed={seed}".strip(), refresh=False)
                 correct, nfes = [], []
                 for start, input_ids, attention_mask in batches:

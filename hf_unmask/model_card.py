@@ -177,6 +177,8 @@ def usage_code(
     gen_length = gen_length or trained.get("gen_length") or 64
     block_length = block_length if block_length is not None else trained.get("block_length")
     model_id = base_model or "<base dLLM repo id>"
+    if model_id == "builtin" or model_id.startswith("builtin:"):
+        return _builtin_usage_code(strategy, repo_id, model_id, trained.get("task"), block_length, gen_length)
     remote = any(family in model_id.lower() for family in _REMOTE_CODE_FAMILIES)
     load_args = f'"{model_id}"' + (', trust_remote_code=True, dtype="bfloat16"' if remote else "")
     tok_args = f'"{model_id}"' + (", trust_remote_code=True" if remote else "")
@@ -203,6 +205,40 @@ def usage_code(
             f"    {gen_args},",
             ")",
             'print(tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True))',
+        ]
+    )
+
+
+def _builtin_usage_code(
+    strategy: Any, repo_id: str, model_id: str, task: Optional[str], block_length: Any, gen_length: Any
+) -> str:
+    """Usage snippet for a strategy trained on a dLLM shipped with hf_unmask (no Hub download of the model)."""
+    from .models.tiny import builtin_model_name
+
+    name = "policy" if _is_policy(strategy) else "strategy"
+    if repo_id.startswith("builtin:"):  # a policy shipped inside the package
+        load = [f'{name} = load_builtin_policy("{repo_id.split(":", 1)[1]}")']
+        imports = ["from hf_unmask.strategies import load_builtin_policy"]
+    else:
+        load = [f'{name} = UnmaskingStrategy.from_pretrained("{repo_id}")']
+        imports = ["from hf_unmask.strategies import UnmaskingStrategy"]
+    task = task or "program_trace"
+    gen_args = f"max_new_tokens={int(gen_length)}"
+    if block_length:  # always explicit: the built-in models' own default is semi-AR
+        gen_args += f", block_length={int(block_length)}"
+    return "\n".join(
+        [
+            "import hf_unmask",
+            *imports,
+            "from hf_unmask.tasks import get_task",
+            "",
+            *load,
+            f'model, tokenizer = hf_unmask.load_builtin_model("{builtin_model_name(model_id)}")',
+            f'example = get_task("{task}").dataset(n_train=1, n_test=1, seed=0)["test"][0]',
+            'input_ids = tokenizer(example["prompt"], return_tensors="pt").input_ids',
+            f"output = model.generate(input_ids, strategy={name}, {gen_args}, return_dict_in_generate=True)",
+            'print(tokenizer.decode(output.sequences[0, input_ids.shape[1] :], skip_special_tokens=True), "| NFE:",',
+            "      int(output.nfe[0]))",
         ]
     )
 
@@ -259,7 +295,8 @@ def build_model_card(
         library_name=LIBRARY_NAME,
         license=license,
         tags=all_tags,
-        base_model=base_model,
+        # the YAML `base_model` must be a Hub id; a model shipped inside hf_unmask is named in the text instead
+        base_model=None if base_model and str(base_model).startswith("builtin") else base_model,
         datasets=datasets,
         metrics=["accuracy"] if rows else None,
     )

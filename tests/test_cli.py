@@ -160,6 +160,7 @@ def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "top_k_confidence" in out and "steps*" in out and "program_trace" in out and "math_verify" in out
+    assert "tiny-dllm-program_trace-bl8-alpha1" in out  # the shipped policies, usable by name
 
 
 def test_evaluate_as_a_subprocess(assets, tmp_path):

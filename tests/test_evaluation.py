@@ -129,6 +129,36 @@ def test_batch_size_does_not_change_greedy_results(model, tokenizer):
     assert tokenizer.padding_side == "right"  # the tokenizer is left as it was
 
 
+def test_deterministic_strategies_run_once_for_all_seeds(model, tokenizer, monkeypatch):
+    """Greedy dLLM + deterministic strategy: one run counted for every seed; random strategies run per seed."""
+    calls = {"n": 0}
+    generate = model.generate
+
+    def counting_generate(*args, **kwargs):
+        calls["n"] += 1
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", counting_generate)
+    kwargs = dict(
+        block_lengths=[None], n_examples=5, max_new_tokens=L, batch_size=5, progress=False, keep_samples=True
+    )
+    once = evaluate_strategies(model, tokenizer, ToyTask(), ["top_k_confidence:steps=4"], seeds=[0, 1, 2], **kwargs)
+    assert calls["n"] == 1
+    row = once.rows[0]
+    assert row["seeds"] == [0, 1, 2] and len(set(row["accuracy_per_seed"])) == 1 and row["accuracy_std"] == 0
+    assert sorted({s["seed"] for s in once.samples}) == [0, 1, 2] and len(once.samples) == 15
+    single = evaluate_strategies(model, tokenizer, ToyTask(), ["top_k_confidence:steps=4"], seeds=[0], **kwargs)
+    assert (single.rows[0]["accuracy_mean"], single.rows[0]["nfe_mean"]) == (row["accuracy_mean"], row["nfe_mean"])
+    calls["n"] = 0
+    evaluate_strategies(model, tokenizer, ToyTask(), ["random:steps=4"], seeds=[0, 1, 2], **kwargs)
+    assert calls["n"] == 3
+    calls["n"] = 0
+    evaluate_strategies(
+        model, tokenizer, ToyTask(), ["top_k_confidence:steps=4"], seeds=[0, 1], temperature=1.0, **kwargs
+    )
+    assert calls["n"] == 2  # a sampling dLLM makes every seed count
+
+
 def test_save_writes_csv_json_and_a_valid_png(sampled_result, tmp_path):
     paths = sampled_result.save(tmp_path / "out")
     with paths["csv"].open() as f:

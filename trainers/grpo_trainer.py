@@ -120,10 +120,9 @@ def load_dllm(
             raise ValueError(f"Unknown dllm_dtype {dtype!r}. Use float32, bfloat16, float16 or auto.")
     kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
     if name_or_path == "builtin" or name_or_path.startswith("builtin:"):
-        from hf_unmask.models.tiny import load_builtin_model
+        from hf_unmask.models.tiny import builtin_model_name, load_builtin_model
 
-        name = name_or_path.split(":", 1)[1] if ":" in name_or_path else "tiny-dllm"
-        model, tokenizer = load_builtin_model(name, **kwargs)
+        model, tokenizer = load_builtin_model(builtin_model_name(name_or_path), **kwargs)
         if peft_adapter is not None:
             from peft import PeftModel
 
@@ -514,8 +513,13 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
     def trained_for(self) -> dict[str, Any]:
         """What the policy was trained for (saved in its config and shown on its model card)."""
         args = self.args
+        base_model = self._dllm_name
+        if isinstance(base_model, str) and (base_model == "builtin" or base_model.startswith("builtin:")):
+            from hf_unmask.models.tiny import builtin_model_name
+
+            base_model = f"builtin:{builtin_model_name(base_model)}"  # which shipped model, not just "builtin"
         record: dict[str, Any] = {
-            "base_model": self._dllm_name,
+            "base_model": base_model,
             "gen_length": args.gen_length,
             "block_length": args.block_length or args.gen_length,
             "alpha": args.alpha,
@@ -526,6 +530,8 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
             "reward_form": args.reward_form,
             "num_generations": args.num_generations,
         }
+        if args.policy_name_or_path is not None:
+            record["initialized_from"] = str(args.policy_name_or_path)
         if args.expert_steering:
             record["expert_steering"] = {"threshold": args.expert_threshold, "block_length": args.expert_block_length}
         return {k: v for k, v in record.items() if v is not None}

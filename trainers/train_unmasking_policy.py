@@ -337,6 +337,7 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the logged curves (reward, correctness, NFE, ...) of the whole run
     trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
 
     if trainer.accelerator.is_main_process:

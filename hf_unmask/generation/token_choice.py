@@ -44,20 +44,21 @@ def choose_tokens(
     Args:
         logits: `[B, L, V]` processed logits of the generated region.
     """
+    scores = logits.float()
     if temperature is None or temperature <= 0:
-        proposal = logits.argmax(dim=-1)
-    else:
-        restricted = logits
-        if top_k is not None:
-            restricted = filter_top_k(restricted, top_k)
-        if top_p is not None:
-            restricted = filter_top_p(restricted, top_p)
-        logits64 = restricted.to(torch.float64)
-        uniform = torch.rand(logits64.shape, generator=generator, device=logits.device, dtype=torch.float64)
-        # exp(l) / (-log u)^T, taken in log space to avoid overflow; same argmax
-        scores = logits64 - temperature * torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))
         proposal = scores.argmax(dim=-1)
-    log_z = torch.logsumexp(logits.float(), dim=-1)
-    chosen = torch.gather(logits.float(), -1, proposal.unsqueeze(-1)).squeeze(-1)
-    confidence = torch.exp(chosen - log_z)
-    return proposal, confidence
+        # the fused softmax is several times faster than logsumexp on CPU; its largest entry sits at the argmax
+        confidence = torch.softmax(scores, dim=-1).amax(dim=-1)
+        return proposal, confidence
+    restricted = logits
+    if top_k is not None:
+        restricted = filter_top_k(restricted, top_k)
+    if top_p is not None:
+        restricted = filter_top_p(restricted, top_p)
+    logits64 = restricted.to(torch.float64)
+    uniform = torch.rand(logits64.shape, generator=generator, device=logits.device, dtype=torch.float64)
+    # exp(l) / (-log u)^T, taken in log space to avoid overflow; same argmax
+    noisy = logits64 - temperature * torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))
+    proposal = noisy.argmax(dim=-1)
+    chosen = torch.gather(scores, -1, proposal.unsqueeze(-1)).squeeze(-1)
+    return proposal, torch.exp(chosen - torch.logsumexp(scores, dim=-1))

@@ -51,6 +51,9 @@ class UnmaskingStrategy:
 
     #: The loop computes and passes last hidden states only when this is True.
     requires_hidden_states: ClassVar[bool] = False
+    #: True when the selection depends only on the state (no random draw): with a greedy dLLM every seed then
+    #: gives the same result, and `evaluate_strategies` runs it once for all seeds. False unless a class says so.
+    deterministic: ClassVar[bool] = False
     #: Short name used on the command line (`hf-unmask evaluate --strategy NAME`).
     name: ClassVar[Optional[str]] = None
 

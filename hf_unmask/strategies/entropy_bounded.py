@@ -31,6 +31,8 @@ class EBSampler(UnmaskingStrategy):
         ```
     """
 
+    deterministic = True
+
     name = "eb_sampler"
 
     def __init__(self, gamma: float = 0.1) -> None:

@@ -35,6 +35,8 @@ class ConfidenceThreshold(UnmaskingStrategy):
         ```
     """
 
+    deterministic = True
+
     name = "confidence_threshold"
 
     def __init__(self, threshold: float = 0.9) -> None:
@@ -68,6 +70,8 @@ class ConfidenceFactor(UnmaskingStrategy):
         ConfidenceFactor(factor=1.0)
         ```
     """
+
+    deterministic = True
 
     name = "confidence_factor"
 

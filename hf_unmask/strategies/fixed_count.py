@@ -28,6 +28,8 @@ class FixedCountStrategy(UnmaskingStrategy):
     its steps, the remainder going to the first steps.
     """
 
+    deterministic = True
+
     def __init__(self, steps: Optional[int] = None) -> None:
         self.steps = check_steps(type(self).__name__, steps)
 

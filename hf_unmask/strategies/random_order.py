@@ -32,6 +32,8 @@ class RandomTopK(FixedCountStrategy):
         ```
     """
 
+    deterministic = False
+
     name = "random"
 
     def score(self, state: DenoisingState) -> torch.Tensor:

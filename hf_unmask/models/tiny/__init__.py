@@ -7,7 +7,13 @@ Importing this module registers the model with `AutoConfig` / `AutoModelForMaske
 from transformers import AutoConfig, AutoModelForMaskedLM
 
 from .adapter import TinyDLLMAdapter
-from .builtin import builtin_model_path, list_builtin_models, load_builtin_model
+from .builtin import (
+    DEFAULT_BUILTIN_MODEL,
+    builtin_model_name,
+    builtin_model_path,
+    list_builtin_models,
+    load_builtin_model,
+)
 from .configuration_tiny_dllm import TinyDLLMConfig
 from .modeling_tiny_dllm import TinyDLLMForMaskedDiffusion
 from .tokenization import build_tokenizer
@@ -16,6 +22,8 @@ AutoConfig.register(TinyDLLMConfig.model_type, TinyDLLMConfig, exist_ok=True)
 AutoModelForMaskedLM.register(TinyDLLMConfig, TinyDLLMForMaskedDiffusion, exist_ok=True)
 
 __all__ = [
+    "DEFAULT_BUILTIN_MODEL",
+    "builtin_model_name",
     "TinyDLLMAdapter",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",

@@ -6,6 +6,16 @@ from pathlib import Path
 from typing import Any
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+#: The model that `load_builtin_model()` and the name "builtin" (CLI, trainer) stand for.
+DEFAULT_BUILTIN_MODEL = "tiny-dllm"
+
+
+def builtin_model_name(name_or_alias: str) -> str:
+    """The shipped model an alias stands for: `"builtin"` -> the default, `"builtin:NAME"` -> NAME; other names
+    are returned as they are."""
+    if name_or_alias == "builtin":
+        return DEFAULT_BUILTIN_MODEL
+    return name_or_alias.split(":", 1)[1] if name_or_alias.startswith("builtin:") else name_or_alias
 
 
 def list_builtin_models() -> list[str]:
@@ -32,7 +42,7 @@ def builtin_model_path(name: str) -> Path:
     return path
 
 
-def load_builtin_model(name: str = "tiny-dllm", **kwargs: Any) -> tuple[Any, Any]:
+def load_builtin_model(name: str = DEFAULT_BUILTIN_MODEL, **kwargs: Any) -> tuple[Any, Any]:
     """Load a shipped tiny dLLM and its tokenizer from the package folder (no network needed).
 
     Args:

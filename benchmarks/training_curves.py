@@ -1,0 +1,74 @@
+"""Training curves of policy runs side by side: reward, correctness, mean NFE and unmask fraction over steps.
+
+Reads the `trainer_state.json` that training writes to its output folder (or, for an interrupted run, to its
+last checkpoint). Used to show the additive-reward collapse next to a multiplicative run with the same settings:
+
+    python benchmarks/training_curves.py outputs/policy-bl8-alpha1 outputs/policy-bl8-additive-alpha1 \
+        --plot outputs/reward_forms.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+METRICS = ("reward", "correctness", "nfe/mean", "unmask_fraction", "entropy")
+
+
+def load_log_history(run_dir: str) -> list[dict[str, Any]]:
+    """The logged training rows (those with a reward) of a run folder or of its latest checkpoint."""
+    root = Path(run_dir)
+    candidates = [root / "trainer_state.json"] + sorted(
+        root.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]), reverse=True
+    )
+    for path in candidates:
+        if path.is_file():
+            history = json.loads(path.read_text())["log_history"]
+            return [row for row in history if "reward" in row]
+    raise FileNotFoundError(f"No trainer_state.json in {root} or its checkpoints: is it a training output folder?")
+
+
+def summarise(history: list[dict[str, Any]], every: int) -> list[dict[str, Any]]:
+    """Every `every`-th logged row plus the last one."""
+    rows = [row for i, row in enumerate(history) if i % every == 0]
+    if history and rows[-1] is not history[-1]:
+        rows.append(history[-1])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="training output folders")
+    parser.add_argument("--every", type=int, default=4, help="print every N-th logged row (default 4)")
+    parser.add_argument("--plot", default=None, help="also write the curves to this PNG")
+    args = parser.parse_args()
+    histories = {run: load_log_history(run) for run in args.runs}
+    for run, history in histories.items():
+        print(f"\n{run}")
+        print(f"{'step':>6} " + " ".join(f"{m:>15}" for m in METRICS))
+        for row in summarise(history, args.every):
+            print(f"{row['step']:>6} " + " ".join(f"{float(row.get(m, float('nan'))):>15.3f}" for m in METRICS))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        for run, history in histories.items():
+            steps = [row["step"] for row in history]
+            for ax, metric in zip(axes, ("reward", "correctness", "nfe/mean")):
+                ax.plot(steps, [float(row[metric]) for row in history], label=Path(run).name)
+                ax.set_title(metric)
+                ax.set_xlabel("optimiser step")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=120)
+        print(f"\nPlot written to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
