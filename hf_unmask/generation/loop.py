@@ -228,6 +228,7 @@ def diffusion_generate(
         start, end = block * BL, (block + 1) * BL
         in_block = (positions >= start) & (positions < end)
         block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+        pace = (block_mask_count + budget - 1) // budget  # positions per step that finish the block in time
         block_step = 0
         while True:
             masked = gen == mask_id
@@ -269,7 +270,6 @@ def diffusion_generate(
             # live row unmask at least one position per step.
             remaining = eligible.sum(-1)
             steps_left = budget - block_step
-            pace = (block_mask_count + budget - 1) // budget
             need = (remaining - (steps_left - 1) * pace).clamp_min(0)
             if config.progress_fallback:
                 need = torch.maximum(need, live.long())
