@@ -596,12 +596,13 @@ def load_model_and_tokenizer(
         ```
     """
     torch_dtype = _resolve_dtype(dtype)
-    if model_name_or_path is None or model_name_or_path == "builtin" or model_name_or_path.startswith("builtin:"):
+    from .models.tiny import builtin_model_name, is_builtin_alias
+
+    if model_name_or_path is None or is_builtin_alias(model_name_or_path):
         from .models.tiny import load_builtin_model
 
-        name = model_name_or_path.split(":", 1)[1] if model_name_or_path and ":" in model_name_or_path else None
         kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-        model, tokenizer = load_builtin_model(name, **kwargs) if name else load_builtin_model(**kwargs)
+        model, tokenizer = load_builtin_model(builtin_model_name(model_name_or_path or "builtin"), **kwargs)
     else:
         from transformers import AutoTokenizer
 

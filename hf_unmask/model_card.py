@@ -177,7 +177,9 @@ def usage_code(
     gen_length = gen_length or trained.get("gen_length") or 64
     block_length = block_length if block_length is not None else trained.get("block_length")
     model_id = base_model or "<base dLLM repo id>"
-    if model_id == "builtin" or model_id.startswith("builtin:"):
+    from .models.tiny import is_builtin_alias
+
+    if is_builtin_alias(model_id):
         return _builtin_usage_code(strategy, repo_id, model_id, trained.get("task"), block_length, gen_length)
     remote = any(family in model_id.lower() for family in _REMOTE_CODE_FAMILIES)
     load_args = f'"{model_id}"' + (', trust_remote_code=True, dtype="bfloat16"' if remote else "")
@@ -213,6 +215,7 @@ def _builtin_usage_code(
     strategy: Any, repo_id: str, model_id: str, task: Optional[str], block_length: Any, gen_length: Any
 ) -> str:
     """Usage snippet for a strategy trained on a dLLM shipped with hf_unmask (no Hub download of the model)."""
+
     from .models.tiny import builtin_model_name
 
     name = "policy" if _is_policy(strategy) else "strategy"
@@ -281,6 +284,8 @@ def build_model_card(
         license, tags, template_path: YAML license, extra tags, another Jinja template.
         **template_kwargs: extra template variables (e.g. `title`, `summary`).
     """
+    from .models.tiny import is_builtin_alias
+
     is_policy = _is_policy(strategy)
     trained = dict(getattr(strategy, "trained_for", {}) or {})
     repo_id = repo_id or f"<your-namespace>/{type(strategy).__name__.lower()}"
@@ -296,7 +301,7 @@ def build_model_card(
         license=license,
         tags=all_tags,
         # the YAML `base_model` must be a Hub id; a model shipped inside hf_unmask is named in the text instead
-        base_model=None if base_model and str(base_model).startswith("builtin") else base_model,
+        base_model=None if is_builtin_alias(base_model) else base_model,
         datasets=datasets,
         metrics=["accuracy"] if rows else None,
     )

@@ -119,8 +119,10 @@ def load_dllm(
         if not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"Unknown dllm_dtype {dtype!r}. Use float32, bfloat16, float16 or auto.")
     kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-    if name_or_path == "builtin" or name_or_path.startswith("builtin:"):
-        from hf_unmask.models.tiny import builtin_model_name, load_builtin_model
+    from hf_unmask.models.tiny import builtin_model_name, is_builtin_alias
+
+    if is_builtin_alias(name_or_path):
+        from hf_unmask.models.tiny import load_builtin_model
 
         model, tokenizer = load_builtin_model(builtin_model_name(name_or_path), **kwargs)
         if peft_adapter is not None:
@@ -513,10 +515,10 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
     def trained_for(self) -> dict[str, Any]:
         """What the policy was trained for (saved in its config and shown on its model card)."""
         args = self.args
-        base_model = self._dllm_name
-        if isinstance(base_model, str) and (base_model == "builtin" or base_model.startswith("builtin:")):
-            from hf_unmask.models.tiny import builtin_model_name
+        from hf_unmask.models.tiny import builtin_model_name, is_builtin_alias
 
+        base_model = self._dllm_name
+        if is_builtin_alias(base_model):
             base_model = f"builtin:{builtin_model_name(base_model)}"  # which shipped model, not just "builtin"
         record: dict[str, Any] = {
             "base_model": base_model,

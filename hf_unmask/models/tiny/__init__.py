@@ -11,6 +11,7 @@ from .builtin import (
     DEFAULT_BUILTIN_MODEL,
     builtin_model_name,
     builtin_model_path,
+    is_builtin_alias,
     list_builtin_models,
     load_builtin_model,
 )
@@ -24,6 +25,7 @@ AutoModelForMaskedLM.register(TinyDLLMConfig, TinyDLLMForMaskedDiffusion, exist_
 __all__ = [
     "DEFAULT_BUILTIN_MODEL",
     "builtin_model_name",
+    "is_builtin_alias",
     "TinyDLLMAdapter",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",

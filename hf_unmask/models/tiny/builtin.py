@@ -10,6 +10,11 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_BUILTIN_MODEL = "tiny-dllm"
 
 
+def is_builtin_alias(name: Any) -> bool:
+    """Whether `name` designates a shipped model: `"builtin"` (the default) or `"builtin:NAME"`."""
+    return isinstance(name, str) and (name == "builtin" or name.startswith("builtin:"))
+
+
 def builtin_model_name(name_or_alias: str) -> str:
     """The shipped model an alias stands for: `"builtin"` -> the default, `"builtin:NAME"` -> NAME; other names
     are returned as they are."""
