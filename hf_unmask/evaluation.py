@@ -357,15 +357,15 @@ def default_budget_knob(cls: type[UnmaskingStrategy]) -> Optional[str]:
     return keys[0] if len(keys) == 1 else None
 
 
-def _lookup_strategy(name: str) -> tuple[type[UnmaskingStrategy], Optional[UnmaskingStrategy]]:
-    """`(class, loaded instance or None)` for a registered short name, a shipped policy's name, or a saved
-    strategy folder / Hub repo."""
+def _lookup_strategy(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
+    """`(class, where to load it from or None)` for a registered short name (None: build it from the class), a
+    shipped policy's name (its package folder), or a saved strategy folder / Hub repo (the name itself)."""
     names = _registered_names()
     if name in names:
         return names[name], None
     if name in list_builtin_policies():
-        base = UnmaskingStrategy.from_pretrained(builtin_policy_path(name))
-        return type(base), base
+        source = builtin_policy_path(name)
+        return type(UnmaskingStrategy.from_pretrained(source)), source
     looks_like_path = os.path.isdir(name) or name.startswith((".", "/", "~"))
     looks_like_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
     if os.path.isdir(name) or (looks_like_repo and not looks_like_path):
@@ -373,7 +373,7 @@ def _lookup_strategy(name: str) -> tuple[type[UnmaskingStrategy], Optional[Unmas
             base = UnmaskingStrategy.from_pretrained(name)
         except OSError as err:
             raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
-        return type(base), base
+        return type(base), name
     hint = f" (no such folder: '{name}')" if looks_like_path or "/" in name else ""
     raise ValueError(
         f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; shipped policies: "
@@ -459,7 +459,7 @@ class StrategySpec:
         return cls(name, grid)
 
     def _resolve_class(self) -> type[UnmaskingStrategy]:
-        self._cls, self._base = _lookup_strategy(self.strategy)
+        self._cls, self._source = _lookup_strategy(self.strategy)
         return self._cls
 
     def _check_knobs(self) -> None:
@@ -488,9 +488,8 @@ class StrategySpec:
     def build(self, budget: dict[str, Any]) -> UnmaskingStrategy:
         """The strategy object for one budget."""
         try:
-            if self._base is not None:
-                source = builtin_policy_path(self.strategy) if self.strategy in list_builtin_policies() else None
-                return UnmaskingStrategy.from_pretrained(source or self.strategy, **budget)
+            if self._source is not None:
+                return UnmaskingStrategy.from_pretrained(self._source, **budget)
             return self._cls(**budget)
         except (TypeError, ValueError) as err:
             raise ValueError(f"Cannot build strategy '{self.strategy}' with {budget}: {err}") from err
@@ -526,7 +525,7 @@ class _FixedSpec(StrategySpec):
         self.label = self.strategy
         self.grid = {}
         self._cls = type(strategy)
-        self._base = None
+        self._source = None
 
     def budgets(self) -> list[dict[str, Any]]:
         return [{}]
