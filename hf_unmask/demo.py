@@ -104,14 +104,13 @@ def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_bloc
         ['tiny-dllm-program_trace-bl8-alpha0.3']
         ```
     """
-    import json
-
+    from .hub import CONFIG_NAME, read_config
     from .models.tiny import builtin_model_name
     from .strategies.builtin import builtin_policy_path, list_builtin_policies
 
     found: dict[int, list[str]] = {semi_ar_block_length: [], gen_length: []}
     for name in list_builtin_policies():
-        trained_for = json.loads((builtin_policy_path(name) / "config.json").read_text()).get("trained_for") or {}
+        trained_for = read_config(str(builtin_policy_path(name) / CONFIG_NAME)).get("trained_for") or {}
         base = trained_for.get("base_model")
         if not isinstance(base, str) or builtin_model_name(base) != model_name or trained_for.get("task") != task_name:
             continue

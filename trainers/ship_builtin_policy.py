@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hf_unmask.model_card import write_model_card
 from hf_unmask.strategies import UnmaskingStrategy
-from hf_unmask.strategies.builtin import PRETRAINED_POLICY_DIR
+from hf_unmask.strategies.builtin import PRETRAINED_POLICY_DIR, list_builtin_policies
 
 
 def ship(
@@ -42,7 +42,8 @@ def ship(
         meta, rows = table["meta"], table["rows"]
         label = label or name
         # the card shows this policy against the heuristics (the other shipped policies have their own cards)
-        rows = [r for r in rows if r["strategy"] == label or not r["strategy"].startswith("tiny-dllm-")]
+        others = set(list_builtin_policies()) - {label}
+        rows = [r for r in rows if r["strategy"] not in others]
         plot = Path(evaluation_dir) / "pareto.png"
         setting = (
             f"{meta['n_examples']} held-out examples of the built-in `{meta['task']}` task, built-in `tiny-dllm`, "
