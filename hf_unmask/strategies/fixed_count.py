@@ -39,14 +39,7 @@ class FixedCountStrategy(UnmaskingStrategy):
     def tokens_this_step(self, state: DenoisingState) -> torch.Tensor:
         """`[B]` number of positions to unmask at this step."""
         per_block = block_steps(state, self.steps)
-        # The schedule is fixed for a block: compute it once (the loop passes the same block_mask_count tensor
-        # for every step of a block; holding it keeps its identity from being reused).
-        cached = getattr(self, "_schedule_cache", None)
-        if cached is not None and cached[0] is state.block_mask_count and cached[1] == per_block:
-            schedule = cached[2]
-        else:
-            schedule = num_transfer_tokens(state.block_mask_count, per_block)
-            self._schedule_cache = (state.block_mask_count, per_block, schedule)
+        schedule = num_transfer_tokens(state.block_mask_count, per_block)
         index = min(state.block_step, per_block - 1)
         return schedule[:, index]
 
