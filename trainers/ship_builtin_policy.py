@@ -4,8 +4,9 @@ write its model card from an evaluation (the table of `benchmarks/policy_vs_heur
     python trainers/ship_builtin_policy.py outputs/policy-bl8-alpha1 --name tiny-dllm-program_trace-bl8-alpha1 \
         --evaluation outputs/policy_vs_heuristics/semi_ar
 
-Only the policy's own files are written (config.json, model.safetensors, README.md, the Pareto plot); the
-policy then loads offline with `hf_unmask.load_builtin_policy(name)`.
+Only the policy's own files are written (config.json, model.safetensors, README.md with the evaluation table; the
+Pareto plot stays in the evaluation folder so the package holds no binary besides weights); the policy then loads
+offline with `hf_unmask.load_builtin_policy(name)`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def ship(
     target = PRETRAINED_POLICY_DIR / name
     target.mkdir(parents=True, exist_ok=True)
     policy.save_pretrained(target)
-    rows, plot, setting = None, None, None
+    rows, setting = None, None
     if evaluation_dir is not None:
         table = json.loads((Path(evaluation_dir) / "evaluation.json").read_text())
         meta, rows = table["meta"], table["rows"]
@@ -44,12 +45,11 @@ def ship(
         # the card shows this policy against the heuristics (the other shipped policies have their own cards)
         others = set(list_builtin_policies()) - {label}
         rows = [r for r in rows if r["strategy"] not in others]
-        plot = Path(evaluation_dir) / "pareto.png"
         setting = (
             f"{meta['n_examples']} held-out examples of the built-in `{meta['task']}` task, built-in `tiny-dllm`, "
             f"L = {meta['gen_length']}, BL = {', '.join(str(b) for b in meta['block_lengths'])}, greedy dLLM, "
             f"seeds {meta['seeds']} (accuracy and NFE are means over seeds); produced by "
-            "`python benchmarks/policy_vs_heuristics.py`."
+            "`python benchmarks/policy_vs_heuristics.py`, which also draws the Pareto plot."
         )
     write_model_card(
         policy,
@@ -57,7 +57,6 @@ def ship(
         repo_id=f"builtin:{name}",
         evaluation_results=rows,
         evaluation_setting=setting,
-        plot_path=plot if plot is not None and plot.is_file() else None,
     )
     return target
 
@@ -66,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="output folder of trainers/train_unmasking_policy.py")
     parser.add_argument("--name", required=True, help="name to ship it under, <dLLM>-<task>-<bl8|full>-alpha<alpha>")
-    parser.add_argument("--evaluation", default=None, help="folder with evaluation.json and pareto.png")
+    parser.add_argument("--evaluation", default=None, help="folder with the evaluation.json of the comparison")
     parser.add_argument("--label", default=None, help="the policy's strategy label in that table (default: name)")
     parser.add_argument(
         "--initialized-from", default=None, help="name of the shipped policy a warm-started run began from"
