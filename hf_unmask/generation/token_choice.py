@@ -47,7 +47,7 @@ def choose_tokens(
     scores = logits.float()
     if temperature is None or temperature <= 0:
         proposal = scores.argmax(dim=-1)
-        # the fused softmax is several times faster than logsumexp on CPU; its largest entry sits at the argmax
+        # softmax's largest entry sits at the argmax; the fused softmax timed cheaper than logsumexp on CPU
         confidence = torch.softmax(scores, dim=-1).amax(dim=-1)
         return proposal, confidence
     restricted = logits
