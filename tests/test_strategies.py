@@ -6,6 +6,7 @@ The references live in `tests/reference_loops.py` and share nothing with hf_unma
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import Counter
@@ -22,6 +23,7 @@ from reference_loops import (
 )
 
 from hf_unmask import DenoisingState, DiffusionGenerationConfig
+from hf_unmask.generation import num_transfer_tokens, num_transfer_tokens_at
 from hf_unmask.strategies import (
     ConfidenceFactor,
     ConfidenceThreshold,
@@ -31,6 +33,7 @@ from hf_unmask.strategies import (
     TopKConfidence,
     TopKEntropy,
     TopKMargin,
+    UnmaskingPolicy,
     UnmaskingStrategy,
     get_strategy_by_name,
 )
@@ -214,6 +217,73 @@ def test_random_strategies_are_deterministic_per_seed(tiny_masked_lm, prompt, st
     assert torch.equal(runs[0].trajectory.unmasked, explicit.trajectory.unmasked)
     first, other = runs[0].trajectory.unmasked, runs[2].trajectory.unmasked
     assert first.shape != other.shape or not torch.equal(first, other)
+
+
+# --------------------------------------------------------------- token choice at eligible positions only
+class _Recorder(UnmaskingStrategy):
+    """Delegates to `inner` and keeps copies of what it was shown."""
+
+    def __init__(self, inner: UnmaskingStrategy, reads_only_eligible: bool) -> None:
+        self.inner = inner
+        self.reads_only_eligible = reads_only_eligible
+        self.seen: list[dict[str, torch.Tensor]] = []
+
+    def __call__(self, state: DenoisingState) -> torch.Tensor:
+        names = ("confidence", "proposal", "masked", "eligible")
+        self.seen.append({name: getattr(state, name).clone() for name in names})
+        return self.inner(state)
+
+
+def _full_reading(strategy: UnmaskingStrategy) -> UnmaskingStrategy:
+    """The same strategy, but the loop believes it reads every position (token choice over all L)."""
+    clone = copy.copy(strategy)
+    clone.reads_only_eligible = False
+    return clone
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES, ids=lambda s: s.name)
+@pytest.mark.parametrize("block_length", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("temperature", [None, 1.5])
+def test_eligible_only_token_choice_changes_no_result(tiny_masked_lm, prompt, strategy, block_length, temperature):
+    """Every heuristic reads confidence and proposal only at eligible positions; letting the loop skip the rest
+    changes no token and no NFE, greedy or sampled, with or without a recorded trajectory."""
+    assert strategy.reads_only_eligible
+    kwargs = {"steps": 8, "seed": 0, "temperature": temperature}
+    fast = generate(tiny_masked_lm, prompt, strategy, block_length, **kwargs)
+    full = generate(tiny_masked_lm, prompt, _full_reading(strategy), block_length, **kwargs)
+    recorded = generate(tiny_masked_lm, prompt, strategy, block_length, output_trajectory=True, **kwargs)
+    for other in (full, recorded):
+        assert torch.equal(fast.sequences, other.sequences)
+        assert torch.equal(fast.nfe, other.nfe)
+
+
+@pytest.mark.parametrize("block_length", MODES, ids=MODE_IDS)
+def test_eligible_only_state_shows_the_canvas_elsewhere(tiny_masked_lm, prompt, block_length):
+    assert not UnmaskingStrategy.reads_only_eligible and not UnmaskingPolicy.reads_only_eligible
+    fast, full = _Recorder(TopKConfidence(), True), _Recorder(TopKConfidence(), False)
+    out = generate(tiny_masked_lm, prompt, fast, block_length, steps=8)
+    generate(tiny_masked_lm, prompt, full, block_length, steps=8)
+    assert len(fast.seen) == len(full.seen) == 8
+    final = out.sequences[:, prompt.shape[1] :]
+    for seen, seen_full in zip(fast.seen, full.seen):
+        eligible = seen["eligible"]
+        assert torch.equal(seen["confidence"][eligible], seen_full["confidence"][eligible])
+        assert torch.equal(seen["proposal"][eligible], seen_full["proposal"][eligible])
+        assert (seen["confidence"][~eligible] == 0).all()
+        # elsewhere a position shows what the canvas holds: its final token if decided, else the mask
+        canvas = torch.where(seen["masked"], torch.full_like(final, MASK), final)
+        assert torch.equal(seen["proposal"][~eligible], canvas[~eligible])
+        assert (seen_full["confidence"] > 0).all(), "a strategy reading all positions gets every confidence"
+
+
+def test_num_transfer_tokens_at_is_a_column_of_the_schedule():
+    counts = torch.arange(0, 40)
+    for steps in (1, 3, 7, 16):
+        schedule = num_transfer_tokens(counts, steps)
+        for step in range(steps):
+            assert torch.equal(num_transfer_tokens_at(counts, steps, step), schedule[:, step])
+    with pytest.raises(ValueError, match="step must be in"):
+        num_transfer_tokens_at(counts, 4, 4)
 
 
 # ------------------------------------------------------------------------------------- rules on hand-made states

@@ -2,7 +2,7 @@ from .config import DiffusionGenerationConfig
 from .loop import diffusion_generate
 from .mixin import DiffusionGenerationMixin, enable_diffusion_generate
 from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
-from .schedule import num_transfer_tokens
+from .schedule import num_transfer_tokens, num_transfer_tokens_at
 from .state import DenoisingState
 from .streamers import DiffusionTextStreamer
 
@@ -16,4 +16,5 @@ __all__ = [
     "diffusion_generate",
     "enable_diffusion_generate",
     "num_transfer_tokens",
+    "num_transfer_tokens_at",
 ]

@@ -141,9 +141,10 @@ def _top_up(
     selection: torch.Tensor, eligible: torch.Tensor, confidence: torch.Tensor, need: torch.Tensor
 ) -> torch.Tensor:
     """Add the most confident eligible, unselected positions until each row has `need` selected."""
-    missing = (need - selection.sum(-1)).clamp_min(0)
-    if not bool(missing.any()):
+    selected = selection.sum(-1)
+    if not bool((selected < need).any()):
         return selection
+    missing = (need - selected).clamp_min(0)
     candidates = eligible & ~selection
     score = torch.where(candidates, confidence.float(), torch.full_like(confidence, -1.0, dtype=torch.float))
     order = score.argsort(dim=-1, descending=True, stable=True)
@@ -220,22 +221,30 @@ def diffusion_generate(
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if eos_ids else None
     wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
     record = config.output_trajectory
+    temperature = config.temperature if config.do_sample else None
+    greedy = temperature is None or temperature <= 0
+    # Token choice at eligible positions only, for strategies that read nothing else (most positions of a
+    # semi-AR canvas are outside the current block, and decided ones need no new token). Not when sampling (the
+    # Gumbel noise drawn for all L positions keeps a seed's tokens the same whatever the strategy) nor when
+    # recording (a policy trained on the trajectory reads the confidence of every position).
+    eligible_token_choice = greedy and not record and bool(getattr(strategy, "reads_only_eligible", False))
     traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
     history = [x.clone()] if config.output_history else None
 
     step = 0
     for block in range(nb):
         start, end = block * BL, (block + 1) * BL
-        in_block = (positions >= start) & (positions < end)
+        in_block = None if nb == 1 else (positions >= start) & (positions < end)
         block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
         pace = (block_mask_count + budget - 1) // budget  # positions per step that finish the block in time
         block_step = 0
         while True:
             masked = gen == mask_id
-            eligible = masked & in_block
-            live = eligible.any(-1)
-            if not bool(live.any()):
+            eligible = masked if in_block is None else masked & in_block
+            remaining = eligible.sum(-1)
+            if not bool(remaining.any()):
                 break
+            live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
                 raise RuntimeError("internal error: block step budget exceeded")
             logits, hidden = adapter.forward(x, attn, output_hidden_states=wants_hidden)
@@ -245,14 +254,16 @@ def diffusion_generate(
             # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
             # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
             gen_logits[..., mask_id] = float("-inf")
-            temperature = config.temperature if config.do_sample else None
-            proposal, confidence = choose_tokens(gen_logits, temperature, generator, config.top_k, config.top_p)
+            if eligible_token_choice:
+                proposal, confidence = _choose_tokens_at(gen_logits, gen, eligible)
+            else:
+                proposal, confidence = choose_tokens(gen_logits, temperature, generator, config.top_k, config.top_p)
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,
                 masked=masked,
                 eligible=eligible,
-                nfe=nfe.clone(),
+                nfe=nfe,
                 step=step,
                 block=block,
                 block_start=start,
@@ -268,14 +279,12 @@ def diffusion_generate(
             action = selection & eligible
             # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
             # live row unmask at least one position per step.
-            remaining = eligible.sum(-1)
-            steps_left = budget - block_step
-            need = (remaining - (steps_left - 1) * pace).clamp_min(0)
-            if config.progress_fallback:
-                need = torch.maximum(need, live.long())
-            unmask = _top_up(action, eligible, confidence, torch.minimum(need, remaining))
-            gen[unmask] = proposal[unmask]
-            nfe += live.long()
+            # (need never exceeds `remaining`: both terms of the maximum are at most `remaining`)
+            need = remaining - (budget - block_step - 1) * pace
+            need = torch.maximum(need, live_count) if config.progress_fallback else need.clamp_min(0)
+            unmask = _top_up(action, eligible, confidence, need)
+            gen.copy_(torch.where(unmask, proposal, gen))
+            nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
             if config.stop_at_eos:
                 _fill_after_eos(gen, mask_id, eos_tensor, fill_id)
             if record:
@@ -285,7 +294,7 @@ def diffusion_generate(
                 traj["time"].append(state.time)
                 traj["action"].append(action)
                 traj["unmasked"].append(unmask)
-                traj["live"].append(live)
+                traj["live"].append(remaining > 0)
                 traj["block"].append(torch.tensor(block, device=device))
                 if log_prob is not None:
                     traj["log_prob"].append(log_prob.float())
@@ -310,6 +319,17 @@ def diffusion_generate(
         trajectory=trajectory,
         history=torch.stack(history) if history is not None else None,
     )
+
+
+def _choose_tokens_at(
+    gen_logits: torch.Tensor, gen: torch.Tensor, where: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy proposal and confidence at the positions `where` is True; elsewhere the canvas token and 0."""
+    rows, cols = where.nonzero(as_tuple=True)
+    chosen, chosen_confidence = choose_tokens(gen_logits[rows, cols])
+    proposal = gen.index_put((rows, cols), chosen)  # out of place: a copy of the canvas
+    confidence = torch.zeros(gen.shape, dtype=chosen_confidence.dtype, device=gen.device)
+    return proposal, confidence.index_put_((rows, cols), chosen_confidence)
 
 
 def _fill_after_eos(gen: torch.Tensor, mask_id: int, eos: torch.Tensor, fill_id: int) -> None:

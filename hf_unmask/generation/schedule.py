@@ -30,6 +30,21 @@ def num_transfer_tokens(mask_count: torch.Tensor, steps: int) -> torch.Tensor:
     return base.unsqueeze(-1) + (idx.unsqueeze(0) < remainder.unsqueeze(-1)).to(torch.long)
 
 
+def num_transfer_tokens_at(mask_count: torch.Tensor, steps: int, step: int) -> torch.Tensor:
+    """Column `step` of `num_transfer_tokens(mask_count, steps)`, without building the whole schedule.
+
+    Example:
+        ```python
+        >>> num_transfer_tokens_at(torch.tensor([10]), 4, 2).tolist()
+        [2]
+        ```
+    """
+    if not 0 <= step < steps:
+        raise ValueError(f"step must be in [0, steps) = [0, {steps}), got {step}.")
+    # q + (step < r) for mask_count = q * steps + r, in one division: floor((mask_count + steps - 1 - step) / steps)
+    return torch.div(mask_count.long() + (steps - 1 - step), steps, rounding_mode="floor")
+
+
 def steps_per_block(total_steps: int, num_blocks: int) -> int:
     """Steps each block gets when `total_steps` are split evenly over `num_blocks` blocks."""
     if total_steps % num_blocks != 0:

@@ -21,7 +21,10 @@ class DenoisingState:
 
     Attributes:
         confidence: `[B, L]` float, probability of the proposed token under the (processed) dLLM distribution.
-        proposal: `[B, L]` long, the token each position would take if unmasked now.
+            For a strategy with `reads_only_eligible = True` under greedy decoding, only eligible positions carry
+            it (0 elsewhere).
+        proposal: `[B, L]` long, the token each position would take if unmasked now (under the same condition,
+            the canvas token at positions that are not eligible).
         masked: `[B, L]` bool, positions still `[MASK]`.
         eligible: `[B, L]` bool, masked positions of the current block in rows that are still live.
         nfe: `[B]` long, forward passes each row has used so far, this one excluded.

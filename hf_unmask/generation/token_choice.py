@@ -42,7 +42,7 @@ def choose_tokens(
     (with top_k=1 every position would otherwise look certain).
 
     Args:
-        logits: `[B, L, V]` processed logits of the generated region.
+        logits: `[..., V]` processed logits, e.g. `[B, L, V]` over the generated region.
     """
     scores = logits.float()
     if temperature is None or temperature <= 0:

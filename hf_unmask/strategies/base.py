@@ -54,6 +54,12 @@ class UnmaskingStrategy:
     #: True when the selection depends only on the state (no random draw): with a greedy dLLM every seed then
     #: gives the same result, and `evaluate_strategies` runs it once for all seeds. False unless a class says so.
     deterministic: ClassVar[bool] = False
+    #: True when the strategy reads `confidence` and `proposal` only at eligible positions (every heuristic here:
+    #: they score eligible positions only; `logits`/`probs` stay complete). With greedy token choice and no
+    #: trajectory recorded, the loop then runs the token choice (argmax and softmax over the vocabulary) at eligible
+    #: positions only; elsewhere `confidence` is 0 and `proposal` holds the canvas token. False by default: a
+    #: learned policy reads the confidence of all L positions.
+    reads_only_eligible: ClassVar[bool] = False
     #: Short name used on the command line (`hf-unmask evaluate --strategy NAME`).
     name: ClassVar[Optional[str]] = None
 

@@ -32,6 +32,7 @@ class EBSampler(UnmaskingStrategy):
     """
 
     deterministic = True
+    reads_only_eligible = True
 
     name = "eb_sampler"
 

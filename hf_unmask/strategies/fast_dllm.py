@@ -36,6 +36,7 @@ class ConfidenceThreshold(UnmaskingStrategy):
     """
 
     deterministic = True
+    reads_only_eligible = True
 
     name = "confidence_threshold"
 
@@ -72,6 +73,7 @@ class ConfidenceFactor(UnmaskingStrategy):
     """
 
     deterministic = True
+    reads_only_eligible = True
 
     name = "confidence_factor"
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from ..generation.schedule import num_transfer_tokens
+from ..generation.schedule import num_transfer_tokens_at
 from ..generation.state import DenoisingState
 from ._utils import block_steps, check_steps
 from .base import UnmaskingStrategy
@@ -14,9 +14,9 @@ from .base import UnmaskingStrategy
 
 def select_top_k(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Per row, select the `k[b]` eligible positions with the highest `score` (ties: lowest index first)."""
-    score = score.float().masked_fill(~eligible, float("-inf"))
+    score = torch.where(eligible, score.float(), float("-inf"))
     order = score.argsort(dim=-1, descending=True, stable=True)
-    take = torch.arange(score.shape[-1], device=score.device).unsqueeze(0) < k.clamp_max(score.shape[-1]).unsqueeze(-1)
+    take = torch.arange(score.shape[-1], device=score.device) < k.unsqueeze(-1)
     return torch.zeros_like(eligible).scatter(-1, order, take) & eligible
 
 
@@ -29,6 +29,7 @@ class FixedCountStrategy(UnmaskingStrategy):
     """
 
     deterministic = True
+    reads_only_eligible = True
 
     def __init__(self, steps: Optional[int] = None) -> None:
         self.steps = check_steps(type(self).__name__, steps)
@@ -39,9 +40,7 @@ class FixedCountStrategy(UnmaskingStrategy):
     def tokens_this_step(self, state: DenoisingState) -> torch.Tensor:
         """`[B]` number of positions to unmask at this step."""
         per_block = block_steps(state, self.steps)
-        schedule = num_transfer_tokens(state.block_mask_count, per_block)
-        index = min(state.block_step, per_block - 1)
-        return schedule[:, index]
+        return num_transfer_tokens_at(state.block_mask_count, per_block, min(state.block_step, per_block - 1))
 
     def __call__(self, state: DenoisingState) -> torch.Tensor:
         return select_top_k(self.score(state), state.eligible, self.tokens_this_step(state))

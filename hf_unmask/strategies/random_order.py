@@ -64,6 +64,8 @@ class RandomTimeGrid(UnmaskingStrategy):
         ```
     """
 
+    reads_only_eligible = True
+
     name = "random_time_grid"
 
     def __init__(self, steps: Optional[int] = None, eps: float = 1e-3) -> None:
