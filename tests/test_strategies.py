@@ -23,6 +23,7 @@ from reference_loops import (
 )
 
 from hf_unmask import DenoisingState, DiffusionGenerationConfig
+from hf_unmask.generation import loop as generation_loop
 from hf_unmask.generation import num_transfer_tokens, num_transfer_tokens_at
 from hf_unmask.strategies import (
     ConfidenceFactor,
@@ -241,6 +242,14 @@ def _full_reading(strategy: UnmaskingStrategy) -> UnmaskingStrategy:
     return clone
 
 
+@pytest.fixture
+def eligible_token_choice_always(monkeypatch):
+    """The tiny test models have far fewer logits than the size from which the loop gathers eligible positions:
+    lower that size to 0 so the eligible-only path runs."""
+    monkeypatch.setattr(generation_loop, "ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS", 0)
+
+
+@pytest.mark.usefixtures("eligible_token_choice_always")
 @pytest.mark.parametrize("strategy", ALL_STRATEGIES, ids=lambda s: s.name)
 @pytest.mark.parametrize("block_length", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("temperature", [None, 1.5])
@@ -257,6 +266,7 @@ def test_eligible_only_token_choice_changes_no_result(tiny_masked_lm, prompt, st
         assert torch.equal(fast.nfe, other.nfe)
 
 
+@pytest.mark.usefixtures("eligible_token_choice_always")
 @pytest.mark.parametrize("block_length", MODES, ids=MODE_IDS)
 def test_eligible_only_state_shows_the_canvas_elsewhere(tiny_masked_lm, prompt, block_length):
     assert not UnmaskingStrategy.reads_only_eligible and not UnmaskingPolicy.reads_only_eligible
@@ -274,6 +284,16 @@ def test_eligible_only_state_shows_the_canvas_elsewhere(tiny_masked_lm, prompt, 
         canvas = torch.where(seen["masked"], torch.full_like(final, MASK), final)
         assert torch.equal(seen["proposal"][~eligible], canvas[~eligible])
         assert (seen_full["confidence"] > 0).all(), "a strategy reading all positions gets every confidence"
+
+
+def test_small_canvases_keep_the_full_token_choice(tiny_masked_lm, prompt):
+    """Below ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS logits per step the loop computes every position even for a strategy
+    that reads only eligible ones (gathering would cost more than it saves)."""
+    vocab = tiny_masked_lm.config.vocab_size
+    assert prompt.shape[0] * L * vocab < generation_loop.ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS
+    recorder = _Recorder(TopKConfidence(), True)
+    generate(tiny_masked_lm, prompt, recorder, 4, steps=8)
+    assert all((seen["confidence"] > 0).all() for seen in recorder.seen)
 
 
 def test_num_transfer_tokens_at_is_a_column_of_the_schedule():
