@@ -75,7 +75,7 @@ def demo_strategies(gen_length: int, semi_ar_block_length: int) -> list[Strategy
         ['top_k_confidence:steps=8,16,32', 'random:steps=8,16,32']
         ```
     """
-    from .evaluation import _registered_names
+    from .strategies import registered_strategy_names
 
     nb = gen_length // semi_ar_block_length
     steps = sorted({s for s in (gen_length // 4, gen_length // 2, gen_length) if s >= nb and s % nb == 0})
@@ -86,7 +86,7 @@ def demo_strategies(gen_length: int, semi_ar_block_length: int) -> list[Strategy
         "confidence_factor": {"factor": [1.0, 2.0]},
         "eb_sampler": {"gamma": [0.1, 1.0]},
     }
-    names = _registered_names()
+    names = registered_strategy_names()
     return [
         StrategySpec(name, grid)
         for name, grid in grids.items()
@@ -125,11 +125,12 @@ def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_bloc
 def _stream_one(
     model: Any, tokenizer: Any, data: EvaluationData, gen_length: int, block_length: int, out: TextIO
 ) -> None:
-    from .evaluation import _eos_ids, _model_device, _registered_names, _tokenize_batches, decode_completions
+    from .evaluation import _eos_ids, _model_device, _tokenize_batches, decode_completions
     from .generation import DiffusionTextStreamer
     from .models import unwrap_model
+    from .strategies import registered_strategy_names
 
-    names = _registered_names()
+    names = registered_strategy_names()
     if "confidence_threshold" in names:
         strategy, label = names["confidence_threshold"](threshold=0.9), "confidence_threshold (0.9)"
     else:

@@ -35,8 +35,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .strategies import STRATEGY_REGISTRY, UnmaskingStrategy
-from .strategies.builtin import builtin_policy_path, list_builtin_policies
+from .strategies import UnmaskingStrategy, registered_strategy_names, resolve_strategy_name
 
 __all__ = [
     "CORRECTNESS_FUNCTIONS",
@@ -339,10 +338,6 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _registered_names() -> dict[str, type[UnmaskingStrategy]]:
-    return {cls.name: cls for cls in STRATEGY_REGISTRY.values() if getattr(cls, "name", None)}
-
-
 def default_budget_knob(cls: type[UnmaskingStrategy]) -> Optional[str]:
     """The knob a bare budget list sweeps for strategy class `cls` (None when it has no obvious one)."""
     declared = getattr(cls, "budget_knob", None)
@@ -355,31 +350,6 @@ def default_budget_knob(cls: type[UnmaskingStrategy]) -> Optional[str]:
         if knob in keys:
             return knob
     return keys[0] if len(keys) == 1 else None
-
-
-def _lookup_strategy(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
-    """`(class, where to load it from or None)` for a registered short name (None: build it from the class), a
-    shipped policy's name (its package folder), or a saved strategy folder / Hub repo (the name itself)."""
-    names = _registered_names()
-    if name in names:
-        return names[name], None
-    if name in list_builtin_policies():
-        source = builtin_policy_path(name)
-        return type(UnmaskingStrategy.from_pretrained(source)), source
-    looks_like_path = os.path.isdir(name) or name.startswith((".", "/", "~"))
-    looks_like_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
-    if os.path.isdir(name) or (looks_like_repo and not looks_like_path):
-        try:
-            base = UnmaskingStrategy.from_pretrained(name)
-        except OSError as err:
-            raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
-        return type(base), name
-    hint = f" (no such folder: '{name}')" if looks_like_path or "/" in name else ""
-    raise ValueError(
-        f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; shipped policies: "
-        f"{', '.join(list_builtin_policies()) or '(none)'}; or give the folder of a strategy saved with "
-        "save_pretrained. Run `hf-unmask list` to see the names and their knobs."
-    )
 
 
 @dataclass
@@ -446,7 +416,7 @@ class StrategySpec:
                 raise ValueError(f"Knob '{knob}' is given twice in strategy spec '{text}'; list all values once.")
             grid[knob] = [_parse_value(v) for v in items]
         if "" in grid:
-            strategy_cls, _ = _lookup_strategy(name)
+            strategy_cls, _ = resolve_strategy_name(name)
             knob = default_budget_knob(strategy_cls)
             if knob is None:
                 raise ValueError(
@@ -459,7 +429,7 @@ class StrategySpec:
         return cls(name, grid)
 
     def _resolve_class(self) -> type[UnmaskingStrategy]:
-        self._cls, self._source = _lookup_strategy(self.strategy)
+        self._cls, self._source = resolve_strategy_name(self.strategy)
         return self._cls
 
     def _check_knobs(self) -> None:
@@ -568,7 +538,7 @@ def default_strategy_specs(gen_length: int, block_lengths: Sequence[int]) -> lis
         "confidence_factor": {"factor": [1.0, 2.0, 4.0]},
         "eb_sampler": {"gamma": [0.01, 0.1, 1.0]},
     }
-    names = _registered_names()
+    names = registered_strategy_names()
     specs = []
     for name, grid in grids.items():
         if name in names and all(k in names[name]._config_keys() for k in grid):

@@ -37,6 +37,8 @@ from hf_unmask.strategies import (
     UnmaskingPolicy,
     UnmaskingStrategy,
     get_strategy_by_name,
+    registered_strategy_names,
+    resolve_strategy_name,
 )
 
 MASK = 3
@@ -511,6 +513,22 @@ def test_get_strategy_by_name(name, cls):
     strategy = get_strategy_by_name(name)
     assert type(strategy) is cls and strategy == cls()
     assert cls.name == name
+
+
+def test_names_resolve_to_classes_and_sources(tmp_path):
+    """One lookup serves `get_strategy_by_name`, `as_strategy` and `hf-unmask evaluate`: short names build from
+    the class, saved folders load from where they are, unknown names and unreachable repos say what to pass."""
+    assert resolve_strategy_name("eb_sampler") == (EBSampler, None)
+    assert registered_strategy_names()["top_k_margin"] is TopKMargin
+    ConfidenceThreshold(threshold=0.6).save_pretrained(tmp_path)
+    assert resolve_strategy_name(str(tmp_path)) == (ConfidenceThreshold, str(tmp_path))
+    assert get_strategy_by_name(str(tmp_path)) == ConfidenceThreshold(threshold=0.6)
+    with pytest.raises(ValueError, match="Unknown strategy 'nope'.*Known names: .*top_k_confidence"):
+        get_strategy_by_name("nope")
+    with pytest.raises(ValueError, match="no such folder"):
+        get_strategy_by_name("./not/here")
+    with pytest.raises(ValueError, match="Could not load the saved strategy 'no-org/no-such-strategy'"):
+        get_strategy_by_name("no-org/no-such-strategy")  # HF_HUB_OFFLINE=1: fails fast
 
 
 def test_defaults():

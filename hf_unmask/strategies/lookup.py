@@ -1,0 +1,63 @@
+"""Strategies by name: a registered short name, a shipped policy, a saved folder or a Hub repo."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+from .base import STRATEGY_REGISTRY, UnmaskingStrategy
+from .builtin import builtin_policy_path, list_builtin_policies
+
+
+def registered_strategy_names() -> dict[str, type[UnmaskingStrategy]]:
+    """Short name (`TopKConfidence.name` = "top_k_confidence", ...) -> class, for every registered class with one."""
+    return {cls.name: cls for cls in STRATEGY_REGISTRY.values() if getattr(cls, "name", None)}
+
+
+def _resolve(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]], Optional[UnmaskingStrategy]]:
+    """`(class, where it loads from or None, the loaded strategy or None)`."""
+    names = registered_strategy_names()
+    if name in names:
+        return names[name], None, None
+    if name in list_builtin_policies():
+        source = builtin_policy_path(name)
+        loaded = UnmaskingStrategy.from_pretrained(source)
+        return type(loaded), source, loaded
+    looks_like_path = os.path.isdir(name) or name.startswith((".", "/", "~"))
+    looks_like_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
+    if os.path.isdir(name) or (looks_like_repo and not looks_like_path):
+        try:
+            loaded = UnmaskingStrategy.from_pretrained(name)
+        except OSError as err:
+            raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
+        return type(loaded), name, loaded
+    hint = f" (no such folder: '{name}')" if looks_like_path or "/" in name else ""
+    raise ValueError(
+        f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; shipped policies: "
+        f"{', '.join(list_builtin_policies()) or '(none)'}; or give the folder of a strategy saved with "
+        "save_pretrained. Run `hf-unmask list` to see the names and their knobs."
+    )
+
+
+def resolve_strategy_name(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
+    """`(class, source)` for a registered short name (source None: build it from the class), a shipped policy's
+    name (source: its package folder), or a saved strategy folder / Hub repo (source: the name itself).
+
+    Example:
+        ```python
+        >>> from hf_unmask.strategies import resolve_strategy_name
+        >>> resolve_strategy_name("confidence_threshold")
+        (<class 'hf_unmask.strategies.fast_dllm.ConfidenceThreshold'>, None)
+        ```
+    """
+    cls, source, _ = _resolve(name)
+    return cls, source
+
+
+def get_strategy_by_name(name: str) -> UnmaskingStrategy:
+    """Build a strategy from its short name with default hyper-parameters, or load a shipped policy by name, a
+    saved strategy folder or a Hub repo (see `resolve_strategy_name`)."""
+    cls, _, loaded = _resolve(name)
+    return cls() if loaded is None else loaded
