@@ -21,22 +21,11 @@ def tiny_masked_lm():
     layer norm is scaled by 4 so confidences spread over ~0.25-0.99 (random weights otherwise give ~1/64 everywhere).
     Token ids 0-3 are special (3 is the mask); use ids 4-63 in prompts. Read-only: do not train or modify it.
     """
-    from transformers import BertConfig, BertForMaskedLM
+    from tiny_bert import seeded_tiny_bert
 
     import hf_unmask
 
-    with torch.random.fork_rng():  # seeded init without disturbing the global RNG of other tests
-        torch.manual_seed(0)
-        config = BertConfig(
-            vocab_size=64,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-            initializer_range=0.3,
-        )
-        model = BertForMaskedLM(config).eval()
+    model = seeded_tiny_bert(0, initializer_range=0.3)
     with torch.no_grad():
         norm = model.cls.predictions.transform.LayerNorm
         norm.weight.mul_(4.0)

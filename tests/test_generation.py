@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from tiny_bert import seeded_tiny_bert
 from transformers import BertConfig, BertForMaskedLM, GenerationConfig, LogitsProcessorList
 
 import hf_unmask
@@ -19,17 +20,7 @@ VOCAB = 40
 
 
 def make_model(seed: int = 0, scale: float = 4.0) -> BertForMaskedLM:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=0,
-    )
-    model = BertForMaskedLM(config).eval()
+    model = seeded_tiny_bert(seed, vocab_size=VOCAB, pad_token_id=0)
     with torch.no_grad():  # spread the confidences so greedy choices are far from ties
         model.cls.predictions.decoder.weight.mul_(scale)
     return hf_unmask.enable_diffusion_generate(model, mask_token_id=MASK)

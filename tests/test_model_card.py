@@ -159,8 +159,9 @@ def test_heuristic_card():
 
 def _tiny_base_model(folder: Path) -> None:
     """A random 2-layer BERT masked LM and a word-level tokenizer, saved like any Hub checkpoint."""
+    from tiny_bert import seeded_tiny_bert
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     words = ["[PAD]", "[UNK]", "[EOS]", "[MASK]"] + [f"w{i}" for i in range(60)]
     backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
@@ -169,19 +170,7 @@ def _tiny_base_model(folder: Path) -> None:
         tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]", mask_token="[MASK]"
     )
     tokenizer.save_pretrained(folder)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = BertForMaskedLM(
-            BertConfig(
-                vocab_size=64,
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                intermediate_size=64,
-                max_position_embeddings=64,
-                pad_token_id=0,
-            )
-        )
+    model = seeded_tiny_bert(0, max_position_embeddings=64, pad_token_id=0)
     model.save_pretrained(folder)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import random
 
 import torch
+from tiny_bert import seeded_tiny_bert
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+from transformers import BertForMaskedLM, PreTrainedTokenizerFast
 
 import hf_unmask
 from hf_unmask.tasks import VerifiableTask
@@ -31,18 +32,7 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def make_model(seed: int = 0, scale: float = 3.0) -> BertForMaskedLM:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=300,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-    )
-    model = BertForMaskedLM(config).eval()
+    model = seeded_tiny_bert(seed, vocab_size=VOCAB, max_position_embeddings=300, pad_token_id=PAD, eos_token_id=EOS)
     with torch.no_grad():  # spread the confidences so greedy choices are far from ties
         model.cls.predictions.decoder.weight.mul_(scale)
         # Keep proposals on printable characters: never [MASK] or [UNK].
