@@ -268,6 +268,35 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         self.trained_for = trained_for
         self._warned: set[tuple[str, Any, Any]] = set()
 
+    def _build_network(
+        self,
+        input_dim: int,
+        hidden_size: int,
+        num_heads: int,
+        ffn_size: int,
+        time_frequency_dim: int,
+        rope_theta: float,
+        init_bias: float,
+        project_input: bool = True,
+    ) -> None:
+        """Keep the architecture hyper-parameters (they are the saved config) and build `self.network`."""
+        self.init_bias = float(init_bias)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.ffn_size = ffn_size
+        self.time_frequency_dim = time_frequency_dim
+        self.rope_theta = rope_theta
+        self.network = PolicyNetwork(
+            input_dim=input_dim,
+            hidden_size=hidden_size,
+            num_heads=num_heads,
+            ffn_size=ffn_size,
+            time_frequency_dim=time_frequency_dim,
+            rope_theta=rope_theta,
+            project_input=project_input,
+            init_bias=self.init_bias,
+        )
+
     # ---- the two calls -----------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """`policy(state)` -> `StrategyOutput` (strategy call); any other arguments -> `forward` (module call)."""
@@ -586,21 +615,7 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         init_bias: float = INITIAL_LOGIT,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
-        self.init_bias = float(init_bias)
-        self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.ffn_size = ffn_size
-        self.time_frequency_dim = time_frequency_dim
-        self.rope_theta = rope_theta
-        self.network = PolicyNetwork(
-            input_dim=1,
-            hidden_size=hidden_size,
-            num_heads=num_heads,
-            ffn_size=ffn_size,
-            time_frequency_dim=time_frequency_dim,
-            rope_theta=rope_theta,
-            init_bias=self.init_bias,
-        )
+        self._build_network(1, hidden_size, num_heads, ffn_size, time_frequency_dim, rope_theta, init_bias)
 
     def forward(
         self,
@@ -688,27 +703,22 @@ class HiddenStatePolicy(LearnedUnmaskingPolicy):
         init_bias: float = INITIAL_LOGIT,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
-        self.init_bias = float(init_bias)
         dllm = {"hidden": input_size, "heads": None, "ffn": None}
         if not isinstance(input_size, int) or isinstance(input_size, bool):
             dllm = _read_dllm_config(input_size)
         self.input_size = int(dllm["hidden"])
-        self.hidden_size = int(hidden_size or self.input_size)
-        same_width = self.hidden_size == self.input_size
-        default_heads = (dllm["heads"] if same_width else None) or max(1, self.hidden_size // 64)
-        self.num_heads = int(num_heads or default_heads)
-        self.ffn_size = int(ffn_size or (dllm["ffn"] if same_width else None) or 4 * self.hidden_size)
-        self.time_frequency_dim = time_frequency_dim
-        self.rope_theta = rope_theta
-        self.network = PolicyNetwork(
-            input_dim=self.input_size,
-            hidden_size=self.hidden_size,
-            num_heads=self.num_heads,
-            ffn_size=self.ffn_size,
-            time_frequency_dim=time_frequency_dim,
-            rope_theta=rope_theta,
+        width = int(hidden_size or self.input_size)
+        same_width = width == self.input_size
+        default_heads = (dllm["heads"] if same_width else None) or max(1, width // 64)
+        self._build_network(
+            self.input_size,
+            width,
+            int(num_heads or default_heads),
+            int(ffn_size or (dllm["ffn"] if same_width else None) or 4 * width),
+            time_frequency_dim,
+            rope_theta,
+            init_bias,
             project_input=not same_width,
-            init_bias=self.init_bias,
         )
 
     @classmethod
