@@ -16,9 +16,10 @@ from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
 from .state import DenoisingState
 from .token_choice import choose_tokens
 
-# Below this many logits per step ([B, L, V] elements) the full token choice costs less than gathering the
-# eligible positions and scattering the results back (a handful of extra small ops; measured on CPU with
-# benchmarks/generation_overhead.py: at 16 x 64 x 95 gathering was slower, at 16 x 64 x 1000 clearly faster).
+# Below this many logits per step ([B, L, V] elements) the full token choice costs no more than gathering the
+# eligible positions and scattering the results back (a handful of extra small ops). Measured on CPU with
+# benchmarks/generation_overhead.py: at 16 x 64 x 95 gathering saved ~0.05 ms per step in semi-AR and lost as much
+# in full diffusion; at 16 x 64 x 1000 and above it clearly wins.
 ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS = 1 << 17
 
 # transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.
