@@ -127,6 +127,8 @@ def test_shipped_models_load_offline_by_name(shipped: dict) -> None:
         assert not any(p.suffix in (".bin", ".pt", ".pth") for p in folder.iterdir())
     with pytest.raises(ValueError, match="Built-in models"):
         hf_unmask.load_builtin_model("no-such-model")
+    with pytest.raises(ValueError, match="Unknown built-in model '../pretrained/tiny-dllm'"):
+        builtin_model_path("../pretrained/tiny-dllm")  # a name, never a path out of the package folder
 
 
 def test_shipped_model_loads_with_auto_classes(shipped: dict) -> None:

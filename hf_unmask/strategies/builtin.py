@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._shipped import shipped_names, shipped_path
+
 PRETRAINED_POLICY_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
@@ -20,18 +22,12 @@ def list_builtin_policies() -> list[str]:
         True
         ```
     """
-    if not PRETRAINED_POLICY_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PRETRAINED_POLICY_DIR.iterdir() if (p / "config.json").is_file())
+    return shipped_names(PRETRAINED_POLICY_DIR)
 
 
 def builtin_policy_path(name: str) -> Path:
     """Folder of the shipped policy `name` (usable with `UnmaskingStrategy.from_pretrained`)."""
-    path = PRETRAINED_POLICY_DIR / name
-    if not name or "/" in name or not (path / "config.json").is_file():
-        available = ", ".join(list_builtin_policies()) or "(none)"
-        raise ValueError(f"Unknown built-in policy '{name}'. Built-in policies: {available}.")
-    return path
+    return shipped_path(PRETRAINED_POLICY_DIR, name, "policy", "policies")
 
 
 def load_builtin_policy(name: str, **overrides: Any) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..._shipped import shipped_names, shipped_path
+
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 #: The model that `load_builtin_model()` and the name "builtin" (CLI, trainer) stand for.
 DEFAULT_BUILTIN_MODEL = "tiny-dllm"
@@ -33,18 +35,12 @@ def list_builtin_models() -> list[str]:
         True
         ```
     """
-    if not PRETRAINED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+    return shipped_names(PRETRAINED_DIR)
 
 
 def builtin_model_path(name: str) -> Path:
     """Folder of the shipped model `name` (usable with `from_pretrained`)."""
-    path = PRETRAINED_DIR / name
-    if not (path / "config.json").is_file():
-        available = ", ".join(list_builtin_models()) or "(none)"
-        raise ValueError(f"Unknown built-in model '{name}'. Built-in models: {available}.")
-    return path
+    return shipped_path(PRETRAINED_DIR, name, "model", "models")
 
 
 def load_builtin_model(name: str = DEFAULT_BUILTIN_MODEL, **kwargs: Any) -> tuple[Any, Any]:
