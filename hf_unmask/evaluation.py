@@ -758,10 +758,7 @@ class EvaluationResult:
         results = (self, *others)
         rows = [dict(row) for result in results for row in result.rows]
         block_lengths = list(dict.fromkeys(row["block_length"] for row in rows))
-        for bl in block_lengths:
-            panel = [r for r in rows if r["block_length"] == bl]
-            for row, flag in zip(panel, pareto_front([(r["nfe_mean"], r["accuracy_mean"]) for r in panel])):
-                row["pareto"] = flag
+        _flag_pareto_per_block_length(rows)
         meta = dict(self.meta)
         meta["block_lengths"] = block_lengths
         meta["strategies"] = list(dict.fromkeys(s for result in results for s in result.meta.get("strategies", [])))
@@ -843,6 +840,14 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
         )
         flags.append(not dominated)
     return flags
+
+
+def _flag_pareto_per_block_length(rows: Sequence[dict[str, Any]]) -> None:
+    """Set each table row's `pareto` flag: on the accuracy/NFE front of the rows with its block length."""
+    for bl in dict.fromkeys(row["block_length"] for row in rows):
+        panel = [r for r in rows if r["block_length"] == bl]
+        for row, flag in zip(panel, pareto_front([(r["nfe_mean"], r["accuracy_mean"]) for r in panel])):
+            row["pareto"] = flag
 
 
 def front_accuracy_at(points: Sequence[tuple[float, float]], nfe: float) -> float:
@@ -1236,10 +1241,7 @@ def evaluate_strategies(
             )
     finally:
         bar.close()
-    for bl in bls:
-        panel = [r for r in rows if r["block_length"] == bl]
-        for row, flag in zip(panel, pareto_front([(r["nfe_mean"], r["accuracy_mean"]) for r in panel])):
-            row["pareto"] = flag
+    _flag_pareto_per_block_length(rows)
     meta = {
         "task": data.name,
         "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__,
