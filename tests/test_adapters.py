@@ -220,3 +220,36 @@ def test_peft_wrapped_model_without_position_ids_runs_padded(llada):
         _assert_rows_match_single(model, adapter=DiffusionAdapter)
     finally:
         model.unload()  # give the shared fixture its plain layers back
+
+
+# ---- model inputs are built once per generate call ------------------------------------------------------------
+class _CountingDreamAdapter(DreamAdapter):
+    calls = 0
+
+    def model_inputs(self, input_ids, attention_mask):
+        type(self).calls += 1
+        return super().model_inputs(input_ids, attention_mask)
+
+
+class _CopyingDreamAdapter(_CountingDreamAdapter):
+    """Hands the model a copy of the canvas: its inputs go stale after each step, so they must be rebuilt."""
+
+    def model_inputs(self, input_ids, attention_mask):
+        inputs = super().model_inputs(input_ids, attention_mask)
+        return {**inputs, "input_ids": input_ids.clone()}
+
+
+@pytest.mark.parametrize("adapter_cls, calls", [(_CountingDreamAdapter, 1), (_CopyingDreamAdapter, 1 + 8)])
+def test_model_inputs_built_once_per_call_unless_the_adapter_copies_the_canvas(dream, adapter_cls, calls):
+    """Dream's 4-D mask and positions are built once for a padded batch (the canvas is written in place), and an
+    adapter that copies input_ids gets fresh inputs at every step: both give the default adapter's tokens."""
+    from hf_unmask import diffusion_generate
+
+    ids, keep = prompts((6, 3, 4))
+    settings = dict(attention_mask=keep, max_new_tokens=8, block_length=4, steps=8, strategy="top_k_confidence")
+    expected = diffusion_generate(dream, ids, **settings)
+    adapter_cls.calls = 0
+    out = diffusion_generate(dream, ids, adapter=adapter_cls, return_dict_in_generate=True, **settings)
+    assert torch.equal(out.sequences, expected)
+    assert int(out.nfe.max()) == 8
+    assert adapter_cls.calls == calls

@@ -185,6 +185,40 @@ def test_any_strategy_terminates_with_no_mask_left(model, strategy, block_length
     assert torch.equal(hist[1:][decided_before], hist[:-1][decided_before])
 
 
+def _one_position_or_all(state):
+    """Garbage that alternates between selecting nothing and everything, per row and step."""
+    rows = (torch.arange(state.batch_size) + state.step) % 3
+    return torch.where((rows == 0).unsqueeze(-1), torch.zeros_like(state.eligible), torch.ones_like(state.eligible))
+
+
+@pytest.mark.parametrize("strategy", [_select_nothing, _garbage, _one_position_or_all, "top_k_confidence"])
+@pytest.mark.parametrize("block_length", [4, 16])
+@pytest.mark.parametrize("stop_at_eos", [False, True])
+def test_skipping_the_pace_rule_changes_nothing_when_it_cannot_bind(
+    model, monkeypatch, strategy, block_length, stop_at_eos
+):
+    """With the fallback on and BL steps per block the loop skips the pace rule; forcing it gives the same run."""
+    import hf_unmask.generation.loop as loop
+
+    ids, mask, _ = prompts()
+    settings = dict(
+        attention_mask=mask,
+        max_new_tokens=16,
+        block_length=block_length,
+        strategy=strategy,
+        stop_at_eos=stop_at_eos,
+        eos_token_id=EOS,
+        return_dict_in_generate=True,
+        output_trajectory=True,
+    )
+    assert not loop._pace_can_bind(block_length, block_length, True)
+    skipped = model.generate(ids, **settings)
+    monkeypatch.setattr(loop, "_pace_can_bind", lambda *_: True)
+    forced = model.generate(ids, **settings)
+    assert torch.equal(skipped.sequences, forced.sequences) and torch.equal(skipped.nfe, forced.nfe)
+    assert torch.equal(skipped.trajectory.unmasked, forced.trajectory.unmasked)
+
+
 def test_max_steps_caps_forward_passes(model):
     ids = torch.tensor([[5, 6, 7]])
     out = model.generate(
@@ -383,6 +417,40 @@ def test_unknown_model_type_lists_supported_ones():
 
     with pytest.raises(ValueError, match="Unsupported model type 'weird_lm'.*register_adapter"):
         hf_unmask.enable_diffusion_generate(Weird())
+
+
+def test_a_saved_diffusion_config_is_honoured_after_from_pretrained(tmp_path):
+    """transformers loads generation_config.json as a plain GenerationConfig; one saved from a
+    DiffusionGenerationConfig (every diffusion field present) still sets the model's defaults."""
+    saved = make_model()
+    saved.generation_config = DiffusionGenerationConfig(
+        max_new_tokens=8, block_length=4, max_steps=4, stop_at_eos=True, eos_token_id=9, mask_token_id=MASK
+    )
+    saved.save_pretrained(tmp_path)
+    saved.generation_config.save_pretrained(tmp_path)  # transformers saves it only for models that can generate
+    loaded = GenerationConfig.from_pretrained(tmp_path)
+    assert type(loaded) is GenerationConfig  # as transformers gives it: the keys alone identify our file
+    config = hf_unmask.generation.loop.resolve_generation_config(None, loaded, {})
+    assert (config.max_new_tokens, config.block_length, config.max_steps, config.stop_at_eos) == (8, 4, 4, True)
+    model = hf_unmask.AutoDiffusionLM.from_pretrained(tmp_path)  # reads generation_config.json for BERT too
+    config = hf_unmask.generation.loop.resolve_generation_config(model, None, {})
+    assert (config.max_new_tokens, config.block_length, config.max_steps, config.stop_at_eos) == (8, 4, 4, True)
+    ids = torch.tensor([[5, 6, 7]])
+    out = model.generate(ids, strategy="top_k_confidence", return_dict_in_generate=True)
+    explicit = model.generate(
+        ids,
+        strategy="top_k_confidence",
+        max_new_tokens=8,
+        block_length=4,
+        max_steps=4,
+        stop_at_eos=True,
+        eos_token_id=9,
+        return_dict_in_generate=True,
+    )
+    assert torch.equal(out.sequences, explicit.sequences) and torch.equal(out.nfe, explicit.nfe)
+    assert int(out.nfe[0]) <= 4  # the saved max_steps bounds the passes
+    # kwargs still override the saved defaults
+    assert model.generate(ids, max_new_tokens=6, block_length=None).shape == (1, 9)
 
 
 def test_foreign_keys_of_a_plain_generation_config_are_dropped(model):

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 import hf_unmask
+from hf_unmask.generation.loop import resolve_generation_config
 from hf_unmask.models import ADAPTER_REGISTRY, get_adapter
 from hf_unmask.models.tiny import (
     TinyDLLMAdapter,
@@ -119,7 +120,10 @@ def test_shipped_models_load_offline_by_name(shipped: dict) -> None:
         assert model.config.model_type == "hf_unmask_tiny"
         assert tokenizer.mask_token_id == model.config.mask_token_id == model.generation_config.mask_token_id
         assert model.generation_config.eos_token_id == tokenizer.eos_token_id
-        assert model.generation_config.max_new_tokens == 16 and model.generation_config.stop_at_eos
+        assert model.generation_config.max_new_tokens == 16 and model.generation_config.block_length == 8
+        assert not model.generation_config.stop_at_eos  # policies are trained and evaluated on the EOS tail
+        # transformers loads the file as a plain GenerationConfig; generate still takes its diffusion fields
+        assert resolve_generation_config(model, None, {}).block_length == 8
         folder = builtin_model_path(name)
         assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md"} <= {
             p.name for p in folder.iterdir()

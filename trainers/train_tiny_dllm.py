@@ -15,7 +15,7 @@ Example:
     ```
 
 The output folder holds `model.safetensors` + `config.json`, the tokenizer, and a `generation_config.json`
-(a `DiffusionGenerationConfig`: L, block length, mask / EOS ids, stop_at_eos) so that
+(a `DiffusionGenerationConfig`: L, block length, mask / EOS ids) so that
 `hf_unmask.load_builtin_model` / `AutoModelForMaskedLM.from_pretrained` give a ready-to-generate model.
 """
 
@@ -209,14 +209,14 @@ def prune_checkpoints(output_dir: Path, keep: int) -> None:
 
 
 def generation_config_for(args: argparse.Namespace, tokenizer: Any) -> DiffusionGenerationConfig:
-    """Defaults the shipped model generates with: L, block length, mask / EOS ids, EOS early stop."""
+    """Defaults the shipped model generates with: L, block length, mask / EOS ids. No EOS early stop: policies are
+    trained and evaluated unmasking the EOS tail, as in the paper (`stop_at_eos=True` per call turns it on)."""
     return DiffusionGenerationConfig(
         max_new_tokens=args.gen_length,
         block_length=args.block_length,
         mask_token_id=tokenizer.mask_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
-        stop_at_eos=True,
     )
 
 

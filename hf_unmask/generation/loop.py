@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any, Optional, Union
 
@@ -26,6 +27,32 @@ ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS = 1 << 17
 _AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences", "use_cache")
 
 
+@functools.cache
+def _plain_generation_defaults() -> dict[str, Any]:
+    """The attributes of a default `transformers.GenerationConfig` (built once: it costs ~60 us, as much as a few
+    steps of the loop on a small model)."""
+    return dict(vars(GenerationConfig()))
+
+
+def _from_plain_generation_config(generation_config: GenerationConfig) -> DiffusionGenerationConfig:
+    """A `DiffusionGenerationConfig` from a plain one, e.g. a checkpoint's generation_config.json as transformers
+    loads it. A file saved from a `DiffusionGenerationConfig` holds every diffusion field and is taken whole;
+    any other may carry another project's diffusion keys with other meanings (Dream's `steps`, `alg`, `eps`...),
+    so only transformers' standard fields and the mask id are kept."""
+    defaults = _plain_generation_defaults()
+    saved_by_us = all(hasattr(generation_config, name) for name in DIFFUSION_DEFAULTS)
+    values = {}
+    for name, value in vars(generation_config).items():
+        if name in DIFFUSION_DEFAULTS:
+            if saved_by_us or (name == "mask_token_id" and value is not None):
+                values[name] = value
+        elif name in defaults and name != "transformers_version" and value != defaults[name]:
+            values[name] = copy.deepcopy(value)
+    if generation_config.max_new_tokens is None:
+        values.pop("max_new_tokens", None)
+    return DiffusionGenerationConfig(**values)
+
+
 def resolve_generation_config(
     model: Any, generation_config: Optional[GenerationConfig], kwargs: dict[str, Any]
 ) -> DiffusionGenerationConfig:
@@ -44,19 +71,7 @@ def resolve_generation_config(
     elif isinstance(generation_config, DiffusionGenerationConfig):
         config = copy.deepcopy(generation_config)
     elif isinstance(generation_config, GenerationConfig):
-        # A plain config (e.g. a checkpoint's own generation_config.json) may carry another project's diffusion
-        # keys (Dream's `steps`, `alg`, `eps`...) with other meanings: keep only transformers' standard fields.
-        standard = set(GenerationConfig().to_dict()) | {"mask_token_id"}
-        values = {
-            k: v
-            for k, v in generation_config.to_diff_dict().items()
-            if k in standard and k not in DIFFUSION_DEFAULTS and k != "transformers_version"
-        }
-        if getattr(generation_config, "mask_token_id", None) is not None:
-            values["mask_token_id"] = generation_config.mask_token_id
-        if generation_config.max_new_tokens is None:
-            values.pop("max_new_tokens", None)
-        config = DiffusionGenerationConfig(**values)
+        config = _from_plain_generation_config(generation_config)
     else:
         raise TypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
     if kwargs.get("do_sample") is False and kwargs.get("temperature") not in (None, 0, 0.0):
@@ -143,6 +158,13 @@ def _normalise_selection(out: Any, batch: int, length: int) -> tuple[torch.Tenso
     return out, log_prob
 
 
+def _pace_can_bind(budget: int, block_length: int, fallback: bool) -> bool:
+    """Whether the pace rule (finish the block within `budget` steps) can ever ask a row for more than the
+    fallback's one position per step. Not with a budget of BL steps and the fallback on: a block holds at most BL
+    masks and each step unmasks at least one, so the rule's count never exceeds one (the loop then skips it)."""
+    return budget < block_length or not fallback
+
+
 def _top_up(
     selection: torch.Tensor, eligible: torch.Tensor, confidence: torch.Tensor, need: torch.Tensor
 ) -> torch.Tensor:
@@ -222,6 +244,10 @@ def diffusion_generate(
     if attention_mask is not None and not bool(attention_mask.bool().all()):
         attn = torch.cat([attention_mask.long(), torch.ones(B, L, dtype=torch.long, device=device)], dim=1)
     gen = x[:, P:]  # a view: writing into it writes the canvas
+    # The mask and positions (Dream's 4-D mask, RoBERTa's positions...) stay the same at every step and the canvas
+    # is written in place, so one set of model inputs serves the whole call, unless the adapter copies input_ids.
+    model_inputs = adapter.model_inputs(x, attn)
+    reuse_model_inputs = model_inputs.get("input_ids") is x
     nfe = torch.zeros(B, dtype=torch.long, device=device)
     positions = torch.arange(L, device=device)
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if eos_ids else None
@@ -237,12 +263,18 @@ def diffusion_generate(
     traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
     history = [x.clone()] if config.output_history else None
 
+    block_of_position = positions // BL if nb > 1 else None
+    fallback = config.progress_fallback
+    pace_can_bind = _pace_can_bind(budget, BL, fallback)
+    top_k, top_p = config.top_k, config.top_p
+
     step = 0
     for block in range(nb):
         start, end = block * BL, (block + 1) * BL
-        in_block = None if nb == 1 else (positions >= start) & (positions < end)
+        in_block = None if block_of_position is None else block_of_position == block
         block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
-        pace = (block_mask_count + budget - 1) // budget  # positions per step that finish the block in time
+        if pace_can_bind:  # positions per step that finish the block in time
+            pace = torch.div(block_mask_count + (budget - 1), budget, rounding_mode="floor")
         block_step = 0
         while True:
             masked = gen == mask_id
@@ -253,17 +285,19 @@ def diffusion_generate(
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
                 raise RuntimeError("internal error: block step budget exceeded")
-            logits, hidden = adapter.forward(x, attn, output_hidden_states=wants_hidden)
-            gen_logits = logits[:, P:]
+            if not reuse_model_inputs:
+                model_inputs = adapter.model_inputs(x, attn)
+            logits, hidden = adapter.forward_inputs(model_inputs, output_hidden_states=wants_hidden)
+            gen_logits = logits.narrow(1, P, L)
             if logits_processor is not None:
                 gen_logits = logits_processor(x, gen_logits)
             # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
             # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
-            gen_logits[..., mask_id] = float("-inf")
+            gen_logits.select(-1, mask_id).fill_(float("-inf"))
             if eligible_token_choice and gen_logits.numel() >= ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS:
                 proposal, confidence = _choose_tokens_at(gen_logits, gen, eligible)
             else:
-                proposal, confidence = choose_tokens(gen_logits, temperature, generator, config.top_k, config.top_p)
+                proposal, confidence = choose_tokens(gen_logits, temperature, generator, top_k, top_p)
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,
@@ -286,10 +320,13 @@ def diffusion_generate(
             # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
             # live row unmask at least one position per step.
             # (need never exceeds `remaining`: both terms of the maximum are at most `remaining`)
-            need = remaining - (budget - block_step - 1) * pace
-            need = torch.maximum(need, live_count) if config.progress_fallback else need.clamp_min(0)
+            if pace_can_bind:
+                need = torch.add(remaining, pace, alpha=-(budget - block_step - 1))
+                need = torch.maximum(need, live_count) if fallback else need.clamp_min(0)
+            else:
+                need = live_count
             unmask = _top_up(action, eligible, confidence, need)
-            gen.copy_(torch.where(unmask, proposal, gen))
+            torch.where(unmask, proposal, gen, out=gen)
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
             if config.stop_at_eos:
                 _fill_after_eos(gen, mask_id, eos_tensor, fill_id)

@@ -35,7 +35,8 @@ def choose_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Propose a token per position and return `(proposal, confidence)`.
 
-    Greedy when `temperature` is 0/None. Otherwise Gumbel-max in float64 as LLaDA does:
+    Greedy when `temperature` is 0/None: the most probable token under the float32 softmax (the lowest index
+    among equal probabilities) and its probability. Otherwise Gumbel-max in float64 as LLaDA does:
     `argmax(exp(logits) / (-log U) ** temperature)`, i.e. a draw from `softmax(logits / temperature)`
     restricted by `top_k` / `top_p`. The confidence is the noiseless softmax probability of the proposed
     token under the unrestricted `logits`: top-k/top-p decide what may be drawn, not how sure the model is
@@ -46,9 +47,9 @@ def choose_tokens(
     """
     scores = logits.float()
     if temperature is None or temperature <= 0:
-        proposal = scores.argmax(dim=-1)
-        # softmax's largest entry sits at the argmax; the fused softmax timed cheaper than logsumexp on CPU
-        confidence = torch.softmax(scores, dim=-1).amax(dim=-1)
+        # One reduction gives both: the most probable token and its probability. (Its index is the logits' argmax
+        # except where two logits within ~1e-7 round to the same probability; then the lower index is taken.)
+        confidence, proposal = torch.softmax(scores, dim=-1).max(dim=-1)
         return proposal, confidence
     restricted = logits
     if top_k is not None:

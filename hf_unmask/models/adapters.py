@@ -6,6 +6,7 @@ only talks to an adapter, never to a family's model directly.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar, Optional
@@ -36,6 +37,31 @@ def register_adapter(*model_types: str) -> Callable[[type[DiffusionAdapter]], ty
     return wrap
 
 
+def _accepted_mask_inputs(forward: Any) -> tuple[bool, bool]:
+    """Whether `forward` takes `position_ids` and `attention_mask` (by name or through **kwargs)."""
+    # An adapter is built at every generate call: remember the answer for a class's own forward (inspect costs
+    # ~50 us). Other callables (an instance-level wrapper such as accelerate's) are inspected each time, so the
+    # cache never holds on to a model.
+    function = getattr(forward, "__func__", forward)
+    if inspect.isfunction(function):
+        return _accepted_mask_inputs_of_function(function)
+    return _inspect_mask_inputs(function)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_mask_inputs_of_function(function: Any) -> tuple[bool, bool]:
+    return _inspect_mask_inputs(function)
+
+
+def _inspect_mask_inputs(function: Any) -> tuple[bool, bool]:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        params = {}
+    accepts_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return "position_ids" in params or accepts_kwargs, "attention_mask" in params or accepts_kwargs
+
+
 class DiffusionAdapter:
     """Default behaviour: a bidirectional model called as `model(input_ids, attention_mask, position_ids)`
     whose `logits[:, i]` predict token i.
@@ -55,13 +81,7 @@ class DiffusionAdapter:
         # A PEFT wrapper's forward is `(*args, **kwargs)`: inspect the model it wraps.
         base = unwrap_model(model)
         forward = getattr(base, "forward", base)
-        try:
-            params = inspect.signature(forward).parameters
-        except (TypeError, ValueError):
-            params = {}
-        accepts_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
-        self._accepts_position_ids = "position_ids" in params or accepts_kwargs
-        self._accepts_attention_mask = "attention_mask" in params or accepts_kwargs
+        self._accepts_position_ids, self._accepts_attention_mask = _accepted_mask_inputs(forward)
 
     # ---- special tokens --------------------------------------------------------------------------------
     def _config_value(self, name: str) -> Any:
@@ -109,10 +129,14 @@ class DiffusionAdapter:
         output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Return `(logits [B, T, V] aligned so logits[:, i] predicts token i, last hidden states or None)`."""
-        inputs = self.model_inputs(input_ids, attention_mask)
-        if output_hidden_states:
-            inputs["output_hidden_states"] = True
-        out = self.model(**inputs)
+        return self.forward_inputs(self.model_inputs(input_ids, attention_mask), output_hidden_states)
+
+    def forward_inputs(
+        self, inputs: dict[str, Any], output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """`forward` on keyword arguments already built by `model_inputs` (left unchanged, so the generation loop
+        builds them once per call: the canvas is written in place and the mask and positions never change)."""
+        out = self.model(**inputs, output_hidden_states=True) if output_hidden_states else self.model(**inputs)
         logits = out.logits if hasattr(out, "logits") else out[0]
         hidden = None
         if output_hidden_states:

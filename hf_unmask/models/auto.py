@@ -93,6 +93,22 @@ def _load_tokenizer(
         return None
 
 
+def _load_generation_config(
+    name: Union[str, os.PathLike], revision: Optional[str], hub_kwargs: dict[str, Any]
+) -> Optional[Any]:
+    """The checkpoint's generation_config.json as a plain `GenerationConfig`, or None when it has none."""
+    from transformers import GenerationConfig
+
+    folder = os.path.join(str(name), hub_kwargs.get("subfolder") or "")
+    if os.path.isdir(str(name)) and not os.path.isfile(os.path.join(folder, "generation_config.json")):
+        return None
+    try:
+        return GenerationConfig.from_pretrained(name, revision=revision, **hub_kwargs)
+    except (OSError, ValueError) as err:
+        logger.info("No generation_config.json loaded from %s (%s).", name, err)
+        return None
+
+
 class AutoDiffusionLM:
     """Load a diffusion LM checkpoint and give it `model.generate(..., strategy=...)`.
 
@@ -178,6 +194,10 @@ class AutoDiffusionLM:
         if revision is not None:
             load_kwargs["revision"] = revision
         model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **load_kwargs)
+
+        if getattr(model, "generation_config", None) is None:
+            # transformers reads generation_config.json only for classes that can generate (not BERT, LLaDA, Dream)
+            model.generation_config = _load_generation_config(name, revision, hub_kwargs)
 
         if peft_adapter is not None:
             try:
