@@ -531,6 +531,24 @@ def test_names_resolve_to_classes_and_sources(tmp_path):
         get_strategy_by_name("no-org/no-such-strategy")  # HF_HUB_OFFLINE=1: fails fast
 
 
+def test_resolving_a_saved_policy_reads_only_its_config(monkeypatch):
+    """`resolve_strategy_name` learns the class of a shipped or saved policy from its config, without loading
+    the weights (evaluation then loads it once per budget); `get_strategy_by_name` does load it."""
+    from hf_unmask.strategies import LearnedUnmaskingPolicy, builtin_policy_path, list_builtin_policies
+
+    name = list_builtin_policies()[0]
+    loads = []
+    original = LearnedUnmaskingPolicy._from_config_and_files.__func__
+    monkeypatch.setattr(
+        LearnedUnmaskingPolicy,
+        "_from_config_and_files",
+        classmethod(lambda cls, *args: loads.append(1) or original(cls, *args)),
+    )
+    cls, source = resolve_strategy_name(name)
+    assert issubclass(cls, LearnedUnmaskingPolicy) and source == builtin_policy_path(name) and not loads
+    assert isinstance(get_strategy_by_name(name), cls) and loads == [1]
+
+
 def test_defaults():
     assert ConfidenceThreshold().threshold == 0.9
     assert ConfidenceFactor().factor == 1.0

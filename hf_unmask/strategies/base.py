@@ -148,23 +148,12 @@ class UnmaskingStrategy:
             token=token,
             subfolder=subfolder,
         )
-        config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs)
-        if config_file is None:
-            raise OSError(
-                f"No {hub.CONFIG_NAME} in '{pretrained_model_name_or_path}'. Point to a folder written by "
-                "`strategy.save_pretrained(...)` or a Hub repo pushed with `push_to_hub`."
-            )
-        config = hub.read_config(config_file)
-        class_name = config.pop("_class_name")
-        target = STRATEGY_REGISTRY.get(class_name)
-        if target is None:
-            raise ValueError(
-                f"The config names the strategy class '{class_name}', which is not registered. Known classes: "
-                f"{', '.join(sorted(STRATEGY_REGISTRY))}. If it is your own subclass of UnmaskingStrategy, import "
-                "its module before loading (no code is ever imported from a downloaded folder)."
-            )
+        target, config = _read_saved_config(pretrained_model_name_or_path, hub_kwargs)
         if not issubclass(target, cls):
-            raise TypeError(f"'{pretrained_model_name_or_path}' holds a {class_name}, which is not a {cls.__name__}.")
+            raise TypeError(
+                f"'{pretrained_model_name_or_path}' holds a {target.__name__}, which is not a {cls.__name__}."
+            )
+        class_name = target.__name__
         for key in [k for k in config if k.startswith("_")]:
             config.pop(key)
         unknown = set(config) - set(target._config_keys())
@@ -229,6 +218,33 @@ class UnmaskingStrategy:
             elif plot_path is not None:
                 raise ValueError("plot_path is shown on the model card; it needs model_card=True.")
             return hub.push_folder(tmp, repo_id, commit_message=commit_message, **push_kwargs)
+
+
+def _read_saved_config(
+    pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
+) -> tuple[type[UnmaskingStrategy], dict[str, Any]]:
+    """`(class the saved config names, the config without its class name)`; clear errors when either is missing."""
+    config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs)
+    if config_file is None:
+        raise OSError(
+            f"No {hub.CONFIG_NAME} in '{pretrained_model_name_or_path}'. Point to a folder written by "
+            "`strategy.save_pretrained(...)` or a Hub repo pushed with `push_to_hub`."
+        )
+    config = hub.read_config(config_file)
+    class_name = config.pop("_class_name")
+    target = STRATEGY_REGISTRY.get(class_name)
+    if target is None:
+        raise ValueError(
+            f"The config names the strategy class '{class_name}', which is not registered. Known classes: "
+            f"{', '.join(sorted(STRATEGY_REGISTRY))}. If it is your own subclass of UnmaskingStrategy, import "
+            "its module before loading (no code is ever imported from a downloaded folder)."
+        )
+    return target, config
+
+
+def saved_strategy_class(pretrained_model_name_or_path: Union[str, os.PathLike], **hub_kwargs: Any) -> type:
+    """The class of a saved strategy (local folder or Hub repo), read from its config without loading weights."""
+    return _read_saved_config(pretrained_model_name_or_path, hub_kwargs)[0]
 
 
 def as_strategy(strategy: Any) -> Any:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
-from .base import STRATEGY_REGISTRY, UnmaskingStrategy
+from .base import STRATEGY_REGISTRY, UnmaskingStrategy, saved_strategy_class
 from .builtin import builtin_policy_path, list_builtin_policies
 
 
@@ -16,23 +16,21 @@ def registered_strategy_names() -> dict[str, type[UnmaskingStrategy]]:
     return {cls.name: cls for cls in STRATEGY_REGISTRY.values() if getattr(cls, "name", None)}
 
 
-def _resolve(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]], Optional[UnmaskingStrategy]]:
-    """`(class, where it loads from or None, the loaded strategy or None)`."""
+def _resolve(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
+    """`(class, where it loads from or None)`, the class read from a saved config without loading weights."""
     names = registered_strategy_names()
     if name in names:
-        return names[name], None, None
+        return names[name], None
     if name in list_builtin_policies():
         source = builtin_policy_path(name)
-        loaded = UnmaskingStrategy.from_pretrained(source)
-        return type(loaded), source, loaded
+        return saved_strategy_class(source), source
     looks_like_path = os.path.isdir(name) or name.startswith((".", "/", "~"))
     looks_like_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
     if os.path.isdir(name) or (looks_like_repo and not looks_like_path):
         try:
-            loaded = UnmaskingStrategy.from_pretrained(name)
+            return saved_strategy_class(name), name
         except OSError as err:
             raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
-        return type(loaded), name, loaded
     hint = f" (no such folder: '{name}')" if looks_like_path or "/" in name else ""
     raise ValueError(
         f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; shipped policies: "
@@ -52,12 +50,16 @@ def resolve_strategy_name(name: str) -> tuple[type[UnmaskingStrategy], Optional[
         (<class 'hf_unmask.strategies.fast_dllm.ConfidenceThreshold'>, None)
         ```
     """
-    cls, source, _ = _resolve(name)
-    return cls, source
+    return _resolve(name)
 
 
 def get_strategy_by_name(name: str) -> UnmaskingStrategy:
     """Build a strategy from its short name with default hyper-parameters, or load a shipped policy by name, a
     saved strategy folder or a Hub repo (see `resolve_strategy_name`)."""
-    cls, _, loaded = _resolve(name)
-    return cls() if loaded is None else loaded
+    cls, source = _resolve(name)
+    if source is None:
+        return cls()
+    try:
+        return UnmaskingStrategy.from_pretrained(source)
+    except OSError as err:
+        raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
