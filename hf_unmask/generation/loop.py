@@ -250,7 +250,7 @@ def diffusion_generate(
     reuse_model_inputs = model_inputs.get("input_ids") is x
     nfe = torch.zeros(B, dtype=torch.long, device=device)
     positions = torch.arange(L, device=device)
-    eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if eos_ids else None
+    eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if config.stop_at_eos else None
     wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
     record = config.output_trajectory
     temperature = config.temperature if config.do_sample else None
