@@ -35,10 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generation_overhead import naive_llada_generate  # noqa: E402
 
 
-def _canvas(prompt: torch.Tensor, gen_length: int, mask_id: int) -> torch.Tensor:
-    return torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id)], dim=1)
-
-
 def _top_k_by_schedule(confidence, eligible, block_mask_count, steps_per_block, block_step, positions):
     k = torch.div(block_mask_count + (steps_per_block - 1 - block_step), steps_per_block, rounding_mode="floor")
     score = torch.where(eligible, confidence, float("-inf"))
@@ -53,19 +49,29 @@ def _greedy(model, x, prompt_length, gen_length, mask_id):
     return proposal, confidence
 
 
+def _blocks(prompt, mask_id, gen_length, block_length, steps):
+    """The canvas `x`, and per block: its generated region `gen` (a view of `x`), its positions among the L, the
+    masks it holds when it starts, and the steps it gets."""
+    x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id)], dim=1)
+    gen = x[:, prompt.shape[1] :]
+    num_blocks = gen_length // block_length
+    positions = torch.arange(gen_length)
+
+    def each_block():
+        for block in range(num_blocks):
+            start, end = block * block_length, (block + 1) * block_length
+            in_block = (positions >= start) & (positions < end)
+            yield gen, positions, in_block, (gen[:, start:end] == mask_id).sum(-1), steps // num_blocks
+
+    return x, each_block()
+
+
 @torch.no_grad()
 def inline_with_guarantees(model, prompt, mask_id, gen_length, block_length, steps):
-    B, P = prompt.shape
-    x = _canvas(prompt, gen_length, mask_id)
-    gen = x[:, P:]
-    num_blocks = gen_length // block_length
-    per_block = steps // num_blocks
-    positions = torch.arange(gen_length)
-    nfe = torch.zeros(B, dtype=torch.long)
-    for block in range(num_blocks):
-        start, end = block * block_length, (block + 1) * block_length
-        in_block = (positions >= start) & (positions < end)
-        block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+    x, blocks = _blocks(prompt, mask_id, gen_length, block_length, steps)
+    P = prompt.shape[1]
+    nfe = torch.zeros(prompt.shape[0], dtype=torch.long)
+    for gen, positions, in_block, block_mask_count, per_block in blocks:
         block_step = 0
         while True:
             eligible = (gen == mask_id) & in_block
@@ -88,16 +94,9 @@ def inline_with_guarantees(model, prompt, mask_id, gen_length, block_length, ste
 
 @torch.no_grad()
 def inline_without_guarantees(model, prompt, mask_id, gen_length, block_length, steps):
-    B, P = prompt.shape
-    x = _canvas(prompt, gen_length, mask_id)
-    gen = x[:, P:]
-    num_blocks = gen_length // block_length
-    per_block = steps // num_blocks
-    positions = torch.arange(gen_length)
-    for block in range(num_blocks):
-        start, end = block * block_length, (block + 1) * block_length
-        in_block = (positions >= start) & (positions < end)
-        block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+    x, blocks = _blocks(prompt, mask_id, gen_length, block_length, steps)
+    P = prompt.shape[1]
+    for gen, positions, in_block, block_mask_count, per_block in blocks:
         for block_step in range(per_block):
             eligible = (gen == mask_id) & in_block
             proposal, confidence = _greedy(model, x, P, gen_length, mask_id)
