@@ -42,7 +42,8 @@ def num_transfer_tokens_at(mask_count: torch.Tensor, steps: int, step: int) -> t
     if not 0 <= step < steps:
         raise ValueError(f"step must be in [0, steps) = [0, {steps}), got {step}.")
     # q + (step < r) for mask_count = q * steps + r, in one division: floor((mask_count + steps - 1 - step) / steps)
-    return torch.div(mask_count.long() + (steps - 1 - step), steps, rounding_mode="floor")
+    mask_count = mask_count if mask_count.dtype == torch.long else mask_count.long()
+    return torch.div(mask_count + (steps - 1 - step), steps, rounding_mode="floor")
 
 
 def steps_per_block(total_steps: int, num_blocks: int) -> int:

@@ -14,7 +14,7 @@ from .base import UnmaskingStrategy
 
 def select_top_k(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Per row, select the `k[b]` eligible positions with the highest `score` (ties: lowest index first)."""
-    score = torch.where(eligible, score.float(), float("-inf"))
+    score = torch.where(eligible, score if score.dtype == torch.float32 else score.float(), float("-inf"))
     order = score.argsort(dim=-1, descending=True, stable=True)
     take = torch.arange(score.shape[-1], device=score.device) < k.unsqueeze(-1)
     return torch.zeros_like(eligible).scatter(-1, order, take) & eligible
