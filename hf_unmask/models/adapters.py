@@ -48,11 +48,6 @@ def _accepted_mask_inputs(forward: Any) -> tuple[bool, bool]:
     return _inspect_mask_inputs(function)
 
 
-@functools.lru_cache(maxsize=256)
-def _accepted_mask_inputs_of_function(function: Any) -> tuple[bool, bool]:
-    return _inspect_mask_inputs(function)
-
-
 def _inspect_mask_inputs(function: Any) -> tuple[bool, bool]:
     try:
         params = inspect.signature(function).parameters
@@ -60,6 +55,9 @@ def _inspect_mask_inputs(function: Any) -> tuple[bool, bool]:
         params = {}
     accepts_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
     return "position_ids" in params or accepts_kwargs, "attention_mask" in params or accepts_kwargs
+
+
+_accepted_mask_inputs_of_function = functools.lru_cache(maxsize=256)(_inspect_mask_inputs)
 
 
 class DiffusionAdapter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 from .adapters import ADAPTER_REGISTRY, DiffusionAdapter, MaskedLMAdapter
@@ -75,14 +76,19 @@ def _choose_auto_class(
     raise _unsupported_model_type_error(model_type, name)
 
 
+def _local_folder_lacks(name: Union[str, os.PathLike], hub_kwargs: dict[str, Any], files: Iterable[str]) -> bool:
+    """`name` is a local folder (in its `subfolder`, if given) holding none of `files`: nothing to try loading."""
+    folder = os.path.join(str(name), hub_kwargs.get("subfolder") or "")
+    return os.path.isdir(str(name)) and not any(os.path.isfile(os.path.join(folder, f)) for f in files)
+
+
 def _load_tokenizer(
     name: Union[str, os.PathLike], trust_remote_code: bool, revision: Optional[str], hub_kwargs: dict[str, Any]
 ) -> Any:
     """The checkpoint's tokenizer when it has one, else None (never an error: it only supplies special ids)."""
     from transformers import AutoTokenizer
 
-    folder = os.path.join(str(name), hub_kwargs.get("subfolder") or "")
-    if os.path.isdir(str(name)) and not any(os.path.isfile(os.path.join(folder, f)) for f in _TOKENIZER_FILES):
+    if _local_folder_lacks(name, hub_kwargs, _TOKENIZER_FILES):
         return None
     try:
         return AutoTokenizer.from_pretrained(
@@ -99,8 +105,7 @@ def _load_generation_config(
     """The checkpoint's generation_config.json as a plain `GenerationConfig`, or None when it has none."""
     from transformers import GenerationConfig
 
-    folder = os.path.join(str(name), hub_kwargs.get("subfolder") or "")
-    if os.path.isdir(str(name)) and not os.path.isfile(os.path.join(folder, "generation_config.json")):
+    if _local_folder_lacks(name, hub_kwargs, ("generation_config.json",)):
         return None
     try:
         return GenerationConfig.from_pretrained(name, revision=revision, **hub_kwargs)

@@ -16,8 +16,18 @@ def registered_strategy_names() -> dict[str, type[UnmaskingStrategy]]:
     return {cls.name: cls for cls in STRATEGY_REGISTRY.values() if getattr(cls, "name", None)}
 
 
-def _resolve(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
-    """`(class, where it loads from or None)`, the class read from a saved config without loading weights."""
+def resolve_strategy_name(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
+    """`(class, source)` for a registered short name (source None: build it from the class), a shipped policy's
+    name (source: its package folder), or a saved strategy folder / Hub repo (source: the name itself). A saved
+    strategy's class is read from its config.json, without loading weights.
+
+    Example:
+        ```python
+        >>> from hf_unmask.strategies import resolve_strategy_name
+        >>> resolve_strategy_name("confidence_threshold")
+        (<class 'hf_unmask.strategies.fast_dllm.ConfidenceThreshold'>, None)
+        ```
+    """
     names = registered_strategy_names()
     if name in names:
         return names[name], None
@@ -30,7 +40,7 @@ def _resolve(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Pa
         try:
             return saved_strategy_class(name), name
         except OSError as err:
-            raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
+            raise _not_loadable(name, err) from err
     hint = f" (no such folder: '{name}')" if looks_like_path or "/" in name else ""
     raise ValueError(
         f"Unknown strategy '{name}'{hint}. Known names: {', '.join(sorted(names)) or '(none)'}; shipped policies: "
@@ -39,27 +49,17 @@ def _resolve(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Pa
     )
 
 
-def resolve_strategy_name(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
-    """`(class, source)` for a registered short name (source None: build it from the class), a shipped policy's
-    name (source: its package folder), or a saved strategy folder / Hub repo (source: the name itself).
-
-    Example:
-        ```python
-        >>> from hf_unmask.strategies import resolve_strategy_name
-        >>> resolve_strategy_name("confidence_threshold")
-        (<class 'hf_unmask.strategies.fast_dllm.ConfidenceThreshold'>, None)
-        ```
-    """
-    return _resolve(name)
-
-
 def get_strategy_by_name(name: str) -> UnmaskingStrategy:
     """Build a strategy from its short name with default hyper-parameters, or load a shipped policy by name, a
     saved strategy folder or a Hub repo (see `resolve_strategy_name`)."""
-    cls, source = _resolve(name)
+    cls, source = resolve_strategy_name(name)
     if source is None:
         return cls()
     try:
         return UnmaskingStrategy.from_pretrained(source)
     except OSError as err:
-        raise ValueError(f"Could not load the saved strategy '{name}': {err}") from err
+        raise _not_loadable(name, err) from err
+
+
+def _not_loadable(name: str, err: OSError) -> ValueError:
+    return ValueError(f"Could not load the saved strategy '{name}': {err}")
