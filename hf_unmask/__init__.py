@@ -13,7 +13,17 @@ from .generation import (  # noqa: E402
     diffusion_generate,
     enable_diffusion_generate,
 )
-from .models import AutoDiffusionLM, DiffusionAdapter, register_adapter  # noqa: E402
+from .models import (  # noqa: E402
+    AutoDiffusionLM,
+    DiffusionAdapter,
+    DreamConfig,
+    LLaDAConfig,
+    load_tokenizer,
+    register_adapter,
+)
+from .models.dream.modeling_dream import DreamModel  # noqa: E402
+from .models.llada.modeling_llada import LLaDAModelLM  # noqa: E402
+from .models.native import NATIVE_MODEL_CLASSES  # noqa: E402, F401  (registers the native families)
 from .models.tiny import (  # noqa: E402
     TinyDLLMConfig,
     TinyDLLMForMaskedDiffusion,
@@ -32,6 +42,10 @@ __all__ = [
     "DiffusionGenerationMixin",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
+    "DreamConfig",
+    "DreamModel",
+    "LLaDAConfig",
+    "LLaDAModelLM",
     "StrategyOutput",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",
@@ -44,5 +58,6 @@ __all__ = [
     "list_builtin_policies",
     "load_builtin_model",
     "load_builtin_policy",
+    "load_tokenizer",
     "register_adapter",
 ]

@@ -115,7 +115,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model's).")
     model.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu).")
     model.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default: as saved).")
-    model.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (LLaDA, Dream).")
+    model.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run modeling code the checkpoint ships, for families hf_unmask does not implement natively "
+        "(never needed for LLaDA or Dream).",
+    )
 
     data = parser.add_argument_group("examples (give --task or --dataset)")
     data.add_argument("--task", help="built-in verifiable task name (see `hf-unmask list`).")

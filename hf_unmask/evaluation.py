@@ -573,9 +573,7 @@ def load_model_and_tokenizer(
         kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
         model, tokenizer = load_builtin_model(builtin_model_name(model_name_or_path or "builtin"), **kwargs)
     else:
-        from transformers import AutoTokenizer
-
-        from .models import AutoDiffusionLM
+        from .models import AutoDiffusionLM, load_tokenizer
 
         if str(model_name_or_path).startswith((".", "/", "~")) and not os.path.isdir(
             os.path.expanduser(model_name_or_path)
@@ -585,7 +583,7 @@ def load_model_and_tokenizer(
             )
         tok_source = tokenizer_name_or_path or model_name_or_path
         try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_source, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(tok_source, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as err:
             raise ValueError(f"Could not load a tokenizer from '{tok_source}': {err}") from err
         load_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "tokenizer": tokenizer}

@@ -57,8 +57,8 @@ _TRAINING_LABELS = {
     "dataset": "training prompts",
     "training_steps": "training steps",
 }
-# Families that run their own modeling code on the Hub (LLaDA, Dream): the snippet must allow it for them.
-_REMOTE_CODE_FAMILIES = ("llada", "dream")
+# The 7-8B families (LLaDA, Dream, loaded natively): the snippet loads them in bfloat16.
+_LARGE_FAMILIES = ("llada", "dream")
 
 
 def _is_policy(strategy: Any) -> bool:
@@ -181,22 +181,19 @@ def usage_code(
 
     if is_builtin_alias(model_id):
         return _builtin_usage_code(strategy, repo_id, model_id, trained.get("task"), block_length, gen_length)
-    remote = any(family in model_id.lower() for family in _REMOTE_CODE_FAMILIES)
-    load_args = f'"{model_id}"' + (', trust_remote_code=True, dtype="bfloat16"' if remote else "")
-    tok_args = f'"{model_id}"' + (", trust_remote_code=True" if remote else "")
+    large = any(family in model_id.lower() for family in _LARGE_FAMILIES)
+    load_args = f'"{model_id}"' + (', dtype="bfloat16"' if large else "")
     name = "policy" if _is_policy(strategy) else "strategy"
     gen_args = f"max_new_tokens={int(gen_length)}"
     if block_length and int(block_length) != int(gen_length):
         gen_args += f", block_length={int(block_length)}"
     return "\n".join(
         [
-            "from transformers import AutoTokenizer",
-            "",
-            "from hf_unmask import AutoDiffusionLM",
+            "from hf_unmask import AutoDiffusionLM, load_tokenizer",
             f"from hf_unmask.strategies import {loader}",
             "",
             f'{name} = {loader}.from_pretrained("{repo_id}")',
-            f"tokenizer = AutoTokenizer.from_pretrained({tok_args})",
+            f'tokenizer = load_tokenizer("{model_id}")',
             f"model = AutoDiffusionLM.from_pretrained({load_args})",
             "",
             f'inputs = tokenizer([{prompt!r}], return_tensors="pt")',

@@ -1,14 +1,16 @@
-"""Tiny random-weight stand-ins for real dLLM checkpoints (no downloads: tests run offline).
+"""Tiny random-weight stand-ins for checkpoints that ship their own modeling code (no downloads: tests run offline).
 
-Each `build_*` function writes a folder that a real checkpoint would look like to `transformers`:
-`config.json` (with the family's `model_type` and, for remote-code families, an `auto_map` into
-`configuration_*.py` / `modeling_*.py` written next to it) and `model.safetensors`. The modeling code is our own
-minimal bidirectional transformer (2 layers, d = 32) reproducing each family's *interface*:
+The published LLaDA and Dream layouts are built in `hub_layouts.py` and load with hf_unmask's native classes.
+The stand-ins here are *remote-code* checkpoints: `config.json` with an `auto_map` into `configuration_*.py` /
+`modeling_*.py` written next to it, and `model.safetensors`. Their configs ask for a variant the native classes do
+not implement (LLaDA `block_type="sequential"`, Dream `use_sliding_window=True`), so `AutoDiffusionLM` loads their
+own code only with `trust_remote_code=True`; transformers' `AutoModel(..., trust_remote_code=True)` always runs it.
+The modeling code is our own minimal bidirectional transformer (2 layers, d = 32) with each family's *interface*:
 
 * LLaDA: `LLaDAModelLM.forward(input_ids, inputs_embeds, attention_mask, attention_bias, ...)`, no `position_ids`
   (RoPE over the absolute index), a 2-D padding mask turned into an additive key bias, aligned logits.
-* Dream: `DreamModel.forward(input_ids, attention_mask, position_ids, ...)` taking only `None`, "full" or a 4-D
-  boolean mask, RoPE over the given position ids, and output `i` predicting token `i + 1` (the head reads the
+* Dream: `DreamModel.forward(input_ids, attention_mask, position_ids, ...)` taking `None`, "full", a 2-D or a
+  4-D boolean mask, RoPE over the given position ids, and output `i` predicting token `i + 1` (the head reads the
   hidden state of the next position), so an adapter must shift by one. Inherits transformers' `GenerationMixin`.
 
 The vocabulary is small (48), so the configs name a small `mask_token_id`; the real default ids are tested on the
@@ -191,10 +193,13 @@ class DreamModel(PreTrainedModel, GenerationMixin):
         if position_ids is None:
             position_ids = torch.arange(T, device=x.device)[None]
         keep = None
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+            # as the later Dream revisions do: a 2-D padding mask becomes the 4-D boolean one
+            attention_mask = attention_mask.bool()[:, None, None, :] & attention_mask.bool()[:, None, :, None]
         if isinstance(attention_mask, torch.Tensor):
             if attention_mask.dim() != 4 or attention_mask.dtype != torch.bool:
                 raise ValueError(
-                    f"Dream takes a 4-D boolean attention mask [B, 1, N, N], got {attention_mask.dtype} "
+                    f"Dream takes a 2-D or 4-D boolean attention mask, got {attention_mask.dtype} "
                     f"{tuple(attention_mask.shape)}"
                 )
             keep = attention_mask
@@ -247,12 +252,25 @@ def _randomise(model: torch.nn.Module, seed: int = SEED) -> None:
             param.copy_(torch.randn(param.shape, generator=gen) * std)
 
 
-def _build_remote(folder: Path, config_json: dict[str, Any]) -> Path:
-    from transformers import AutoConfig, AutoModel
+def remote_class(folder: Path, auto_class: str = "AutoModel") -> Any:
+    """The class a stand-in's `auto_map` names, imported from its folder. (transformers' Auto classes prefer
+    hf_unmask's native LLaDA / Dream classes over a checkpoint's code once hf_unmask is imported, even with
+    trust_remote_code=True.)"""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
+    auto_map = json.loads((Path(folder) / "config.json").read_text())["auto_map"]
+    return get_class_from_dynamic_module(auto_map[auto_class], str(folder))
+
+
+def load_remote(folder: Path) -> Any:
+    """A stand-in loaded with its own modeling code, in eval mode."""
+    return remote_class(folder).from_pretrained(folder, trust_remote_code=True).eval()
+
+
+def _build_remote(folder: Path, config_json: dict[str, Any]) -> Path:
     (folder / "config.json").write_text(json.dumps(config_json, indent=2))
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    model = AutoModel.from_config(config, trust_remote_code=True)
+    config = remote_class(folder, "AutoConfig").from_pretrained(folder)
+    model = remote_class(folder)(config)
     _randomise(model)
     model.save_pretrained(folder)
     return folder
@@ -276,6 +294,7 @@ def build_llada(folder: Path) -> Path:
             "mask_token_id": MASK_ID,
             "eos_token_id": EOS_ID,
             "pad_token_id": EOS_ID,
+            "block_type": "sequential",
         },
     )
 
@@ -295,6 +314,7 @@ def build_dream(folder: Path) -> Path:
             "eos_token_id": EOS_ID,
             "pad_token_id": EOS_ID,
             "bos_token_id": EOS_ID,
+            "use_sliding_window": True,
         },
     )
 

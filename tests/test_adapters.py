@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from standins import EOS_ID, MASK_ID, VOCAB_SIZE, one_torch_thread, prompts, standin, tiny_bert_config
+from standins import EOS_ID, MASK_ID, VOCAB_SIZE, load_remote, one_torch_thread, prompts, standin, tiny_bert_config
 
 from hf_unmask.models import (
     ADAPTER_REGISTRY,
@@ -17,7 +17,6 @@ from hf_unmask.models import (
     get_adapter,
     resolve_adapter_class,
 )
-from hf_unmask.models.dream import dream_attention_inputs
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,9 +25,7 @@ def _single_thread():
 
 
 def _load_remote(tmp_path_factory, kind):
-    from transformers import AutoModel
-
-    return AutoModel.from_pretrained(standin(tmp_path_factory, kind), trust_remote_code=True).eval()
+    return load_remote(standin(tmp_path_factory, kind))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,7 @@ def test_default_ids_are_the_real_checkpoint_ids():
     assert llada.pad_token_id() == 126081
     dream = DreamAdapter(_bare("Dream"))
     assert dream.mask_token_id() == 151666
-    assert dream.eos_token_ids() == [151643]
+    assert dream.eos_token_ids() == [151643, 151645]  # <|endoftext|>, <|im_end|>
     assert dream.pad_token_id() == 151643
     assert dream.shift_logits and not llada.shift_logits
     assert MaskedLMAdapter(_bare("bert")).mask_token_id() is None  # masked LMs: from config or tokenizer only
@@ -85,25 +82,18 @@ def test_config_ids_override_defaults(llada, dream):
     # a config naming LLaDA's <|endoftext|> still stops at the Instruct end-of-turn token
     config = SimpleNamespace(model_type="llada", eos_token_id=126081, mask_token_id=None)
     assert LLaDAAdapter(SimpleNamespace(config=config)).eos_token_ids() == [126081, 126348]
+    config = SimpleNamespace(model_type="Dream", eos_token_id=[151643], mask_token_id=None)
+    assert DreamAdapter(SimpleNamespace(config=config)).eos_token_ids() == [151643, 151645]
 
 
 # ---- attention-mask formats ------------------------------------------------------------------------------------
-def test_dream_padded_inputs_mirror_dream_generation_utils():
-    keep = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
-    mask, position_ids = dream_attention_inputs(keep)
-    assert mask.dtype == torch.bool and mask.shape == (2, 1, 5, 5)
-    expected = keep.bool()[:, None, :, None] & keep.bool()[:, None, None, :]
-    assert torch.equal(mask, expected)
-    # cumulative count minus one, pad positions set to 1 (as Dream does)
-    assert position_ids.tolist() == [[1, 1, 0, 1, 2], [0, 1, 2, 3, 4]]
-
-
-def test_dream_adapter_passes_4d_mask_only_when_padded(dream):
+def test_dream_adapter_passes_2d_mask_and_positions_only_when_padded(dream):
     adapter = get_adapter(dream)
     ids, keep = prompts()
     inputs = adapter.model_inputs(ids, keep)
-    assert inputs["attention_mask"].shape == (2, 1, ids.shape[1], ids.shape[1])
-    assert inputs["position_ids"].shape == ids.shape
+    assert torch.equal(inputs["attention_mask"], keep)
+    # positions counted from each row's first real token, as Dream's generation_utils computes them
+    assert inputs["position_ids"].tolist() == (keep.cumsum(-1) - 1).clamp_min(0).tolist()
     assert set(adapter.model_inputs(ids, None)) == {"input_ids"}
 
 
@@ -241,8 +231,8 @@ class _CopyingDreamAdapter(_CountingDreamAdapter):
 
 @pytest.mark.parametrize("adapter_cls, calls", [(_CountingDreamAdapter, 1), (_CopyingDreamAdapter, 1 + 8)])
 def test_model_inputs_built_once_per_call_unless_the_adapter_copies_the_canvas(dream, adapter_cls, calls):
-    """Dream's 4-D mask and positions are built once for a padded batch (the canvas is written in place), and an
-    adapter that copies input_ids gets fresh inputs at every step: both give the default adapter's tokens."""
+    """The mask and positions are built once for a padded batch (the canvas is written in place), and an adapter
+    that copies input_ids gets fresh inputs at every step: both give the default adapter's tokens."""
     from hf_unmask import diffusion_generate
 
     ids, keep = prompts((6, 3, 4))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from standins import copy_custom_generate_repo, one_torch_thread, prompts, standin, tiny_bert_config
+from standins import copy_custom_generate_repo, load_remote, one_torch_thread, prompts, standin, tiny_bert_config
 
 import hf_unmask
 from hf_unmask import diffusion_generate
@@ -27,10 +27,8 @@ def repo(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def dream(tmp_path_factory):
-    """The Dream stand-in loaded with plain transformers: its class inherits `GenerationMixin`."""
-    from transformers import AutoModel
-
-    return AutoModel.from_pretrained(standin(tmp_path_factory, "dream"), trust_remote_code=True).eval()
+    """The Dream stand-in loaded with its own code: its class inherits transformers' `GenerationMixin`."""
+    return load_remote(standin(tmp_path_factory, "dream"))
 
 
 def test_template_folder_is_a_hub_repo():
@@ -76,12 +74,10 @@ def test_tokenizer_argument_supplies_the_mask_id(tmp_path_factory, repo):
 
 def test_custom_generate_inside_a_model_repo_replaces_generate(tmp_path, tmp_path_factory, dream, repo):
     """A model repo that carries `custom_generate/` gets it as its `generate` at load time (trust_remote_code)."""
-    from transformers import AutoModel
-
     folder = tmp_path / "dream_with_generate"
     shutil.copytree(standin(tmp_path_factory, "dream"), folder)
     shutil.copytree(Path(repo) / "custom_generate", folder / "custom_generate")
-    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    model = load_remote(folder)
     ids, keep = prompts()
     out = model.generate(ids, attention_mask=keep, **GEN)  # positional prompt, model bound by transformers
     assert torch.equal(out, diffusion_generate(dream, ids, attention_mask=keep, **GEN))

@@ -1,4 +1,5 @@
-"""`AutoDiffusionLM.from_pretrained` on stand-in checkpoints, `enable_diffusion_generate` on loaded models, PEFT."""
+"""`AutoDiffusionLM.from_pretrained` on remote-code stand-ins and masked LMs, `enable_diffusion_generate` on loaded
+models, PEFT. (The published LLaDA / Dream layouts with the native classes: test_native_dllms.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 import pytest
 import torch
-from standins import EOS_ID, MASK_ID, build_bert, one_torch_thread, prompts, standin
+from standins import EOS_ID, MASK_ID, build_bert, load_remote, one_torch_thread, prompts, standin
 
 from hf_unmask import AutoDiffusionLM, diffusion_generate, enable_diffusion_generate
 from hf_unmask.models import DreamAdapter, LLaDAAdapter, MaskedLMAdapter
@@ -35,9 +36,12 @@ def _check_generation(model, kind):
     ("kind", "adapter_cls", "class_name"),
     [("llada", LLaDAAdapter, "LLaDAModelLM"), ("dream", DreamAdapter, "DreamModel")],
 )
-def test_remote_code_family_end_to_end(tmp_path_factory, kind, adapter_cls, class_name):
+def test_a_variant_the_native_classes_refuse_runs_its_own_code(tmp_path_factory, kind, adapter_cls, class_name):
+    """The stand-ins ask for settings the native classes do not implement: with trust_remote_code=True their own
+    modeling code runs, served by the family's adapter."""
     model = AutoDiffusionLM.from_pretrained(standin(tmp_path_factory, kind), trust_remote_code=True)
-    assert type(model).__name__ == class_name  # the class the checkpoint's auto_map names
+    assert type(model).__name__ == class_name  # the class the checkpoint's auto_map names...
+    assert not type(model).__module__.startswith("hf_unmask")  # ...from the checkpoint folder, not the native one
     assert isinstance(model.diffusion_adapter, adapter_cls)
     assert not model.training
     assert model.generation_config.mask_token_id == MASK_ID
@@ -46,7 +50,7 @@ def test_remote_code_family_end_to_end(tmp_path_factory, kind, adapter_cls, clas
 
 
 def test_remote_code_needs_trust_remote_code(tmp_path_factory):
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
+    with pytest.raises(ValueError, match="block_type='sequential'.*trust_remote_code=True"):
         AutoDiffusionLM.from_pretrained(standin(tmp_path_factory, "llada"))
 
 
@@ -95,10 +99,8 @@ def test_auto_diffusion_lm_is_not_instantiated():
 
 
 def test_enable_diffusion_generate_on_an_already_loaded_model(tmp_path_factory):
-    from transformers import AutoModel
-
     folder = standin(tmp_path_factory, "dream")
-    plain = enable_diffusion_generate(AutoModel.from_pretrained(folder, trust_remote_code=True).eval())
+    plain = enable_diffusion_generate(load_remote(folder))
     assert isinstance(plain.diffusion_adapter, DreamAdapter)
     loaded = AutoDiffusionLM.from_pretrained(folder, trust_remote_code=True)
     ids, keep = prompts()
@@ -112,9 +114,8 @@ def test_enable_diffusion_generate_on_an_already_loaded_model(tmp_path_factory):
 def lora_folder(tmp_path_factory):
     """A LoRA adapter for the LLaDA stand-in with non-zero B (so it changes the outputs), saved like a Hub repo."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel
 
-    base = AutoModel.from_pretrained(standin(tmp_path_factory, "llada"), trust_remote_code=True)
+    base = load_remote(standin(tmp_path_factory, "llada"))
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     folder = tmp_path_factory.mktemp("llada_lora")
@@ -143,10 +144,9 @@ def test_peft_adapter_is_loaded_on_top(tmp_path_factory, lora_folder):
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # raised inside peft
 def test_enable_diffusion_generate_on_a_peft_model(tmp_path_factory, lora_folder):
     from peft import PeftModel
-    from transformers import AutoModel
 
     folder = standin(tmp_path_factory, "llada")
-    wrapped = PeftModel.from_pretrained(AutoModel.from_pretrained(folder, trust_remote_code=True), lora_folder).eval()
+    wrapped = PeftModel.from_pretrained(load_remote(folder), lora_folder).eval()
     wrapped = enable_diffusion_generate(wrapped)
     assert isinstance(wrapped.diffusion_adapter, LLaDAAdapter)
     loaded = AutoDiffusionLM.from_pretrained(folder, trust_remote_code=True, peft_adapter=lora_folder)

@@ -74,7 +74,8 @@ def test_card_without_evaluation_results():
     )
     snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert 'UnmaskingPolicy.from_pretrained("me/llada-policy")' in snippet
-    assert 'AutoDiffusionLM.from_pretrained("GSAI-ML/LLaDA-8B-Instruct", trust_remote_code=True' in snippet
+    assert 'AutoDiffusionLM.from_pretrained("GSAI-ML/LLaDA-8B-Instruct", dtype="bfloat16")' in snippet
+    assert 'load_tokenizer("GSAI-ML/LLaDA-8B-Instruct")' in snippet and "trust_remote_code" not in snippet
     assert "max_new_tokens=256, block_length=32" in snippet
     compile(snippet, "<card snippet>", "exec")
 

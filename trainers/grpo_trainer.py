@@ -37,7 +37,6 @@ over the N rollouts of a micro-batch (gradient accumulation divides by the numbe
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import shutil
@@ -130,23 +129,9 @@ def load_dllm(
 
             model = PeftModel.from_pretrained(model, peft_adapter)
         return model.eval(), tokenizer
-    from transformers import AutoTokenizer
+    from hf_unmask.models import AutoDiffusionLM, load_tokenizer
 
-    from hf_unmask import AutoDiffusionLM
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    config_file = Path(name_or_path) / "config.json"
-    if config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == "hf_unmask_tiny":
-        # A saved tiny dLLM (e.g. trained by trainers/train_tiny_dllm.py): AutoDiffusionLM picks `AutoModel` for it,
-        # which the tiny model does not register, so load its class directly.
-        from hf_unmask.models.tiny import TinyDLLMForMaskedDiffusion
-
-        model = TinyDLLMForMaskedDiffusion.from_pretrained(name_or_path, **kwargs)
-        if peft_adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, peft_adapter)
-        return model.eval(), tokenizer
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
     model = AutoDiffusionLM.from_pretrained(
         name_or_path, trust_remote_code=trust_remote_code, peft_adapter=peft_adapter, tokenizer=tokenizer, **kwargs
     )

@@ -7,9 +7,9 @@ from .adapters import (
     resolve_adapter_class,
     unwrap_model,
 )
-from .auto import AutoDiffusionLM
-from .dream import DreamAdapter
-from .llada import LLaDAAdapter
+from .auto import AutoDiffusionLM, load_tokenizer
+from .dream import DreamAdapter, DreamConfig
+from .llada import LLaDAAdapter, LLaDAConfig
 from .masked_lm import RobertaMaskedLMAdapter
 
 __all__ = [
@@ -17,33 +17,40 @@ __all__ = [
     "AutoDiffusionLM",
     "DiffusionAdapter",
     "DreamAdapter",
+    "DreamConfig",
     "LLaDAAdapter",
+    "LLaDAConfig",
     "MaskedLMAdapter",
     "RobertaMaskedLMAdapter",
     "get_adapter",
+    "load_tokenizer",
     "register_adapter",
     "resolve_adapter_class",
     "unwrap_model",
 ]
 
-# The built-in tiny dLLM imports the generation mixin, which imports this package: expose it lazily to avoid an
-# import cycle (`import hf_unmask` imports `hf_unmask.models.tiny` once generation is loaded, which registers it
+# The model classes import the generation mixin, which imports this package: expose them lazily to avoid an
+# import cycle (`import hf_unmask` imports `hf_unmask.models.native` once generation is loaded, which registers them
 # with the Auto classes).
-_TINY_EXPORTS = (
-    "TinyDLLMAdapter",
-    "TinyDLLMConfig",
-    "TinyDLLMForMaskedDiffusion",
-    "builtin_model_path",
-    "list_builtin_models",
-    "load_builtin_model",
-)
-__all__ += list(_TINY_EXPORTS)
+_LAZY_EXPORTS = {
+    "DreamModel": "dream",
+    "LLaDAModelLM": "llada",
+    "NATIVE_MODEL_CLASSES": "native",
+    "native_model_class": "native",
+    "TinyDLLMAdapter": "tiny",
+    "TinyDLLMConfig": "tiny",
+    "TinyDLLMForMaskedDiffusion": "tiny",
+    "builtin_model_path": "tiny",
+    "list_builtin_models": "tiny",
+    "load_builtin_model": "tiny",
+}
+__all__ += list(_LAZY_EXPORTS)
 
 
 def __getattr__(name: str) -> object:
-    """Lazy access to the tiny dLLM exports (see `_TINY_EXPORTS`)."""
-    if name in _TINY_EXPORTS:
-        from . import tiny
+    """Lazy access to the model classes and the tiny dLLM helpers (see `_LAZY_EXPORTS`)."""
+    if name in _LAZY_EXPORTS:
+        import importlib
 
-        return getattr(tiny, name)
+        return getattr(importlib.import_module(f".{_LAZY_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -71,6 +71,11 @@ class DiffusionAdapter:
     #: Mask id used when neither the generation config, the model config nor the tokenizer names one.
     default_mask_token_id: ClassVar[Optional[int]] = None
     default_eos_token_ids: ClassVar[tuple[int, ...]] = ()
+    #: Pad id used when no config names one (None: the generation loop then fills with the first EOS id).
+    default_pad_token_id: ClassVar[Optional[int]] = None
+    #: Ids that end an assistant turn in the family's chat template (LLaDA's `<|eot_id|>`, Dream's `<|im_end|>`):
+    #: they count as EOS whenever the family's own EOS does, even when a config names only the latter.
+    end_of_turn_token_ids: ClassVar[tuple[int, ...]] = ()
     #: Dream-style models predict token i from position i-1.
     shift_logits: ClassVar[bool] = False
 
@@ -96,12 +101,16 @@ class DiffusionAdapter:
     def eos_token_ids(self) -> list[int]:
         value = self._config_value("eos_token_id")
         if value is None:
-            return list(self.default_eos_token_ids)
-        return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+            ids = list(self.default_eos_token_ids)
+        else:
+            ids = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+        if any(e in ids for e in self.default_eos_token_ids):
+            ids += [e for e in self.end_of_turn_token_ids if e not in ids]
+        return ids
 
     def pad_token_id(self) -> Optional[int]:
         value = self._config_value("pad_token_id")
-        return int(value) if value is not None else None
+        return int(value) if value is not None else self.default_pad_token_id
 
     # ---- forward ---------------------------------------------------------------------------------------
     def model_inputs(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> dict[str, Any]:

@@ -82,18 +82,49 @@ def _local_folder_lacks(name: Union[str, os.PathLike], hub_kwargs: dict[str, Any
     return os.path.isdir(str(name)) and not any(os.path.isfile(os.path.join(folder, f)) for f in files)
 
 
+def load_tokenizer(
+    name: Union[str, os.PathLike],
+    trust_remote_code: bool = False,
+    revision: Optional[str] = None,
+    **hub_kwargs: Any,
+) -> Any:
+    """Load the tokenizer of a checkpoint, without running code from it for the native families.
+
+    Dream ships its tokenizer as remote code (`tokenization_dream.DreamTokenizer`, Qwen2's byte-level BPE):
+    it is read with transformers' own `Qwen2Tokenizer` instead (see `hf_unmask.models.native`). Any other
+    checkpoint goes through `AutoTokenizer.from_pretrained` with the `trust_remote_code` given.
+
+    Example:
+        ```python
+        >>> from hf_unmask.models import load_tokenizer
+        >>> tokenizer = load_tokenizer("Dream-org/Dream-v0-Instruct-7B")  # doctest: +SKIP
+        >>> type(tokenizer).__name__, tokenizer.mask_token_id  # doctest: +SKIP
+        ('Qwen2Tokenizer', 151666)
+        ```
+    """
+    import transformers
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    from .native import NATIVE_TOKENIZER_CLASSES
+
+    lookup = {k: v for k, v in hub_kwargs.items() if k in _HUB_KWARGS}
+    tokenizer_config = get_tokenizer_config(name, revision=revision, **lookup) or {}
+    native = NATIVE_TOKENIZER_CLASSES.get(tokenizer_config.get("tokenizer_class"))
+    if native is not None:
+        return getattr(transformers, native).from_pretrained(name, revision=revision, **hub_kwargs)
+    return transformers.AutoTokenizer.from_pretrained(
+        name, trust_remote_code=trust_remote_code, revision=revision, **hub_kwargs
+    )
+
+
 def _load_tokenizer(
     name: Union[str, os.PathLike], trust_remote_code: bool, revision: Optional[str], hub_kwargs: dict[str, Any]
 ) -> Any:
     """The checkpoint's tokenizer when it has one, else None (never an error: it only supplies special ids)."""
-    from transformers import AutoTokenizer
-
     if _local_folder_lacks(name, hub_kwargs, _TOKENIZER_FILES):
         return None
     try:
-        return AutoTokenizer.from_pretrained(
-            name, trust_remote_code=trust_remote_code, revision=revision, **hub_kwargs
-        )
+        return load_tokenizer(name, trust_remote_code=trust_remote_code, revision=revision, **hub_kwargs)
     except (OSError, ValueError, KeyError, TypeError) as err:
         logger.info("No tokenizer loaded from %s (%s); special ids come from the configs only.", name, err)
         return None
@@ -114,12 +145,62 @@ def _load_generation_config(
         return None
 
 
+def _load_native(
+    native_class: type,
+    name: Union[str, os.PathLike],
+    config_dict: dict[str, Any],
+    trust_remote_code: bool,
+    load_kwargs: dict[str, Any],
+    hub_kwargs: dict[str, Any],
+) -> Any:
+    """Load a checkpoint of a natively implemented family with its native class. A checkpoint whose config uses
+    settings the native class does not implement loads its own modeling code, only with `trust_remote_code=True`."""
+    config = native_class.config_class.from_pretrained(name, revision=load_kwargs.get("revision"), **hub_kwargs)
+    problems = config.unsupported_fields() if hasattr(config, "unsupported_fields") else []
+    auto_map = config_dict.get("auto_map") or {}
+    if not problems:
+        if trust_remote_code and auto_map:
+            logger.info(
+                "'%s' (model_type %r) is loaded with hf_unmask's native %s; the modeling code it ships is not run.",
+                name,
+                config.model_type,
+                native_class.__name__,
+            )
+        return native_class.from_pretrained(name, config=config, **load_kwargs)
+    family = f"{native_class.__name__} (model_type {config.model_type!r})"
+    remote = [cls for cls in _REMOTE_AUTO_CLASSES if cls in auto_map]
+    if not (trust_remote_code and remote):
+        raise ValueError(
+            f"'{name}' uses settings that hf_unmask's native {family} does not implement: {'; '.join(problems)}. "
+            "The published checkpoints of this family use none of them. To run this variant with the modeling code "
+            "it ships, pass trust_remote_code=True (the checkpoint must then have an auto_map)."
+        )
+    import transformers
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    # Not through transformers' Auto classes: once hf_unmask is imported they prefer the native class even with
+    # trust_remote_code=True.
+    try:
+        model_class = get_class_from_dynamic_module(auto_map[remote[0]], name, **hub_kwargs)
+        return model_class.from_pretrained(name, trust_remote_code=True, **load_kwargs)
+    except Exception as err:
+        raise RuntimeError(
+            f"Loading '{name}' with the modeling code it ships (trust_remote_code=True) failed under transformers "
+            f"{transformers.__version__}: {type(err).__name__}: {err}. hf_unmask's native {family} loads the "
+            "published checkpoints of this family without remote code, but not this one, because it uses: "
+            f"{'; '.join(problems)}."
+        ) from err
+
+
 class AutoDiffusionLM:
     """Load a diffusion LM checkpoint and give it `model.generate(..., strategy=...)`.
 
-    The family is read from `config.json` (`model_type`) before anything is loaded: LLaDA ("llada") and Dream
-    ("Dream") run their own modeling code (`trust_remote_code=True`, through the class their `auto_map` names),
-    any transformers masked LM (BERT, RoBERTa, ModernBERT, ...) loads with `AutoModelForMaskedLM`. An optional
+    The family is read from `config.json` (`model_type`) before anything is loaded. LLaDA ("llada") and Dream
+    ("Dream") load with hf_unmask's native classes (`LLaDAModelLM`, `DreamModel`): the published config.json and
+    safetensors are read as they are, no file of the checkpoint is executed and `trust_remote_code` is not needed
+    (a checkpoint of those types that uses settings the native classes do not implement loads its own code only
+    with `trust_remote_code=True`). Any transformers masked LM (BERT, RoBERTa, ModernBERT, ...) loads with
+    `AutoModelForMaskedLM`; other families that ship their code load it with `trust_remote_code=True`. An optional
     PEFT adapter is put on top, and the tokenizer (when the checkpoint has one) supplies the mask / EOS / pad ids
     that the configs do not name.
 
@@ -130,7 +211,7 @@ class AutoDiffusionLM:
         ```python
         >>> from hf_unmask import AutoDiffusionLM
         >>> model = AutoDiffusionLM.from_pretrained(  # doctest: +SKIP
-        ...     "GSAI-ML/LLaDA-8B-Instruct", trust_remote_code=True, dtype="bfloat16", device_map="cuda"
+        ...     "GSAI-ML/LLaDA-8B-Instruct", dtype="bfloat16", device_map="cuda"
         ... )
         >>> out = model.generate(input_ids, max_new_tokens=128, block_length=32, strategy="top_k_confidence")  # doctest: +SKIP
         >>> lora = AutoDiffusionLM.from_pretrained("answerdotai/ModernBERT-base", peft_adapter="me/my-lora")  # doctest: +SKIP
@@ -159,7 +240,8 @@ class AutoDiffusionLM:
 
         Args:
             pretrained_model_name_or_path: Hub repo id or local folder of the dLLM.
-            trust_remote_code: needed for families whose modeling code lives in the repository (LLaDA, Dream).
+            trust_remote_code: run modeling code that a checkpoint ships, for families hf_unmask does not implement
+                natively (never needed, and not used, for the published LLaDA and Dream checkpoints).
             dtype, device_map, revision: as in `transformers` `from_pretrained`.
             peft_adapter: Hub id or folder of a PEFT adapter (e.g. LoRA) put on top with `PeftModel.from_pretrained`.
             tokenizer: a tokenizer object or a repo/folder to load one from; by default the checkpoint's own
@@ -189,8 +271,6 @@ class AutoDiffusionLM:
             if not (any(str(a).endswith("ForMaskedLM") for a in architectures) or "AutoModelForMaskedLM" in auto_map):
                 raise _unsupported_model_type_error(model_type, name)
             adapter = MaskedLMAdapter
-        auto_class = _choose_auto_class(config_dict, model_type, trust_remote_code, name, explicit_adapter)
-
         load_kwargs = dict(model_kwargs)
         if dtype is not None:
             load_kwargs["dtype"] = dtype
@@ -198,7 +278,14 @@ class AutoDiffusionLM:
             load_kwargs["device_map"] = device_map
         if revision is not None:
             load_kwargs["revision"] = revision
-        model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **load_kwargs)
+        from .native import native_model_class
+
+        native_class = native_model_class(model_type)
+        if native_class is not None:
+            model = _load_native(native_class, name, config_dict, trust_remote_code, load_kwargs, hub_kwargs)
+        else:
+            auto_class = _choose_auto_class(config_dict, model_type, trust_remote_code, name, explicit_adapter)
+            model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **load_kwargs)
 
         if getattr(model, "generation_config", None) is None:
             # transformers reads generation_config.json only for classes that can generate (not BERT, LLaDA, Dream)
@@ -216,9 +303,7 @@ class AutoDiffusionLM:
         if tokenizer is None:
             tokenizer = _load_tokenizer(name, trust_remote_code, revision, hub_kwargs)
         elif isinstance(tokenizer, (str, os.PathLike)):
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
 
         model = enable_diffusion_generate(model, tokenizer=tokenizer, adapter=adapter, mask_token_id=mask_token_id)
         base_config = getattr(getattr(model, "get_base_model", lambda: model)(), "generation_config", None)

@@ -1,10 +1,8 @@
 """The built-in tiny masked-diffusion LM: config, model, tokenizer, adapter and the shipped checkpoints.
 
-Importing this module registers the model with `AutoConfig` / `AutoModelForMaskedLM` (model type
-`"hf_unmask_tiny"`) and its diffusion adapter.
+Its Auto-class registration (model type `"hf_unmask_tiny"`) lives with the other native families in
+`hf_unmask.models.native`.
 """
-
-from transformers import AutoConfig, AutoModelForMaskedLM
 
 from .adapter import TinyDLLMAdapter
 from .builtin import (
@@ -18,9 +16,6 @@ from .builtin import (
 from .configuration_tiny_dllm import TinyDLLMConfig
 from .modeling_tiny_dllm import TinyDLLMForMaskedDiffusion
 from .tokenization import build_tokenizer
-
-AutoConfig.register(TinyDLLMConfig.model_type, TinyDLLMConfig, exist_ok=True)
-AutoModelForMaskedLM.register(TinyDLLMConfig, TinyDLLMForMaskedDiffusion, exist_ok=True)
 
 __all__ = [
     "DEFAULT_BUILTIN_MODEL",

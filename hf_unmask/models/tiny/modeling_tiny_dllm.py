@@ -8,48 +8,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.mixin import DiffusionGenerationMixin
+from ..bidirectional import RotaryEmbedding, attend, bidirectional_mask, default_position_ids
 from .configuration_tiny_dllm import TinyDLLMConfig
 
 
-def rotary_cos_sin(
-    position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`cos, sin` of shape `[B, 1, T, head_dim]` for the given positions (computed on the fly, no buffer)."""
-    inv_freq = 1.0 / (
-        theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim)
-    )
-    angles = position_ids.to(torch.float32).unsqueeze(-1) * inv_freq  # [B, T, head_dim / 2]
-    angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-
-
 class TinyDLLMAttention(nn.Module):
-    """Bidirectional multi-head self-attention with rotary embeddings on queries and keys."""
+    """Bidirectional multi-head self-attention with rotary embeddings (one fused `qkv` projection)."""
+
+    is_causal = False
 
     def __init__(self, config: TinyDLLMConfig) -> None:
         super().__init__()
-        self.num_heads = config.num_attention_heads
+        self.config = config
+        self.num_heads = self.num_key_value_heads = config.num_attention_heads
+        self.num_key_value_groups = 1
         self.head_dim = config.head_dim
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_mask: Optional[torch.Tensor]
+        self,
+        x: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: Optional[torch.Tensor],
     ) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-        return self.out(y.transpose(1, 2).reshape(B, T, -1))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.out(attend(self, q, k, v, position_embeddings, attention_mask))
 
 
 class TinyDLLMLocalMixer(nn.Module):
@@ -70,7 +58,7 @@ class TinyDLLMLocalMixer(nn.Module):
         return self.conv(h.transpose(1, 2)).transpose(1, 2)
 
 
-class TinyDLLMBlock(nn.Module):
+class TinyDLLMBlock(GradientCheckpointingLayer):
     """Pre-LayerNorm transformer block: (optional local mixer,) attention, then a GELU feed-forward layer, all
     residual."""
 
@@ -89,14 +77,13 @@ class TinyDLLMBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        key_mask: Optional[torch.Tensor],
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: Optional[torch.Tensor],
         token_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         if self.mixer is not None:
             x = x + self.mixer(x, token_mask)
-        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask)
+        x = x + self.attn(self.attn_norm(x), position_embeddings, attention_mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -106,6 +93,9 @@ class TinyDLLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "tiny_dllm"
     _no_split_modules = ["TinyDLLMBlock"]
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    supports_gradient_checkpointing = True
 
 
 class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedModel):
@@ -132,6 +122,7 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
         self.layers = nn.ModuleList([TinyDLLMBlock(config) for _ in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -170,21 +161,19 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         B, T, _ = x.shape
-        key_mask = token_mask = None
+        mask = token_mask = None
         if attention_mask is not None:
             attention_mask = attention_mask.to(x.device)
-            if position_ids is None:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-            if not bool(attention_mask.bool().all()):
-                key_mask = attention_mask.bool()[:, None, None, :]
+            mask = bidirectional_mask(self.config, x, attention_mask)
+            if mask is not None:
                 token_mask = attention_mask.to(x.dtype).unsqueeze(-1)
         if position_ids is None:
-            position_ids = torch.arange(T, device=x.device).unsqueeze(0).expand(B, T)
-        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
+            position_ids = default_position_ids(B, T, x.device, attention_mask)
+        position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         hidden_states: Optional[list[torch.Tensor]] = [x] if want_hidden else None
         for layer in self.layers:
-            x = layer(x, cos, sin, key_mask, token_mask)
+            x = layer(x, position_embeddings, mask, token_mask)
             if hidden_states is not None:
                 hidden_states.append(x)
         x = self.norm(x)
