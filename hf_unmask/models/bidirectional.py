@@ -18,6 +18,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb, eager_attention_forward
 
+from .kv_cache import DiffusionKVCache
+
 #: Root-mean-square LayerNorm: `weight * x / sqrt(mean(x^2) + eps)` with the statistics in float32 (LLaDA's
 #: `RMSLayerNorm` and Dream's `DreamRMSNorm` compute exactly this).
 RMSNorm = LlamaRMSNorm
@@ -69,8 +71,9 @@ def bidirectional_mask(
 ) -> Optional[torch.Tensor]:
     """The attention mask in the form the configured attention implementation wants, with nothing causal in it:
     `None` when nothing is padded, else padding keys hidden from every query (transformers'
-    `create_bidirectional_mask`). A 4-D mask is taken as given (boolean = keep, float = additive); for the eager
-    implementation a boolean one is turned into an additive mask."""
+    `create_bidirectional_mask`). The 2-D mask covers the keys: it may be longer than `inputs_embeds` when only a
+    window of the sequence is fed against a cache. A 4-D mask is taken as given (boolean = keep, float = additive);
+    for the eager implementation a boolean one is turned into an additive mask."""
     if attention_mask is None:
         return None
     if attention_mask.dim() == 4:
@@ -85,7 +88,46 @@ def bidirectional_mask(
         )
     if bool(attention_mask.bool().all()):
         return None
-    return create_bidirectional_mask(config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+    batch, queries = inputs_embeds.shape[:2]
+    keys = None
+    if attention_mask.shape[1] != queries:  # a window of queries against every key (cross-attention sizes)
+        keys = inputs_embeds.new_empty(batch, attention_mask.shape[1], 1)
+    return create_bidirectional_mask(
+        config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, encoder_hidden_states=keys
+    )
+
+
+def attention_inputs(
+    config: Any,
+    inputs_embeds: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    position_ids: Optional[torch.Tensor],
+    cache: Optional[DiffusionKVCache] = None,
+) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+    """`(attention mask, position ids)` of a forward over `inputs_embeds [B, q, C]`: the whole sequence, or, when
+    `cache` holds a window, that window of it (`attention_mask` still covers the whole sequence; default positions
+    are taken from the whole sequence and sliced)."""
+    batch, queries = inputs_embeds.shape[:2]
+    window = cache.window if cache is not None else None
+    total = queries
+    if window is not None:
+        total = cache.get_seq_length()
+        if total == 0:
+            raise RuntimeError("A partial forward needs a refreshed cache: run a full forward first (window None).")
+        if window[1] - window[0] != queries or not 0 <= window[0] < window[1] <= total:
+            raise ValueError(f"The cache window {window} does not fit {queries} fed positions of {total}.")
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(inputs_embeds.device)
+        if attention_mask.dim() == 2 and attention_mask.shape[1] != total:
+            raise ValueError(
+                f"attention_mask covers {attention_mask.shape[1]} positions; it must cover the whole sequence "
+                f"({total})."
+            )
+    if position_ids is None:
+        position_ids = default_position_ids(batch, total, inputs_embeds.device, attention_mask)
+        if window is not None:
+            position_ids = position_ids[:, window[0] : window[1]]
+    return bidirectional_mask(config, inputs_embeds, attention_mask), position_ids
 
 
 def attend(
@@ -97,6 +139,7 @@ def attend(
     attention_mask: Optional[torch.Tensor],
     dropout: float = 0.0,
     rope_in_float32: bool = False,
+    cache: Optional[DiffusionKVCache] = None,
 ) -> torch.Tensor:
     """Bidirectional multi-head attention over projected `query [B, T, H*D]`, `key`/`value [B, T, H_kv*D]`.
 
@@ -104,6 +147,9 @@ def attend(
     by `position_embeddings` (in float32 when `rope_in_float32`, as LLaDA does, else in the model's dtype, as
     Dream / Qwen2 do), then runs the attention implementation named by `module.config._attn_implementation`
     (grouped-query heads are shared by the implementation). Returns `[B, T, H*D]`.
+
+    With a `cache`, the keys and values of this layer (`module.layer_idx`) are stored (refresh) or written over
+    the cache's window, and the queries attend to the keys of the whole sequence.
 
     `module` must also have `num_key_value_groups` and `is_causal = False` (transformers' implementations read
     them).
@@ -118,6 +164,8 @@ def attend(
         q, k = q_rot.to(q.dtype), k_rot.to(k.dtype)
     else:
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    if cache is not None:
+        k, v = cache.update(k, v, module.layer_idx)
     interface = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
     out, _ = interface(
         module,
@@ -132,12 +180,19 @@ def attend(
     return out.reshape(batch, length, -1)
 
 
-def refuse_cache_arguments(kwargs: dict[str, Any]) -> None:
-    """Autoregressive cache arguments mean nothing to this forward; refuse them rather than ignore them."""
-    for name in ("past_key_values", "cache"):
-        if kwargs.get(name) is not None:
-            raise ValueError(f"{name}= is not supported by this forward: diffusion generation recomputes the canvas.")
+def cache_argument(cache: Any, kwargs: dict[str, Any]) -> Optional[DiffusionKVCache]:
+    """The forward's `cache`, which must be a `DiffusionKVCache`; autoregressive cache arguments mean nothing to a
+    diffusion forward and are refused rather than ignored."""
+    if kwargs.get("past_key_values") is not None:
+        raise ValueError("past_key_values= is not supported: pass cache=hf_unmask.models.DiffusionKVCache() instead.")
     if kwargs.get("use_cache"):
         raise ValueError(
-            "use_cache=True is not supported by this forward: diffusion generation recomputes the canvas."
+            "use_cache=True is not supported: diffusion generation caches with generate(..., cache_mode='prefix' or "
+            "'dual'), or pass cache=hf_unmask.models.DiffusionKVCache() to the forward."
         )
+    if cache is not None and not isinstance(cache, DiffusionKVCache):
+        raise TypeError(
+            f"cache must be a hf_unmask.models.DiffusionKVCache, got {type(cache).__name__}: autoregressive caches "
+            "append keys, a diffusion cache rewrites a window of the sequence."
+        )
+    return cache

@@ -32,14 +32,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import (
-    RMSNorm,
-    RotaryEmbedding,
-    attend,
-    bidirectional_mask,
-    default_position_ids,
-    refuse_cache_arguments,
-)
+from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument
+from ..kv_cache import DiffusionKVCache
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_dream import DreamConfig
 
@@ -49,9 +43,10 @@ class DreamAttention(nn.Module):
 
     is_causal = False
 
-    def __init__(self, config: DreamConfig) -> None:
+    def __init__(self, config: DreamConfig, layer_idx: int = 0) -> None:
         super().__init__()
         self.config = config
+        self.layer_idx = layer_idx
         self.num_heads = config.num_attention_heads
         self.num_key_value_heads = config.num_key_value_heads
         self.num_key_value_groups = self.num_heads // self.num_key_value_heads
@@ -67,6 +62,7 @@ class DreamAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
+        cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
         attended = attend(
             self,
@@ -76,6 +72,7 @@ class DreamAttention(nn.Module):
             position_embeddings,
             attention_mask,
             dropout=self.config.attention_dropout,
+            cache=cache,
         )
         return self.o_proj(attended)
 
@@ -97,9 +94,9 @@ class DreamMLP(nn.Module):
 class DreamDecoderLayer(GradientCheckpointingLayer):
     """Pre-norm block: `x + self_attn(input_layernorm(x))`, then `x + mlp(post_attention_layernorm(x))`."""
 
-    def __init__(self, config: DreamConfig) -> None:
+    def __init__(self, config: DreamConfig, layer_idx: int = 0) -> None:
         super().__init__()
-        self.self_attn = DreamAttention(config)
+        self.self_attn = DreamAttention(config, layer_idx)
         self.mlp = DreamMLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -109,8 +106,9 @@ class DreamDecoderLayer(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
+        cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), position_embeddings, attention_mask)
+        x = x + self.self_attn(self.input_layernorm(x), position_embeddings, attention_mask, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -120,7 +118,7 @@ class DreamBaseModel(nn.Module):
     def __init__(self, config: DreamConfig) -> None:
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
-        self.layers = nn.ModuleList(DreamDecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(DreamDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
 
@@ -196,6 +194,7 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
         """Run Dream over a (partly masked) sequence.
@@ -208,8 +207,9 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
             labels: `[B, T]` token ids, -100 = ignored: `loss` is the cross-entropy of `logits[:, i - 1]` against
                 `labels[:, i]` (Dream's next-position layout), no diffusion weighting.
             output_hidden_states: also return the embeddings and each layer's output (the last one after `norm`).
+            cache: a `DiffusionKVCache` (see `LLaDAModelLM.forward`).
         """
-        refuse_cache_arguments(kwargs)
+        cache = cache_argument(cache, kwargs)
         if isinstance(attention_mask, str):
             if attention_mask != "full":
                 raise ValueError(f"attention_mask may be a tensor, None or 'full', got {attention_mask!r}.")
@@ -217,19 +217,14 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, length, _ = x.shape
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(x.device)
-        mask = bidirectional_mask(self.config, x, attention_mask)
-        if position_ids is None:
-            position_ids = default_position_ids(batch, length, x.device, attention_mask)
+        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         hidden_states: Optional[list[torch.Tensor]] = [] if want_hidden else None
         for layer in self.model.layers:
             if hidden_states is not None:
                 hidden_states.append(x)
-            x = layer(x, position_embeddings, mask)
+            x = layer(x, position_embeddings, mask, cache=cache)
         x = self.model.norm(x)
         if hidden_states is not None:
             hidden_states.append(x)

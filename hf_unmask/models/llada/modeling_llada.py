@@ -35,14 +35,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import (
-    RMSNorm,
-    RotaryEmbedding,
-    attend,
-    bidirectional_mask,
-    default_position_ids,
-    refuse_cache_arguments,
-)
+from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument
+from ..kv_cache import DiffusionKVCache
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_llada import LLaDAConfig
 
@@ -84,9 +78,10 @@ class LLaDALlamaBlock(GradientCheckpointingLayer):
 
     is_causal = False
 
-    def __init__(self, config: LLaDAConfig) -> None:
+    def __init__(self, config: LLaDAConfig, layer_idx: int = 0) -> None:
         super().__init__()
         self.config = config
+        self.layer_idx = layer_idx
         self.num_heads = config.n_heads
         self.num_key_value_heads = config.num_key_value_heads
         self.num_key_value_groups = self.num_heads // self.num_key_value_heads
@@ -110,6 +105,7 @@ class LLaDALlamaBlock(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
+        cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
         h = self.attn_norm(x)
         attended = attend(
@@ -121,6 +117,7 @@ class LLaDALlamaBlock(GradientCheckpointingLayer):
             attention_mask,
             dropout=self.config.attention_dropout,
             rope_in_float32=self.config.rope_full_precision,
+            cache=cache,
         )
         x = x + self.dropout(self.attn_out(attended))
         h = self.ff_norm(x)
@@ -135,7 +132,7 @@ class LLaDAModel(nn.Module):
         modules: dict[str, nn.Module] = {
             "wte": nn.Embedding(config.padded_vocab_size, config.d_model),
             "emb_drop": nn.Dropout(config.embedding_dropout),
-            "blocks": nn.ModuleList(LLaDALlamaBlock(config) for _ in range(config.n_layers)),
+            "blocks": nn.ModuleList(LLaDALlamaBlock(config, i) for i in range(config.n_layers)),
             "ln_f": build_norm(config),
         }
         if not config.weight_tying:
@@ -219,6 +216,7 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         attention_bias: Optional[torch.Tensor] = None,
+        cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
         """Run LLaDA over a (partly masked) sequence.
@@ -231,8 +229,11 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
             labels: `[B, T]` targets, -100 = ignored: `loss` is their mean cross-entropy (no diffusion weighting).
             output_hidden_states: also return the embeddings and each block's output (the last one after `ln_f`).
             attention_bias: LLaDA's name for a 4-D mask; give it or `attention_mask`, not both.
+            cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
+                window of the sequence and attend to the cached keys and values of the rest (`attention_mask` then
+                still covers the whole sequence).
         """
-        refuse_cache_arguments(kwargs)
+        cache = cache_argument(cache, kwargs)
         if attention_bias is not None:
             if attention_mask is not None:
                 raise ValueError("Pass either attention_mask or LLaDA's attention_bias, not both.")
@@ -244,12 +245,7 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         if self.config.input_emb_norm:
             x = x * self.config.d_model**0.5
         x = transformer.emb_drop(x)
-        batch, length, _ = x.shape
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(x.device)
-        mask = bidirectional_mask(self.config, x, attention_mask)
-        if position_ids is None:
-            position_ids = default_position_ids(batch, length, x.device, attention_mask)
+        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
         rope_dtype = torch.float32 if self.config.rope_full_precision else x.dtype
         position_embeddings = self.rotary(position_ids, rope_dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -257,7 +253,7 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         for block in transformer.blocks:
             if hidden_states is not None:
                 hidden_states.append(x)
-            x = block(x, position_embeddings, mask)
+            x = block(x, position_embeddings, mask, cache=cache)
         x = transformer.ln_f(x)
         if hidden_states is not None:
             hidden_states.append(x)

@@ -12,7 +12,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RotaryEmbedding, attend, bidirectional_mask, default_position_ids
+from ..bidirectional import RotaryEmbedding, attend, attention_inputs, cache_argument
+from ..kv_cache import DiffusionKVCache
 from .configuration_tiny_dllm import TinyDLLMConfig
 
 
@@ -21,9 +22,10 @@ class TinyDLLMAttention(nn.Module):
 
     is_causal = False
 
-    def __init__(self, config: TinyDLLMConfig) -> None:
+    def __init__(self, config: TinyDLLMConfig, layer_idx: int = 0) -> None:
         super().__init__()
         self.config = config
+        self.layer_idx = layer_idx
         self.num_heads = self.num_key_value_heads = config.num_attention_heads
         self.num_key_value_groups = 1
         self.head_dim = config.head_dim
@@ -35,38 +37,52 @@ class TinyDLLMAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
+        cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        return self.out(attend(self, q, k, v, position_embeddings, attention_mask))
+        return self.out(attend(self, q, k, v, position_embeddings, attention_mask, cache=cache))
 
 
 class TinyDLLMLocalMixer(nn.Module):
     """Depthwise convolution over a small centred window (a bidirectional "token shift"): each position sees its
     neighbours' features before attention, so keys can carry their context (smeared keys). Padding is zeroed
-    first, so a left-padded row computes exactly what it computes alone."""
+    first, so a left-padded row computes exactly what it computes alone. With a cache window, the inputs of the
+    positions around the window come from the cache."""
 
-    def __init__(self, config: TinyDLLMConfig) -> None:
+    def __init__(self, config: TinyDLLMConfig, layer_idx: int = 0) -> None:
         super().__init__()
         k = config.conv_kernel_size
+        self.layer_idx = layer_idx
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.conv = nn.Conv1d(config.hidden_size, config.hidden_size, k, padding=k // 2, groups=config.hidden_size)
 
-    def forward(self, x: torch.Tensor, token_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, token_mask: Optional[torch.Tensor], cache: Optional[DiffusionKVCache] = None
+    ) -> torch.Tensor:
         h = self.norm(x)
         if token_mask is not None:
             h = h * token_mask
-        return self.conv(h.transpose(1, 2)).transpose(1, 2)
+        if cache is None or not cache.is_partial:
+            if cache is not None:
+                cache.update_state("mixer", self.layer_idx, h)
+            return self.conv(h.transpose(1, 2)).transpose(1, 2)
+        # the window's outputs need `half` inputs on each side: read them from the cached sequence
+        half = self.conv.padding[0]
+        start, end = cache.window
+        full = F.pad(cache.update_state("mixer", self.layer_idx, h), (0, 0, half, half))
+        context = full[:, start : end + 2 * half].transpose(1, 2)
+        return F.conv1d(context, self.conv.weight, self.conv.bias, groups=self.conv.groups).transpose(1, 2)
 
 
 class TinyDLLMBlock(GradientCheckpointingLayer):
     """Pre-LayerNorm transformer block: (optional local mixer,) attention, then a GELU feed-forward layer, all
     residual."""
 
-    def __init__(self, config: TinyDLLMConfig) -> None:
+    def __init__(self, config: TinyDLLMConfig, layer_idx: int = 0) -> None:
         super().__init__()
-        self.mixer = TinyDLLMLocalMixer(config) if config.conv_kernel_size > 0 else None
+        self.mixer = TinyDLLMLocalMixer(config, layer_idx) if config.conv_kernel_size > 0 else None
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attn = TinyDLLMAttention(config)
+        self.attn = TinyDLLMAttention(config, layer_idx)
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = nn.Sequential(
             nn.Linear(config.hidden_size, config.intermediate_size),
@@ -80,10 +96,11 @@ class TinyDLLMBlock(GradientCheckpointingLayer):
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
         token_mask: Optional[torch.Tensor] = None,
+        cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
         if self.mixer is not None:
-            x = x + self.mixer(x, token_mask)
-        x = x + self.attn(self.attn_norm(x), position_embeddings, attention_mask)
+            x = x + self.mixer(x, token_mask, cache)
+        x = x + self.attn(self.attn_norm(x), position_embeddings, attention_mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -119,7 +136,7 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
     def __init__(self, config: TinyDLLMConfig) -> None:
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList([TinyDLLMBlock(config) for _ in range(config.num_hidden_layers)])
+        self.layers = nn.ModuleList([TinyDLLMBlock(config, i) for i in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
@@ -146,6 +163,7 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
         """Run the transformer.
@@ -156,24 +174,24 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
             position_ids: `[B, T]` RoPE positions; default: counted from each row's first real token.
             labels: `[B, T]` optional targets (-100 = ignored) for a plain cross-entropy `loss`.
             output_hidden_states: also return the embeddings and the output of every block.
+            cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
+                window of the sequence (`attention_mask` still covers the whole sequence).
         """
+        cache = cache_argument(cache, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        B, T, _ = x.shape
-        mask = token_mask = None
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(x.device)
-            mask = bidirectional_mask(self.config, x, attention_mask)
-            if mask is not None:
-                token_mask = attention_mask.to(x.dtype).unsqueeze(-1)
-        if position_ids is None:
-            position_ids = default_position_ids(B, T, x.device, attention_mask)
+        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
+        token_mask = None
+        if mask is not None and attention_mask.dim() == 2:  # padding: zero it before the local mixer
+            token_mask = attention_mask.to(device=x.device, dtype=x.dtype).unsqueeze(-1)
+            if cache is not None and cache.is_partial:
+                token_mask = token_mask[:, cache.window[0] : cache.window[1]]
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         hidden_states: Optional[list[torch.Tensor]] = [x] if want_hidden else None
         for layer in self.layers:
-            x = layer(x, position_embeddings, mask, token_mask)
+            x = layer(x, position_embeddings, mask, token_mask, cache=cache)
             if hidden_states is not None:
                 hidden_states.append(x)
         x = self.norm(x)

@@ -1,0 +1,122 @@
+"""`DiffusionKVCache`: the key/value cache of diffusion generation (Fast-dLLM's prefix and dual caches).
+
+A masked diffusion LM re-reads the whole canvas at every step, but the keys and values of positions that barely
+change (the prompt, finished blocks, and for the dual cache the still-masked positions after the current block)
+can be reused. The cache holds, per layer, the keys and values of **every** position of the sequence, as computed
+by the last full forward (a *refresh*, at the start of each block). A *partial* forward feeds only a window of
+positions (`cache.window = (start, end)`): their fresh keys and values are written over the window, and their
+queries attend to all positions, the others read from the cache. Prefix cache: the window is the current block and
+everything after it; dual cache: the current block only; full diffusion caches the prompt (the window is the whole
+generated region).
+
+Layers that mix neighbouring positions before attention (the built-in tiny dLLM's local convolution) keep their
+inputs per position the same way (`update_state`).
+
+Built on transformers' `Cache` / `CacheLayerMixin`: one `DiffusionCacheLayer` per model layer, created on first use;
+`offloading=True` keeps layers on the CPU between uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+
+class DiffusionCacheLayer(CacheLayerMixin):
+    """Keys, values (and named per-position states) of one layer for the whole sequence `[B, H_kv, T, D]`."""
+
+    is_sliding = False
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.states: dict[str, torch.Tensor] = {}
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, window: Any = None, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refresh (`window` None: keep these states as the whole sequence's) or write a window's fresh states over
+        the cached ones; returns the keys and values of the whole sequence."""
+        if window is None or not self.is_initialized:
+            if window is not None:
+                raise RuntimeError("A partial forward needs a refreshed cache: run a full forward first.")
+            self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states, value_states
+            return key_states, value_states
+        start, end = window
+        self.keys[:, :, start:end] = key_states
+        self.values[:, :, start:end] = value_states
+        return self.keys, self.values
+
+    def update_state(self, name: str, states: torch.Tensor, window: Optional[tuple[int, int]]) -> torch.Tensor:
+        """The same for any per-position tensor `[B, T, ...]` (e.g. a convolution's input)."""
+        if window is None:
+            self.states[name] = states
+            return states
+        if name not in self.states:
+            raise RuntimeError(f"No cached '{name}' states: run a full forward first.")
+        start, end = window
+        self.states[name][:, start:end] = states
+        return self.states[name]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return (self.keys.shape[-2] if self.is_initialized else query_length), 0
+
+    def get_seq_length(self) -> int:
+        return self.keys.shape[-2] if self.is_initialized else 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def reset(self) -> None:
+        self.keys = self.values = None
+        self.states = {}
+        self.is_initialized = False
+
+
+class DiffusionKVCache(Cache):
+    """The cache of one diffusion `generate` call (see the module docstring).
+
+    `window = None` before a forward makes it a refresh (the forward gets the whole sequence and its states are
+    kept); `window = (start, end)` makes it a partial forward over those positions.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from hf_unmask.models.kv_cache import DiffusionKVCache
+        >>> cache = DiffusionKVCache()
+        >>> k = v = torch.zeros(1, 2, 6, 4)
+        >>> _ = cache.update(k, v, layer_idx=0)                     # refresh: 6 positions kept
+        >>> cache.window = (2, 4)
+        >>> keys, _ = cache.update(torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4), layer_idx=0)
+        >>> keys[0, 0, :, 0].tolist()
+        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+        ```
+    """
+
+    def __init__(self, offloading: bool = False) -> None:
+        super().__init__(layer_class_to_replicate=DiffusionCacheLayer, offloading=offloading)
+        self.window: Optional[tuple[int, int]] = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().update(key_states, value_states, layer_idx, *args, window=self.window, **kwargs)
+
+    def update_state(self, name: str, layer_idx: int, states: torch.Tensor) -> torch.Tensor:
+        """Cache (refresh) or update (partial forward) a per-position tensor of layer `layer_idx`."""
+        while len(self.layers) <= layer_idx:
+            self.layers.append(DiffusionCacheLayer())
+        return self.layers[layer_idx].update_state(name, states, self.window)
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether the next forward feeds a window against cached states (False: it refreshes the cache)."""
+        return self.window is not None
