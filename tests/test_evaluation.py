@@ -409,4 +409,8 @@ def test_resolve_correctness(tmp_path, monkeypatch):
 def test_pareto_front():
     assert pareto_front([(10, 0.5), (20, 0.4), (30, 0.7), (30, 0.6), (10, 0.5)]) == [True, False, True, False, True]
     assert pareto_front([]) == []
+    # equal accuracy at a higher NFE is dominated; equal NFE with lower accuracy too
+    assert pareto_front([(10, 0.5), (20, 0.5)]) == [True, False]
+    assert pareto_front([(20, 0.5), (10, 0.5)]) == [False, True]
+    assert pareto_front([(10, 0.5), (10, 0.4)]) == [True, False]
     assert math.isclose(sum(pareto_front([(1, 0.1)])), 1)

@@ -209,8 +209,9 @@ def test_group_std_scaling(dllm, tmp_path):
     assert torch.allclose(batch["advantages"], expected.flatten(), atol=1e-5)
 
 
-def hand_loss(policy, batch, epsilon, expert_weight=None):
-    """-mean_i mean_{t live} min(r A, clip(r) A), with per-step log-probs from the policy's public `log_prob`."""
+def hand_loss(policy, batch, epsilon, expert_weight=None, beta=0.0, ref_policy=None):
+    """-mean_i mean_{t live} [min(r A, clip(r) A) - beta * k3], with per-step log-probs from the policies' public
+    `log_prob` (k3 = exp(q - p) - (q - p) - 1, q = log pi_ref, p = log pi)."""
     per_rollout = []
     for i in range(batch["live"].shape[0]):
         terms = []
@@ -224,7 +225,12 @@ def hand_loss(policy, batch, epsilon, expert_weight=None):
                 old = torch.logaddexp(math.log(w_pi) + old, torch.tensor(math.log(w_expert)))
             ratio = torch.exp(new - old)
             a = batch["advantages"][i]
-            terms.append(torch.min(ratio * a, ratio.clamp(1 - epsilon, 1 + epsilon) * a))
+            term = torch.min(ratio * a, ratio.clamp(1 - epsilon, 1 + epsilon) * a)
+            if beta:
+                p = policy.log_prob(state, batch["action"][i, t][None])[0]
+                q = ref_policy.log_prob(state, batch["action"][i, t][None])[0]
+                term = term - beta * (torch.exp(q - p) - (q - p) - 1)
+            terms.append(term)
         per_rollout.append(torch.stack(terms).mean())
     return -torch.stack(per_rollout).mean()
 
@@ -284,6 +290,25 @@ def test_expert_steering_adds_one_rollout_per_group_scored_under_the_mixture(dll
     assert torch.allclose(loss, expected_loss, rtol=1e-5, atol=1e-7)
     trainer.train()  # and a full step runs
     assert "expert/nfe" in trainer.state.log_history[0]
+
+
+def test_loss_with_a_kl_term_equals_a_hand_computation(dllm, tmp_path):
+    def varied(prompts, completions, **kwargs):
+        return [1.0 if i % 3 else 0.0 for i in range(len(completions))]
+
+    trainer = make_trainer(dllm, tmp_path, reward=varied, beta=0.5)
+    batch = trainer._generate_and_score_completions(policy_inputs(trainer, [2, 3]))
+    assert "ref_logps" in batch
+    with torch.no_grad(), torch.random.fork_rng():  # move the policy away from its reference: KL > 0
+        torch.manual_seed(3)
+        for p in trainer.policy.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    loss = trainer.compute_loss(trainer.model, batch)
+    expected = hand_loss(trainer.policy, batch, epsilon=0.5, beta=0.5, ref_policy=trainer.ref_policy)
+    assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-7)
+    without_kl = hand_loss(trainer.policy, batch, epsilon=0.5)
+    assert expected > without_kl + 1e-4  # the KL term is a penalty: it raises the loss
+    assert trainer._metrics["train"]["kl"][-1] > 0
 
 
 def test_kl_to_a_frozen_reference_policy(dllm, tmp_path):
