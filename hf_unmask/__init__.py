@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from ._paths import LocalFolderNotFoundError  # noqa: E402
 from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate  # noqa: E402
 from .generation import (  # noqa: E402
     DenoisingState,
@@ -32,6 +33,7 @@ __all__ = [
     "DiffusionGenerationMixin",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
+    "LocalFolderNotFoundError",
     "StrategyOutput",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",
