@@ -1,7 +1,7 @@
 from .config import DiffusionGenerationConfig
 from .loop import diffusion_generate
 from .mixin import DiffusionGenerationMixin, enable_diffusion_generate
-from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
+from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .schedule import num_transfer_tokens, num_transfer_tokens_at
 from .state import DenoisingState
 from .streamers import DiffusionTextStreamer
@@ -11,6 +11,7 @@ __all__ = [
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
+    "DiffusionStep",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
     "diffusion_generate",

@@ -259,6 +259,11 @@ def as_strategy(strategy: Any) -> Any:
         from . import get_strategy_by_name
 
         return get_strategy_by_name(strategy)
+    if isinstance(strategy, type):
+        raise TypeError(
+            f"strategy={strategy.__name__} is a strategy class; generate needs an instance: pass "
+            f"strategy={strategy.__name__}() (with its hyper-parameters, e.g. steps=...)."
+        )
     if not callable(strategy):
         raise TypeError(
             f"strategy must be callable (an UnmaskingStrategy or a function state -> BoolTensor[B, L]); got "
