@@ -203,6 +203,30 @@ def test_memory_rule_passes_a_large_llada_run():
         validation._available_memory = original
 
 
+def test_length_beyond_training_warns_before_any_forward(model, ids):
+    class Stop(Exception):
+        pass
+
+    def refuse(*_):
+        raise Stop
+
+    handle = model.register_forward_pre_hook(refuse)
+    try:
+        with pytest.warns(UserWarning, match=r"trained to generate L = 16 .*max_new_tokens=10000.*<= 16"):
+            with pytest.warns(UserWarning, match=r"at most 128 positions \(config\.max_position_embeddings\)"):
+                with pytest.raises(Stop):
+                    model.generate(ids, max_new_tokens=10**4)
+    finally:
+        handle.remove()
+    with pytest.warns(UserWarning, match="trained to generate L = 16"):
+        model.generate(ids, max_new_tokens=32)
+
+
+def test_trained_length_is_not_warned_within_it(model, ids, recwarn):
+    model.generate(ids, max_new_tokens=16)
+    assert not [w for w in recwarn if "trained" in str(w.message)]
+
+
 # ---------------------------------------------------------------------------------------------- per step
 def test_logits_processor_returning_none(model, ids):
     with pytest.raises(TypeError, match=r"logits_processor returned NoneType; it must return the scores tensor"):
