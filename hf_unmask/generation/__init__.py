@@ -5,6 +5,7 @@ from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .schedule import num_transfer_tokens, num_transfer_tokens_at
 from .state import DenoisingState
 from .streamers import DiffusionTextStreamer
+from .text import DiffusionTextGenerator, DiffusionTextOutput
 
 __all__ = [
     "DenoisingState",
@@ -12,6 +13,8 @@ __all__ = [
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
     "DiffusionStep",
+    "DiffusionTextGenerator",
+    "DiffusionTextOutput",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
     "diffusion_generate",

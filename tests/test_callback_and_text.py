@@ -1,4 +1,4 @@
-"""`callback_on_step_end`: watch and stop generation."""
+"""`callback_on_step_end` (watch and stop generation) and `DiffusionTextGenerator` (text in, text out)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hf_unmask
-from hf_unmask import DiffusionStep
+from hf_unmask import DiffusionStep, DiffusionTextGenerator
 
 PROMPTS = ["trace : 3 | +4 *3 +1 *7 +2 *9 +3 +1 *3 +4 +2 | run 6", "sort : 3 1 2"]
 MASK, EOS = 1, 2
@@ -128,3 +128,66 @@ def test_diffusion_step_docstring_example(tiny):
 
     out = model.generate(ids, callback_on_step_end=watch, return_dict_in_generate=True)
     assert (seen, out.nfe.tolist(), out.stopped.tolist()) == ([1, 1, 1, 1], [4], [True])
+
+
+# ---------------------------------------------------------------------------------------------- text API
+def test_text_generator_matches_generate_on_a_left_padded_batch(tiny):
+    model, tokenizer = tiny
+    generator = DiffusionTextGenerator(model, tokenizer, strategy="top_k_confidence")
+    out = generator(PROMPTS)
+    ids, keep = left_padded(tokenizer, PROMPTS)
+    expected = model.generate(ids, attention_mask=keep, strategy="top_k_confidence", return_dict_in_generate=True)
+    assert torch.equal(out.sequences, expected.sequences) and torch.equal(out.nfe, expected.nfe)
+    assert out.prompt_length == ids.shape[1]
+    assert out.texts == ["7 1 2 4 6 4 ; answer : 4", "1 2 3"]  # the docstring example
+    assert out.nfe.tolist() == [16, 16]
+    one = generator(PROMPTS[1])
+    assert one.texts == ["1 2 3"]
+
+
+def test_text_is_cut_at_the_first_eos(tiny):
+    model, tokenizer = tiny
+    generator = DiffusionTextGenerator(model, tokenizer)
+    words = tokenizer("1 2 3", add_special_tokens=False).input_ids
+    after = tokenizer("9", add_special_tokens=False).input_ids
+    sequences = torch.tensor([[3] + words + [EOS] + after + [EOS, EOS]])
+    assert generator.decode(sequences, prompt_length=1) == ["1 2 3"]
+    assert generator.decode(sequences, prompt_length=1, eos_token_id=after[0]) == ["1 2 3"]  # [EOS] skipped as special
+
+
+def test_text_generator_call_overrides_defaults(tiny):
+    model, tokenizer = tiny
+    generator = DiffusionTextGenerator(model, tokenizer, max_new_tokens=8, block_length=8)
+    assert (
+        generator(PROMPTS[0]).sequences.shape[1] == tokenizer(PROMPTS[0], return_tensors="pt").input_ids.shape[1] + 8
+    )
+    out = generator(PROMPTS[0], max_new_tokens=16, strategy="confidence_threshold")
+    assert out.texts == ["7 1 2 4 6 4 ; answer : 4"] and int(out.nfe[0]) < 16
+
+
+def test_text_generator_chat_messages(tiny):
+    model, tokenizer = tiny
+    tokenizer = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    generator = DiffusionTextGenerator(model, tokenizer)
+    with pytest.raises(ValueError, match="has no chat template.*tokenizer.chat_template"):
+        generator([{"role": "user", "content": PROMPTS[0]}])
+    tokenizer.chat_template = "[BOS] {% for m in messages %}{{ m['content'] }}{% endfor %}"
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS]
+    assert generator(conversations).texts == generator(PROMPTS).texts
+    assert generator(conversations[0]).texts == generator(PROMPTS[:1]).texts  # one conversation
+
+
+@pytest.mark.parametrize(
+    "prompts, error, match",
+    [
+        ([], ValueError, "prompts must be a string"),
+        (42, ValueError, "prompts must be a string"),
+        (["a", [{"role": "user", "content": "b"}]], TypeError, "prompts mixes kinds"),
+    ],
+)
+def test_text_generator_bad_prompts(tiny, prompts, error, match):
+    generator = DiffusionTextGenerator(*tiny)
+    with pytest.raises(error, match=match):
+        generator(prompts)
+    with pytest.raises(TypeError, match="input_ids comes from the prompts"):
+        generator(PROMPTS, input_ids=torch.tensor([[5]]))
