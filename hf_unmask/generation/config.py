@@ -91,11 +91,12 @@ class DiffusionGenerationConfig(GenerationConfig):
             (most confident) positions when needed so that generation always ends within it.
             Defaults to L. Must be a multiple of the number of blocks.
         temperature (`float`, *optional*): 0 or `None` is greedy (argmax) token choice; > 0 draws tokens by
-            Gumbel-max in float64 as LLaDA does (`do_sample` is then set for you).
+            Gumbel-max in float64 as LLaDA does (`do_sample` is then set for you). Negative, NaN and inf are refused.
         top_k, top_p: restrict the token choice, as in transformers.
         mask_token_id (`int`, *optional*): id of `[MASK]`; taken from the model adapter when unset.
-        stop_at_eos (`bool`): once a row's EOS is decided and everything before it is unmasked, fill the rest
-            of the row with EOS/pad without further forward passes.
+        stop_at_eos (`bool`): a row whose first decided EOS has nothing masked before it is finished: its
+            still-masked positions after that EOS (later blocks too) get `pad_token_id` (else EOS) in the same step
+            and it takes no more forward passes. Tokens already decided after the EOS are kept.
         progress_fallback (`bool`): when a live row's strategy selects nothing, unmask its most confident
             eligible position (default). Trainers turn it off so an empty action costs a step.
         output_trajectory (`bool`): record per step what a learned policy is trained on.
