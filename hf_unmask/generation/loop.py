@@ -258,9 +258,9 @@ def _denoise(
                 proposal, confidence = _choose_tokens_at(gen_logits, gen, eligible)
             else:
                 proposal, confidence = choose_tokens(gen_logits, temperature, generator, top_k, top_p)
-            no_distribution = confidence.isnan()  # NaN, +inf or all -inf logits give a NaN softmax
-            if bool(no_distribution.any()):
-                raise_no_distribution(no_distribution, step)
+            # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
+            if not float(confidence.amin()) >= 0.0:
+                raise_no_distribution(confidence.isnan(), step)
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,
