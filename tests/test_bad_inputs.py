@@ -330,3 +330,20 @@ def test_hub_ids_are_not_taken_for_folders():
     for name in ("GSAI-ML/LLaDA-8B-Instruct", "bert-base-uncased", "org/model.v2"):
         assert not looks_like_local_path(name)
         check_local_folder(name)
+
+
+def test_vocabulary_size_comes_from_the_embeddings_else_the_config():
+    class Remote(torch.nn.Module):
+        config = type("Config", (), {"vocab_size": 50})()
+
+        def get_output_embeddings(self):
+            raise RuntimeError("not implemented by this remote code")
+
+    assert validation.vocabulary_size(Remote()) == 50
+    Remote.config = None
+    assert validation.vocabulary_size(Remote()) is None
+    from tiny_bert import seeded_tiny_bert
+
+    bert = seeded_tiny_bert(0, vocab_size=40)
+    bert.config.vocab_size = 30  # the tables decide, as for LLaDA's padded embedding
+    assert validation.vocabulary_size(bert) == 40

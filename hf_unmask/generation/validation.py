@@ -28,8 +28,8 @@ MAX_CANVAS_POSITIONS = 1 << 20
 _MEMORY_CHECK_FROM_BYTES = 1 << 30
 # Config fields that state the longest sequence a model was trained on (LLaDA: max_sequence_length; GPT-2: n_positions).
 _LENGTH_FIELDS = ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len")
-# Names of learned absolute position tables in transformers' encoders (BERT, RoBERTa, ALBERT, ... / BART / GPT-2).
-_POSITION_TABLE_NAMES = ("position_embeddings", "embed_positions", "wpe")
+# Name of the learned absolute position table in transformers' encoders (BERT, RoBERTa, ALBERT, ELECTRA, ...).
+_POSITION_TABLE_NAMES = ("position_embeddings",)
 _position_tables: weakref.WeakKeyDictionary[torch.nn.Module, Optional[int]] = weakref.WeakKeyDictionary()
 
 
@@ -124,7 +124,7 @@ def vocabulary_size(model: Any) -> Optional[int]:
             continue
         try:
             module = method()
-        except (NotImplementedError, AttributeError):
+        except Exception:  # remote-code models implement these (or not) in their own ways: the size is unknown
             continue
         weight = getattr(module, "weight", None)
         if isinstance(weight, torch.Tensor) and weight.dim() == 2:
@@ -215,10 +215,12 @@ def position_table_size(model: Any) -> Optional[int]:
 
 
 def _available_memory(device: torch.device) -> Optional[int]:
-    """Free bytes on `device` (CUDA: free device memory; CPU: the host's MemAvailable), None when unknown."""
+    """Free bytes on `device` (CUDA: free device memory plus what PyTorch's caching allocator holds unused; CPU: the
+    host's MemAvailable), None when unknown."""
     if device.type == "cuda":
         try:
-            return int(torch.cuda.mem_get_info(device)[0])
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return int(torch.cuda.mem_get_info(device)[0]) + int(cached)
         except (RuntimeError, AssertionError):
             return None
     if device.type != "cpu":
