@@ -2,12 +2,16 @@
 
 __version__ = "0.1.0"
 
+from ._paths import LocalFolderNotFoundError  # noqa: E402
 from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate  # noqa: E402
 from .generation import (  # noqa: E402
     DenoisingState,
     DiffusionGenerateOutput,
     DiffusionGenerationConfig,
     DiffusionGenerationMixin,
+    DiffusionStep,
+    DiffusionTextGenerator,
+    DiffusionTextOutput,
     DiffusionTextStreamer,
     DiffusionTrajectory,
     diffusion_generate,
@@ -40,12 +44,16 @@ __all__ = [
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
+    "DiffusionStep",
+    "DiffusionTextGenerator",
+    "DiffusionTextOutput",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
     "DreamConfig",
     "DreamModel",
     "LLaDAConfig",
     "LLaDAModelLM",
+    "LocalFolderNotFoundError",
     "StrategyOutput",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",

@@ -23,33 +23,6 @@ from typing import Any, Optional
 #: Folder to push as a Hub repo: `README.md` (the repo card) and `custom_generate/{generate.py,requirements.txt}`.
 CUSTOM_GENERATE_DIR: str = str(Path(__file__).parent / "hub_templates" / "custom_generate_repo")
 
-# Positional order of `transformers.GenerationMixin.generate` after `self`.
-_GENERATE_POSITIONAL = (
-    "inputs",
-    "generation_config",
-    "logits_processor",
-    "stopping_criteria",
-    "prefix_allowed_tokens_fn",
-    "synced_gpus",
-    "assistant_model",
-    "streamer",
-    "negative_prompt_ids",
-    "negative_prompt_attention_mask",
-)
-# Autoregressive-only arguments transformers always forwards (as None); a real value is an error.
-_UNSUPPORTED = (
-    "stopping_criteria",
-    "prefix_allowed_tokens_fn",
-    "assistant_model",
-    "assistant_tokenizer",
-    "negative_prompt_ids",
-    "negative_prompt_attention_mask",
-)
-
-
-def _is_unset(value: Any) -> bool:
-    return value is None or value is False or (isinstance(value, list) and len(value) == 0)
-
 
 def custom_generate(*args: Any, **kwargs: Any) -> Any:
     """Run `hf_unmask.diffusion_generate` with the arguments transformers gives a `custom_generate` function.
@@ -65,6 +38,7 @@ def custom_generate(*args: Any, **kwargs: Any) -> Any:
         ...                      trust_remote_code=True, strategy="top_k_confidence", max_new_tokens=16)
         ```
     """
+    from .generation.inputs import normalize_generate_arguments
     from .generation.loop import diffusion_generate
 
     if "model" in kwargs:
@@ -73,42 +47,8 @@ def custom_generate(*args: Any, **kwargs: Any) -> Any:
         model, args = args[0], args[1:]
     else:
         raise TypeError("custom_generate() needs the model (transformers passes it as model=...).")
-    if len(args) > len(_GENERATE_POSITIONAL):
-        raise TypeError(f"generate() takes at most {len(_GENERATE_POSITIONAL)} positional arguments, got {len(args)}.")
-    for name, value in zip(_GENERATE_POSITIONAL, args):
-        if name in kwargs:
-            raise TypeError(f"generate() got multiple values for argument '{name}'.")
-        kwargs[name] = value
-
-    for name in _UNSUPPORTED:
-        value = kwargs.pop(name, None)
-        if not _is_unset(value):
-            raise ValueError(
-                f"`{name}` is an autoregressive generation feature that diffusion generation does not support; "
-                "drop it (stopping is controlled by max_new_tokens, stop_at_eos and the strategy)."
-            )
-    if kwargs.pop("synced_gpus", None):
-        raise ValueError(
-            "synced_gpus=True is not supported by diffusion generation through custom_generate; generate on each "
-            "process independently."
-        )
-    for name in ("trust_remote_code", "custom_generate", "use_model_defaults"):
-        kwargs.pop(name, None)
-    if _is_unset(kwargs.get("logits_processor")):
-        kwargs["logits_processor"] = None
-
-    tokenizer: Optional[Any] = kwargs.pop("tokenizer", None)
+    kwargs = normalize_generate_arguments(args, kwargs)
     adapter = kwargs.pop("adapter", None) or getattr(model, "diffusion_adapter", None)
-    if kwargs.get("mask_token_id") is None and tokenizer is not None:
-        from .models.adapters import get_adapter
-
-        generation_config = kwargs.get("generation_config")
-        known = getattr(generation_config, "mask_token_id", None)
-        if known is None:
-            adapter = get_adapter(model, adapter)
-            known = adapter.mask_token_id()
-        if known is None and getattr(tokenizer, "mask_token_id", None) is not None:
-            kwargs["mask_token_id"] = tokenizer.mask_token_id
     return diffusion_generate(model, adapter=adapter, **kwargs)
 
 

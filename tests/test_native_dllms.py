@@ -258,7 +258,7 @@ def test_lora_adapter_saved_and_reloaded_gives_identical_outputs(tmp_path_factor
         got, _ = reloaded.diffusion_adapter.forward(ids, keep)
     assert torch.equal(reloaded.diffusion_adapter.align_logits(expected), got)
     assert not torch.allclose(expected, plain, atol=1e-3)  # the LoRA layers really run
-    out = reloaded.generate(ids, attention_mask=keep, **GEN)
+    out = reloaded.generate(**{"input_ids": ids, "attention_mask": keep}, **GEN)  # as **tokenizer(...) passes it
     assert out.shape == (3, ids.shape[1] + 8)
 
 

@@ -236,6 +236,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         intermediate_size=args.intermediate_size,
         conv_kernel_size=args.conv_kernel_size,
         max_position_embeddings=128,
+        trained_gen_length=args.gen_length,
         mask_token_id=tokenizer.mask_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -1,16 +1,20 @@
 from .config import DiffusionGenerationConfig
 from .loop import diffusion_generate
 from .mixin import DiffusionGenerationMixin, enable_diffusion_generate
-from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
+from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .schedule import num_transfer_tokens, num_transfer_tokens_at
 from .state import DenoisingState
 from .streamers import DiffusionTextStreamer
+from .text import DiffusionTextGenerator, DiffusionTextOutput
 
 __all__ = [
     "DenoisingState",
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
+    "DiffusionStep",
+    "DiffusionTextGenerator",
+    "DiffusionTextOutput",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
     "diffusion_generate",

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import functools
+import math
+import numbers
+from typing import Any, Optional
 
 from transformers import GenerationConfig
+
+from ..models.adapters import unwrap_model
 
 # Fields this subclass adds to `transformers.GenerationConfig`, with their defaults.
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -17,6 +23,55 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "output_trajectory": False,
     "output_history": False,
 }
+
+# Integer fields checked by `validate_diffusion`, with an example value for the error message.
+_INTEGER_FIELDS: dict[str, int] = {"max_new_tokens": 64, "block_length": 16, "steps": 32, "max_steps": 32, "top_k": 50}
+
+
+def check_temperature(value: Any) -> None:
+    """`None`, 0 (greedy) or a finite positive number; `TypeError` / `ValueError` naming the fix otherwise.
+
+    Example:
+        ```python
+        >>> from hf_unmask.generation.config import check_temperature
+        >>> check_temperature(0.7)
+        >>> check_temperature(float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: temperature must be a finite number >= 0 (0 or None: greedy), got inf. Pass e.g. temperature=0.7.
+        ```
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"temperature must be a number (0 or None: greedy), got {value!r} ({type(value).__name__}). "
+            "Pass e.g. temperature=0.7."
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0 or None: greedy), got {value!r}. Pass e.g. temperature=0.7."
+        )
+
+
+def _check_types(values: dict[str, Any]) -> None:
+    """`TypeError` naming the fix for a field of the wrong type among `values` (checked before transformers'
+    own validation, which fails on them with a bare comparison error)."""
+    for name, example in _INTEGER_FIELDS.items():
+        value = values.get(name)
+        if value is None and name != "max_new_tokens":
+            continue
+        if name not in values:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"{name} must be an integer, got {value!r} ({type(value).__name__}). Pass e.g. {name}={example}"
+                + (" or None." if name != "max_new_tokens" else ".")
+            )
+    top_p = values.get("top_p")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)):
+        raise TypeError(f"top_p must be a number in (0, 1] or None, got {top_p!r}. Pass e.g. top_p=0.9.")
+    check_temperature(values.get("temperature"))
 
 
 class DiffusionGenerationConfig(GenerationConfig):
@@ -36,11 +91,12 @@ class DiffusionGenerationConfig(GenerationConfig):
             (most confident) positions when needed so that generation always ends within it.
             Defaults to L. Must be a multiple of the number of blocks.
         temperature (`float`, *optional*): 0 or `None` is greedy (argmax) token choice; > 0 draws tokens by
-            Gumbel-max in float64 as LLaDA does (`do_sample` is then set for you).
+            Gumbel-max in float64 as LLaDA does (`do_sample` is then set for you). Negative, NaN and inf are refused.
         top_k, top_p: restrict the token choice, as in transformers.
         mask_token_id (`int`, *optional*): id of `[MASK]`; taken from the model adapter when unset.
-        stop_at_eos (`bool`): once a row's EOS is decided and everything before it is unmasked, fill the rest
-            of the row with EOS/pad without further forward passes.
+        stop_at_eos (`bool`): a row whose first decided EOS has nothing masked before it is finished: its
+            still-masked positions after that EOS (later blocks too) get `pad_token_id` (else EOS) in the same step
+            and it takes no more forward passes. Tokens already decided after the EOS are kept.
         progress_fallback (`bool`): when a live row's strategy selects nothing, unmask its most confident
             eligible position (default). Trainers turn it off so an empty action costs a step.
         output_trajectory (`bool`): record per step what a learned policy is trained on.
@@ -57,6 +113,7 @@ class DiffusionGenerationConfig(GenerationConfig):
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        _check_types(kwargs)
         for name, default in DIFFUSION_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
         kwargs.setdefault("max_new_tokens", 128)
@@ -66,17 +123,19 @@ class DiffusionGenerationConfig(GenerationConfig):
     def _sync_sampling_flags(self) -> None:
         # transformers only validates temperature/top-k/top-p together with `do_sample`; for diffusion a
         # positive temperature is what asks for sampling, so derive the flag instead of making users set both.
-        if self.temperature is not None and self.temperature <= 0:
+        if self.temperature is not None and self.temperature == 0:
             self.temperature = None
         if self.temperature is not None:
             self.do_sample = True
 
     def update(self, defaults_only: bool = False, allow_custom_entries: bool = False, **kwargs: Any) -> dict:
-        if "temperature" in kwargs and kwargs["temperature"] is not None and kwargs["temperature"] > 0:
-            kwargs.setdefault("do_sample", True)
-        if "temperature" in kwargs and (kwargs["temperature"] is None or kwargs["temperature"] <= 0):
-            kwargs["temperature"] = None
-            kwargs.setdefault("do_sample", False)
+        _check_types(kwargs)
+        if "temperature" in kwargs:
+            if kwargs["temperature"] is None or kwargs["temperature"] == 0:
+                kwargs["temperature"] = None
+                kwargs.setdefault("do_sample", False)
+            else:
+                kwargs.setdefault("do_sample", True)
         unused = super().update(defaults_only=defaults_only, allow_custom_entries=allow_custom_entries, **kwargs)
         self._sync_sampling_flags()
         return unused
@@ -94,9 +153,14 @@ class DiffusionGenerationConfig(GenerationConfig):
         return self.gen_length // self.effective_block_length
 
     def validate_diffusion(self) -> None:
-        """Check the diffusion fields; raise `ValueError` naming the problem and the fix."""
+        """Check the diffusion fields: `TypeError` for a value of the wrong type (`max_new_tokens="16"`,
+        `block_length=2.5`), `ValueError` for a wrong value; both name the problem and the fix."""
+        _check_types(vars(self))
+        for name in _INTEGER_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, int(getattr(self, name)))  # numpy / torch integers become plain ints
         L = self.max_new_tokens
-        if not isinstance(L, int) or isinstance(L, bool) or L <= 0:
+        if L <= 0:
             raise ValueError(f"max_new_tokens (L) must be a positive integer, got {L!r}. Pass e.g. max_new_tokens=64.")
         BL = self.effective_block_length
         if BL <= 0:
@@ -108,7 +172,7 @@ class DiffusionGenerationConfig(GenerationConfig):
             )
         nb = L // BL
         if self.steps is not None:
-            if not isinstance(self.steps, int) or self.steps <= 0:
+            if self.steps <= 0:
                 raise ValueError(f"steps must be a positive integer, got {self.steps!r}.")
             if self.steps % nb != 0:
                 raise ValueError(
@@ -120,7 +184,7 @@ class DiffusionGenerationConfig(GenerationConfig):
                     f"steps={self.steps} exceeds max_new_tokens={L}; at most one step per token. Use steps <= {L}."
                 )
         if self.max_steps is not None:
-            if not isinstance(self.max_steps, int) or self.max_steps < nb:
+            if self.max_steps < nb:
                 raise ValueError(
                     f"max_steps must be an integer >= the number of blocks ({nb}), got {self.max_steps!r}."
                 )
@@ -129,7 +193,7 @@ class DiffusionGenerationConfig(GenerationConfig):
                     f"max_steps={self.max_steps} must be a multiple of the number of blocks ({nb}) so each block gets "
                     f"the same step budget. Use e.g. max_steps={self.max_steps // nb * nb}."
                 )
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k <= 0):
+        if self.top_k is not None and self.top_k <= 0:
             raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}.")
         if self.top_p is not None and not (0.0 < float(self.top_p) <= 1.0):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}.")
@@ -147,3 +211,87 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
         if n % d == 0:
             return d
     return n
+
+
+# transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.
+_AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences", "use_cache")
+# transformers outputs that diffusion generation does not produce: asking for one is an error, not silently ignored.
+_UNSUPPORTED_OUTPUTS = ("output_scores", "output_logits", "output_attentions", "output_hidden_states")
+
+
+@functools.cache
+def _plain_generation_defaults() -> dict[str, Any]:
+    """The attributes of a default `transformers.GenerationConfig` (built once: it costs ~60 us, as much as a few
+    steps of the loop on a small model)."""
+    return dict(vars(GenerationConfig()))
+
+
+def _from_plain_generation_config(generation_config: GenerationConfig) -> DiffusionGenerationConfig:
+    """A `DiffusionGenerationConfig` from a plain one, e.g. a checkpoint's generation_config.json as transformers
+    loads it. A file saved from a `DiffusionGenerationConfig` holds every diffusion field and is taken whole;
+    any other may carry another project's diffusion keys with other meanings (Dream's `steps`, `alg`, `eps`...),
+    so only transformers' standard fields and the mask id are kept."""
+    defaults = _plain_generation_defaults()
+    saved_by_us = all(hasattr(generation_config, name) for name in DIFFUSION_DEFAULTS)
+    values = {}
+    for name, value in vars(generation_config).items():
+        if name in DIFFUSION_DEFAULTS:
+            if saved_by_us or (name == "mask_token_id" and value is not None):
+                values[name] = value
+        elif name in defaults and name != "transformers_version" and value != defaults[name]:
+            values[name] = copy.deepcopy(value)
+    if generation_config.max_new_tokens is None:
+        values.pop("max_new_tokens", None)
+    return DiffusionGenerationConfig(**values)
+
+
+def resolve_generation_config(
+    model: Any, generation_config: Optional[GenerationConfig], kwargs: dict[str, Any]
+) -> DiffusionGenerationConfig:
+    """Copy the given (or the model's) generation config as a `DiffusionGenerationConfig`, then apply kwargs."""
+    check_temperature(kwargs.get("temperature"))
+    for name in _AUTOREGRESSIVE_ONLY:
+        if kwargs.get(name) is not None:
+            raise ValueError(
+                f"`{name}` is an autoregressive generation argument that diffusion generation does not use. "
+                "Use max_new_tokens (L), block_length, steps or max_steps instead."
+            )
+        kwargs.pop(name, None)
+    if generation_config is None:
+        generation_config = getattr(unwrap_model(model), "generation_config", None)
+    if generation_config is None:
+        config = DiffusionGenerationConfig()
+    elif isinstance(generation_config, DiffusionGenerationConfig):
+        config = copy.deepcopy(generation_config)
+    elif isinstance(generation_config, GenerationConfig):
+        config = _from_plain_generation_config(generation_config)
+    else:
+        raise TypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
+    if kwargs.get("do_sample") is False and kwargs.get("temperature") not in (None, 0, 0.0):
+        raise ValueError(
+            f"Conflicting arguments: do_sample=False with temperature={kwargs['temperature']}. Drop one: a positive "
+            "temperature samples tokens, do_sample=False / temperature=0 is greedy."
+        )
+    unused = config.update(**kwargs)
+    if unused:
+        raise TypeError(
+            f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
+            "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
+            "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, "
+            "return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
+        )
+    for name in _UNSUPPORTED_OUTPUTS:
+        if getattr(config, name, None):
+            raise ValueError(
+                f"`{name}=True` is not supported by diffusion generation (transformers' per-token scores do not exist "
+                "when many positions are decided per step). Read per-step logits, probabilities and confidences in "
+                "callback_on_step_end (step.state.logits / .probs / .confidence), or record them with "
+                "output_trajectory=True, return_dict_in_generate=True."
+            )
+    config.validate_diffusion()
+    if (config.output_trajectory or config.output_history) and not config.return_dict_in_generate:
+        raise ValueError(
+            "output_trajectory/output_history need return_dict_in_generate=True (a bare tensor cannot carry them). "
+            "Pass return_dict_in_generate=True."
+        )
+    return config

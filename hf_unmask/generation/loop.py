@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
 from typing import Any, Optional, Union
 
@@ -11,151 +9,38 @@ import torch
 from transformers import GenerationConfig
 
 from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
-from ..strategies.base import StrategyOutput, as_strategy
-from .config import DIFFUSION_DEFAULTS, DiffusionGenerationConfig
-from .outputs import DiffusionGenerateOutput, DiffusionTrajectory
+from ..strategies.base import as_strategy
+from .config import DiffusionGenerationConfig, resolve_generation_config
+from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .state import DenoisingState
+from .step_checks import (
+    check_processed_scores,
+    check_untouched,
+    normalise_selection,
+    raise_no_distribution,
+    read_versions,
+    rows_to_stop,
+    state_tensors,
+)
+from .streamers import prepare_streamer
 from .token_choice import choose_tokens
+from .validation import (
+    as_token_id,
+    check_callback,
+    check_lengths,
+    check_prompt,
+    check_token_ids,
+    token_type_ids_to_pass,
+    vocabulary_size,
+)
+
+__all__ = ["ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS", "diffusion_generate", "resolve_generation_config"]
 
 # Below this many logits per step ([B, L, V] elements) the full token choice costs no more than gathering the
 # eligible positions and scattering the results back (a handful of extra small ops). Measured on CPU with
 # benchmarks/generation_overhead.py: at 16 x 64 x 95 gathering saved ~0.05 ms per step in semi-AR and lost as much
 # in full diffusion; at 16 x 64 x 1000 and above it clearly wins.
 ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS = 1 << 17
-
-# transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.
-_AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences", "use_cache")
-
-
-@functools.cache
-def _plain_generation_defaults() -> dict[str, Any]:
-    """The attributes of a default `transformers.GenerationConfig` (built once: it costs ~60 us, as much as a few
-    steps of the loop on a small model)."""
-    return dict(vars(GenerationConfig()))
-
-
-def _from_plain_generation_config(generation_config: GenerationConfig) -> DiffusionGenerationConfig:
-    """A `DiffusionGenerationConfig` from a plain one, e.g. a checkpoint's generation_config.json as transformers
-    loads it. A file saved from a `DiffusionGenerationConfig` holds every diffusion field and is taken whole;
-    any other may carry another project's diffusion keys with other meanings (Dream's `steps`, `alg`, `eps`...),
-    so only transformers' standard fields and the mask id are kept."""
-    defaults = _plain_generation_defaults()
-    saved_by_us = all(hasattr(generation_config, name) for name in DIFFUSION_DEFAULTS)
-    values = {}
-    for name, value in vars(generation_config).items():
-        if name in DIFFUSION_DEFAULTS:
-            if saved_by_us or (name == "mask_token_id" and value is not None):
-                values[name] = value
-        elif name in defaults and name != "transformers_version" and value != defaults[name]:
-            values[name] = copy.deepcopy(value)
-    if generation_config.max_new_tokens is None:
-        values.pop("max_new_tokens", None)
-    return DiffusionGenerationConfig(**values)
-
-
-def resolve_generation_config(
-    model: Any, generation_config: Optional[GenerationConfig], kwargs: dict[str, Any]
-) -> DiffusionGenerationConfig:
-    """Copy the given (or the model's) generation config as a `DiffusionGenerationConfig`, then apply kwargs."""
-    for name in _AUTOREGRESSIVE_ONLY:
-        if kwargs.get(name) is not None:
-            raise ValueError(
-                f"`{name}` is an autoregressive generation argument that diffusion generation does not use. "
-                "Use max_new_tokens (L), block_length, steps or max_steps instead."
-            )
-        kwargs.pop(name, None)
-    if generation_config is None:
-        generation_config = getattr(unwrap_model(model), "generation_config", None)
-    if generation_config is None:
-        config = DiffusionGenerationConfig()
-    elif isinstance(generation_config, DiffusionGenerationConfig):
-        config = copy.deepcopy(generation_config)
-    elif isinstance(generation_config, GenerationConfig):
-        config = _from_plain_generation_config(generation_config)
-    else:
-        raise TypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
-    if kwargs.get("do_sample") is False and kwargs.get("temperature") not in (None, 0, 0.0):
-        raise ValueError(
-            f"Conflicting arguments: do_sample=False with temperature={kwargs['temperature']}. Drop one: a positive "
-            "temperature samples tokens, do_sample=False / temperature=0 is greedy."
-        )
-    unused = config.update(**kwargs)
-    if unused:
-        raise TypeError(
-            f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
-            "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
-            "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, "
-            "return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
-        )
-    config.validate_diffusion()
-    if (config.output_trajectory or config.output_history) and not config.return_dict_in_generate:
-        raise ValueError(
-            "output_trajectory/output_history need return_dict_in_generate=True (a bare tensor cannot carry them). "
-            "Pass return_dict_in_generate=True."
-        )
-    return config
-
-
-def _check_inputs(input_ids: Any, attention_mask: Optional[torch.Tensor]) -> None:
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int, torch.int32):
-        raise TypeError(
-            f"input_ids must be an integer torch.Tensor of shape [batch, prompt_length], got {type(input_ids).__name__}"
-            f"{'' if not isinstance(input_ids, torch.Tensor) else ' of dtype ' + str(input_ids.dtype)}. "
-            "Use tokenizer(..., return_tensors='pt')."
-        )
-    if input_ids.dim() != 2:
-        raise ValueError(
-            f"input_ids must have shape [batch, prompt_length], got {tuple(input_ids.shape)}. "
-            "Add a batch axis with input_ids.unsqueeze(0)."
-        )
-    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-        raise ValueError(
-            f"Empty prompt (input_ids of shape {tuple(input_ids.shape)}). Diffusion generation conditions on a prompt: "
-            "give at least one token per row (e.g. the BOS token or a chat template)."
-        )
-    if attention_mask is None:
-        return
-    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-        shape = (
-            tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
-        )
-        raise ValueError(
-            f"attention_mask must be a tensor of the same shape as input_ids {tuple(input_ids.shape)}, got {shape}. "
-            "Pass the attention_mask returned by the tokenizer with the same input_ids."
-        )
-    am = attention_mask.bool()
-    if not am.any(dim=-1).all():
-        raise ValueError(
-            "A row of attention_mask is all zeros: that row has an empty prompt. Remove it from the batch."
-        )
-    # left padding: once a row's mask turns on it stays on
-    if (am[:, :-1] & ~am[:, 1:]).any():
-        raise ValueError(
-            "attention_mask has padding after real tokens (right padding). Diffusion generation appends the canvas "
-            "after the prompt, so pad on the left: tokenizer.padding_side = 'left'."
-        )
-
-
-def _normalise_selection(out: Any, batch: int, length: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    log_prob = None
-    if isinstance(out, StrategyOutput):
-        out, log_prob = out.selection, out.log_prob
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(
-            f"The strategy returned {type(out).__name__}; it must return a bool tensor of shape [batch, gen_length] "
-            f"= [{batch}, {length}] (or a StrategyOutput)."
-        )
-    if out.dtype != torch.bool:
-        raise TypeError(
-            f"The strategy returned a tensor of dtype {out.dtype}; it must be torch.bool (True = unmask). "
-            "Convert with `selection.bool()` only if it really holds 0/1 decisions."
-        )
-    if tuple(out.shape) != (batch, length):
-        raise ValueError(
-            f"The strategy returned a selection of shape {tuple(out.shape)}; expected [batch, gen_length] = "
-            f"[{batch}, {length}] over the generated positions only (not the prompt)."
-        )
-    return out, log_prob
 
 
 def _pace_can_bind(budget: int, block_length: int, fallback: bool) -> bool:
@@ -194,59 +79,124 @@ def diffusion_generate(
     seed: Optional[int] = None,
     adapter: Optional[Union[type[DiffusionAdapter], DiffusionAdapter]] = None,
     inputs: Optional[torch.Tensor] = None,
+    token_type_ids: Optional[torch.Tensor] = None,
+    callback_on_step_end: Optional[Callable[[DiffusionStep], Any]] = None,
+    tokenizer: Any = None,
+    allow_mask_in_prompt: bool = False,
     **kwargs: Any,
 ) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
     """Generate with a masked diffusion LM: start from `[prompt | L x MASK]` and let `strategy` choose which
     masked positions to fill at every step. See `DiffusionGenerationConfig` for the options.
 
-    Returns the sequences `[B, P + L]`, or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
+    Args:
+        input_ids / inputs: `[B, P]` prompt ids, left-padded; `attention_mask` `[B, P]` of 0/1.
+        token_type_ids: a tokenizer's segment ids; all zeros (one text per row) is ignored, other values reach
+            models with segment embeddings, generated positions taking the last prompt position's segment.
+        callback_on_step_end: called after every step with a `DiffusionStep`; return True (or a `[B]` bool tensor)
+            to stop (those) rows. Stopped rows keep the mask id where nothing was decided.
+        tokenizer: only used for the mask id when neither the config nor the model family names one.
+        allow_mask_in_prompt: accept the mask id inside the prompt (it is never filled: only the L generated
+            positions are); refused by default because a literal "[MASK]" in a prompt is usually a mistake.
+        streamer, logits_processor, generator / seed, strategy: see the README; **kwargs override the config.
+
+    Every argument is checked before the first forward pass. Returns the sequences `[B, P + L]`, or a
+    `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
     """
     if inputs is not None and input_ids is not None:
         raise ValueError("Pass the prompt once: either `inputs` or `input_ids`, not both.")
     input_ids = inputs if input_ids is None else input_ids
     if generator is not None and seed is not None:
         raise ValueError("Pass either `generator` or `seed`, not both (seed builds a generator for you).")
-    _check_inputs(input_ids, attention_mask)
+    check_prompt(input_ids, attention_mask)
+    pad_given = kwargs.get("pad_token_id") is not None
     config = resolve_generation_config(model, generation_config, dict(kwargs))
     strategy = as_strategy(strategy)
     adapter = get_adapter(model, adapter)
+    vocab = vocabulary_size(model)
 
     mask_id = config.mask_token_id if config.mask_token_id is not None else adapter.mask_token_id()
+    if mask_id is None and tokenizer is not None:
+        mask_id = getattr(tokenizer, "mask_token_id", None)
     if mask_id is None:
         raise ValueError(
             f"No mask token id is known for {type(unwrap_model(model)).__name__}. Pass mask_token_id=..., set "
             "model.generation_config.mask_token_id, or load the model with hf_unmask.AutoDiffusionLM / "
             "enable_diffusion_generate(model, tokenizer=...) so it is read from the tokenizer."
         )
-    eos_ids = (
-        [
-            int(e)
-            for e in (config.eos_token_id if isinstance(config.eos_token_id, (list, tuple)) else [config.eos_token_id])
-        ]
-        if config.eos_token_id is not None
-        else adapter.eos_token_ids()
-    )
+    mask_id = as_token_id("mask_token_id", mask_id, vocab)
+    eos = config.eos_token_id if config.eos_token_id is not None else adapter.eos_token_ids()
+    eos_ids = [as_token_id("eos_token_id", e, vocab) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
     if config.stop_at_eos and not eos_ids:
         raise ValueError(
             "stop_at_eos=True needs an EOS token id: pass eos_token_id=... or set it in the model config."
         )
-    fill_id = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else None)
+    # The pad id only fills the tail under stop_at_eos: a model config's unused pad id (e.g. -1) is not an error.
+    pad_id = (
+        as_token_id("pad_token_id", config.pad_token_id, vocab)
+        if config.pad_token_id is not None and (pad_given or config.stop_at_eos)
+        else None
+    )
+    fill_id = (pad_id if pad_id is not None else eos_ids[0]) if config.stop_at_eos else None
+    check_token_ids(input_ids, attention_mask, vocab, mask_id, eos_ids, fill_id, allow_mask_in_prompt)
+    token_types = token_type_ids_to_pass(token_type_ids, input_ids, model)
+    L = config.gen_length
+    check_lengths(model, input_ids, attention_mask, L, vocab)
+    check_callback(callback_on_step_end)
+    streamer = prepare_streamer(streamer, input_ids, eos_ids)
 
     device = input_ids.device
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(seed))
     B, P = input_ids.shape
-    L, BL, nb = config.gen_length, config.effective_block_length, config.num_blocks
     budget = config.block_step_budget()
+    # Normal (not inference) tensors even under the caller's torch.inference_mode: the read-only check of the state
+    # handed to strategies relies on version counters, which inference tensors lack. (inference_mode(False) turns
+    # grad mode back on, hence the no_grad inside it.)
+    with torch.inference_mode(False), torch.no_grad():
+        x = torch.cat([input_ids.long(), torch.full((B, L), mask_id, dtype=torch.long, device=device)], dim=1)
+        attn = None
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            attn = torch.cat([attention_mask.long(), torch.ones(B, L, dtype=torch.long, device=device)], dim=1)
+        if token_types is not None:
+            token_types = torch.cat([token_types, token_types[:, -1:].expand(B, L)], dim=1).long()
+        return _denoise(
+            model, adapter, strategy, config, x, attn, token_types, P, mask_id, eos_ids, fill_id, logits_processor,
+            streamer, generator, callback_on_step_end, budget,
+        )  # fmt: skip
 
-    x = torch.cat([input_ids.long(), torch.full((B, L), mask_id, dtype=torch.long, device=device)], dim=1)
-    attn = None
-    if attention_mask is not None and not bool(attention_mask.bool().all()):
-        attn = torch.cat([attention_mask.long(), torch.ones(B, L, dtype=torch.long, device=device)], dim=1)
+
+def _denoise(
+    model: Any,
+    adapter: DiffusionAdapter,
+    strategy: Any,
+    config: DiffusionGenerationConfig,
+    x: torch.Tensor,
+    attn: Optional[torch.Tensor],
+    token_types: Optional[torch.Tensor],
+    P: int,
+    mask_id: int,
+    eos_ids: list[int],
+    fill_id: Optional[int],
+    logits_processor: Any,
+    streamer: Any,
+    generator: Optional[torch.Generator],
+    callback: Any,
+    budget: int,
+) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
+    """The denoising loop over blocks and steps, on the canvas `x` = `[prompt | L x MASK]` (written in place)."""
+    B, device = x.shape[0], x.device
+    L, BL, nb = config.gen_length, config.effective_block_length, config.num_blocks
     gen = x[:, P:]  # a view: writing into it writes the canvas
+
+    def build_model_inputs() -> dict[str, Any]:
+        inputs = adapter.model_inputs(x, attn)
+        if token_types is not None:
+            inputs["token_type_ids"] = token_types
+        return inputs
+
     # The mask and positions (Dream's 4-D mask, RoBERTa's positions...) stay the same at every step and the canvas
     # is written in place, so one set of model inputs serves the whole call, unless the adapter copies input_ids.
-    model_inputs = adapter.model_inputs(x, attn)
+    model_inputs = build_model_inputs()
     reuse_model_inputs = model_inputs.get("input_ids") is x
     nfe = torch.zeros(B, dtype=torch.long, device=device)
     positions = torch.arange(L, device=device)
@@ -262,6 +212,7 @@ def diffusion_generate(
     eligible_token_choice = greedy and not record and bool(getattr(strategy, "reads_only_eligible", False))
     traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
     history = [x.clone()] if config.output_history else None
+    stopped = torch.zeros(B, dtype=torch.bool, device=device) if callback is not None else None
 
     block_of_position = positions // BL if nb > 1 else None
     fallback = config.progress_fallback
@@ -279,6 +230,8 @@ def diffusion_generate(
         while True:
             masked = gen == mask_id
             eligible = masked if in_block is None else masked & in_block
+            if stopped is not None:
+                eligible = eligible & ~stopped.unsqueeze(-1)
             remaining = eligible.sum(-1)
             if not bool(remaining.any()):
                 break
@@ -286,11 +239,18 @@ def diffusion_generate(
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
                 raise RuntimeError("internal error: block step budget exceeded")
             if not reuse_model_inputs:
-                model_inputs = adapter.model_inputs(x, attn)
+                model_inputs = build_model_inputs()
             logits, hidden = adapter.forward_inputs(model_inputs, output_hidden_states=wants_hidden)
             gen_logits = logits.narrow(1, P, L)
+            if mask_id >= gen_logits.shape[-1]:
+                raise ValueError(
+                    f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
+                    "model's tokenizer uses (tokenizer.mask_token_id)."
+                )
             if logits_processor is not None:
+                shape = tuple(gen_logits.shape)
                 gen_logits = logits_processor(x, gen_logits)
+                check_processed_scores(gen_logits, shape)
             # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
             # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
             gen_logits.select(-1, mask_id).fill_(float("-inf"))
@@ -298,6 +258,9 @@ def diffusion_generate(
                 proposal, confidence = _choose_tokens_at(gen_logits, gen, eligible)
             else:
                 proposal, confidence = choose_tokens(gen_logits, temperature, generator, top_k, top_p)
+            # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
+            if not float(confidence.amin()) >= 0.0:
+                raise_no_distribution(confidence.isnan(), step)
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,
@@ -315,7 +278,10 @@ def diffusion_generate(
                 hidden_states=None if hidden is None else hidden[:, P:],
                 _logits=gen_logits,
             )
-            selection, log_prob = _normalise_selection(strategy(state), B, L)
+            guarded = state_tensors(state)
+            versions = read_versions(guarded)
+            selection, log_prob = normalise_selection(strategy(state), B, L)
+            check_untouched(guarded, versions, "strategy")
             action = selection & eligible
             # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
             # live row unmask at least one position per step.
@@ -347,6 +313,24 @@ def diffusion_generate(
                 history.append(x.clone())
             if streamer is not None:
                 streamer.put(gen.clone())
+            if callback is not None:
+                still_masked = gen == mask_id
+                info = DiffusionStep(
+                    step=step,
+                    block=block,
+                    block_step=block_step,
+                    sequences=x.clone(),
+                    unmasked=masked & ~still_masked,
+                    nfe=nfe.clone(),
+                    live=remaining > 0,
+                    prompt_length=P,
+                    mask_token_id=mask_id,
+                    state=state,
+                )
+                stop = rows_to_stop(callback(info), B, device)
+                check_untouched(guarded, versions, "callback_on_step_end")
+                if stop is not None:  # only rows with work left count as stopped
+                    stopped |= stop & still_masked.any(-1)
             block_step += 1
             step += 1
     if streamer is not None:
@@ -361,6 +345,7 @@ def diffusion_generate(
         nfe=nfe,
         trajectory=trajectory,
         history=torch.stack(history) if history is not None else None,
+        stopped=stopped,
     )
 
 
@@ -376,7 +361,8 @@ def _choose_tokens_at(
 
 
 def _fill_after_eos(gen: torch.Tensor, mask_id: int, eos: torch.Tensor, fill_id: int) -> None:
-    """Rows whose first decided EOS has only unmasked tokens before it: fill everything after it with `fill_id`."""
+    """Rows whose first decided EOS has no masked position before it are finished: fill their still-masked positions
+    after that EOS with `fill_id` (in later blocks too: they follow the end of the answer). Decided tokens are kept."""
     masked = gen == mask_id
     is_eos = torch.isin(gen, eos) & ~masked
     has_eos = is_eos.any(-1)
@@ -387,5 +373,5 @@ def _fill_after_eos(gen: torch.Tensor, mask_id: int, eos: torch.Tensor, fill_id:
     first = torch.where(is_eos, positions, torch.full_like(positions, L)).min(-1).values
     masked_before = (masked & (positions < first.unsqueeze(-1))).any(-1)
     done = has_eos & ~masked_before
-    fill = done.unsqueeze(-1) & (positions > first.unsqueeze(-1))
-    gen[fill] = fill_id
+    fill = done.unsqueeze(-1) & (positions > first.unsqueeze(-1)) & masked
+    gen.masked_fill_(fill, fill_id)

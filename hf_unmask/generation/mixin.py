@@ -5,45 +5,33 @@ from __future__ import annotations
 import functools
 from typing import Any, Optional, Union
 
-import torch
 from transformers import GenerationMixin
 
 from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
+from .inputs import normalize_generate_arguments
 from .loop import diffusion_generate
 
 
 class DiffusionGenerationMixin(GenerationMixin):
     """Mix into a `PreTrainedModel` to make `model.generate(..., strategy=...)` the diffusion generator.
 
+    `generate` takes its arguments the way transformers' `generate` does (positional `inputs`, `input_ids=`,
+    `**tokenizer(...)`, `**tokenizer.apply_chat_template(..., return_dict=True)`) plus the diffusion options of
+    `diffusion_generate`.
+
     Example:
         ```python
-        >>> from hf_unmask import AutoDiffusionLM
-        >>> model = AutoDiffusionLM.from_pretrained("hf-unmask/tiny-dllm")  # doctest: +SKIP
-        >>> out = model.generate(input_ids, max_new_tokens=32, block_length=8)  # doctest: +SKIP
+        >>> import hf_unmask
+        >>> model, tokenizer = hf_unmask.load_builtin_model("tiny-dllm")
+        >>> batch = tokenizer(["trace : 3 | +4 *3 +1 *7 +2 *9 +3 +1 *3 +4 +2 | run 6"], return_tensors="pt")
+        >>> model.generate(**batch, max_new_tokens=16, block_length=8).shape[1] == batch["input_ids"].shape[1] + 16
+        True
         ```
     """
 
-    def generate(  # type: ignore[override]
-        self,
-        inputs: Optional[torch.Tensor] = None,
-        generation_config: Any = None,
-        logits_processor: Any = None,
-        streamer: Any = None,
-        strategy: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        kwargs.pop("trust_remote_code", None)
-        if "custom_generate" in kwargs:
-            raise ValueError(f"{type(self).__name__} already generates by diffusion; drop custom_generate=...")
-        return diffusion_generate(
-            self,
-            inputs=inputs,
-            generation_config=generation_config,
-            logits_processor=logits_processor,
-            streamer=streamer,
-            strategy=strategy,
-            **kwargs,
-        )
+    def generate(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Diffusion generation; see `hf_unmask.diffusion_generate` for the arguments."""
+        return diffusion_generate(self, **normalize_generate_arguments(args, kwargs))
 
     @classmethod
     def can_generate(cls) -> bool:
@@ -106,10 +94,10 @@ def enable_diffusion_generate(
     base.generation_config = gen_config
 
     @functools.wraps(diffusion_generate)
-    def generate(inputs: Optional[torch.Tensor] = None, *args: Any, **kwargs: Any) -> Any:
-        kwargs.pop("trust_remote_code", None)
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        kwargs = normalize_generate_arguments(args, kwargs)
         kwargs.setdefault("adapter", adapter_obj)
-        return diffusion_generate(model, inputs, *args, **kwargs)
+        return diffusion_generate(model, **kwargs)
 
     model.generate = generate
     model.diffusion_adapter = adapter_obj

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from transformers.utils import ModelOutput
@@ -55,10 +55,70 @@ class DiffusionGenerateOutput(ModelOutput):
         sequences: `[B, P + L]` prompt (left-padded as given) followed by the generated tokens.
         nfe: `[B]` long, dLLM forward passes each row used.
         trajectory: a `DiffusionTrajectory` when `output_trajectory=True`.
-        history: `[T + 1, B, P + L]` canvas before the first step and after every step, when `output_history=True`.
+        history: `[T + 1, B, P + L]` canvas before the first step and after every step, when `output_history=True`
+            (one more entry when stop_at_eos filled later blocks after the last step).
+        stopped: `[B]` bool, rows that `callback_on_step_end` stopped before they were complete (their unfilled
+            positions still hold the mask id), when a callback was given.
     """
 
     sequences: Optional[torch.LongTensor] = None
     nfe: Optional[torch.LongTensor] = None
     trajectory: Optional[DiffusionTrajectory] = None
     history: Optional[torch.LongTensor] = None
+    stopped: Optional[torch.BoolTensor] = None
+
+
+@dataclass
+class DiffusionStep:
+    """What `callback_on_step_end` receives after every denoising step (one forward pass).
+
+    The callback returns `None` or `False` to go on, `True` to stop every row, or a `[B]` bool tensor to stop those
+    rows. A stopped row takes no more forward passes (its NFE stops counting) and its positions not yet unmasked
+    keep the mask id; `DiffusionGenerateOutput.stopped` reports it.
+
+    Attributes:
+        step: global step index (0-based), the same as `DenoisingState.step`.
+        block: index of the current block; `block_step` the steps already spent in it before this one.
+        sequences: `[B, P + L]` the canvas after this step (a copy: changing it changes nothing).
+        unmasked: `[B, L]` bool, the positions this step wrote (the strategy's choice plus the loop's fallback).
+        nfe: `[B]` long, forward passes per row so far, this one included.
+        live: `[B]` bool, rows that took part in this step (and counted a forward pass).
+        prompt_length: P, so `sequences[:, prompt_length:]` is the generated region.
+        mask_token_id: the mask id of this call.
+        state: the `DenoisingState` the strategy saw at this step (confidence, proposal, logits / probs, ...).
+
+    Example:
+        ```python
+        >>> import hf_unmask
+        >>> model, tokenizer = hf_unmask.load_builtin_model("tiny-dllm")
+        >>> ids = tokenizer("trace : 3 | +4 *3 +1 *7 +2 *9 +3 +1 *3 +4 +2 | run 6", return_tensors="pt").input_ids
+        >>> seen = []
+        >>> def watch(step):
+        ...     seen.append(int(step.unmasked.sum()))
+        ...     return step.step == 3  # stop after the fourth forward pass
+        >>> out = model.generate(ids, callback_on_step_end=watch, return_dict_in_generate=True)
+        >>> seen, out.nfe.tolist(), out.stopped.tolist()
+        ([1, 1, 1, 1], [4], [True])
+        ```
+    """
+
+    step: int
+    block: int
+    block_step: int
+    sequences: torch.LongTensor
+    unmasked: torch.BoolTensor
+    nfe: torch.LongTensor
+    live: torch.BoolTensor
+    prompt_length: int
+    mask_token_id: int
+    state: Any = None
+
+    @property
+    def generated(self) -> torch.LongTensor:
+        """`[B, L]` the generated region of `sequences`."""
+        return self.sequences[:, self.prompt_length :]
+
+    @property
+    def masked(self) -> torch.BoolTensor:
+        """`[B, L]` bool, generated positions still masked after this step."""
+        return self.generated == self.mask_token_id

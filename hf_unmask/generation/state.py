@@ -17,7 +17,8 @@ class DenoisingState:
 
     All `[B, L]` tensors cover the generated region only (the prompt is excluded). A strategy returns a
     boolean `[B, L]` selection; the loop intersects it with `eligible`, applies the progress fallback and
-    writes `proposal` at the selected positions. A strategy must never modify these tensors.
+    writes `proposal` at the selected positions. A strategy must never modify these tensors: the loop checks their
+    version counters after the call and raises a `ValueError` if one was written in place.
 
     Attributes:
         confidence: `[B, L]` float, probability of the proposed token under the (processed) dLLM distribution.

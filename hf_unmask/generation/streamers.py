@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, Optional, TextIO
 
 import torch
@@ -75,3 +76,54 @@ class DiffusionTextStreamer(BaseStreamer):
         if self.in_place:
             self.stream.write("\n")
         self.stream.flush()
+
+
+class _FinalTokensStreamer:
+    """Feeds a transformers token streamer (`TextStreamer`, `TextIteratorStreamer`, ...) what it expects: the prompt
+    first (as transformers' generate does), then the generated tokens, left to right through the first EOS. A
+    diffusion draft is not left to right, so the tokens come once, when generation ends."""
+
+    def __init__(self, streamer: Any, prompt: torch.Tensor, eos_ids: list[int]) -> None:
+        self.streamer = streamer
+        self.eos_ids = set(eos_ids)
+        self.last: Optional[torch.Tensor] = None
+        streamer.put(prompt.cpu())
+
+    def put(self, value: torch.Tensor) -> None:
+        self.last = value
+
+    def end(self) -> None:
+        if self.last is not None:
+            tokens = self.last[0].tolist()
+            cut = next((i + 1 for i, t in enumerate(tokens) if t in self.eos_ids), len(tokens))
+            self.streamer.put(torch.tensor([tokens[:cut]]))
+        self.streamer.end()
+
+
+def prepare_streamer(streamer: Any, input_ids: torch.Tensor, eos_ids: list[int]) -> Any:
+    """Check `streamer=` and return what the loop calls: the streamer itself (it gets `put([B, L] canvas)` after
+    every step, then `end()`), or, for a transformers `TextStreamer`, a wrapper that gives it the final tokens."""
+    if streamer is None:
+        return None
+    if not (callable(getattr(streamer, "put", None)) and callable(getattr(streamer, "end", None))):
+        raise TypeError(
+            f"streamer must have put(value) and end() methods (a transformers BaseStreamer), got "
+            f"{type(streamer).__name__}. Use hf_unmask.DiffusionTextStreamer(tokenizer) to watch the draft fill in."
+        )
+    from transformers.generation.streamers import TextStreamer
+
+    if not isinstance(streamer, TextStreamer):
+        return streamer
+    if input_ids.shape[0] != 1:
+        raise ValueError(
+            f"{type(streamer).__name__} shows one sequence, but the batch has {input_ids.shape[0]} rows. Generate one "
+            "prompt at a time, or use hf_unmask.DiffusionTextStreamer(tokenizer, row=i) to watch row i."
+        )
+    warnings.warn(
+        f"{type(streamer).__name__} expects tokens appended left to right, but a diffusion draft fills in anywhere "
+        "and its [MASK] positions are not text: it receives the final tokens once generation ends. To watch the "
+        "draft fill in, use hf_unmask.DiffusionTextStreamer(tokenizer).",
+        UserWarning,
+        stacklevel=3,
+    )
+    return _FinalTokensStreamer(streamer, input_ids, eos_ids)

@@ -257,8 +257,10 @@ class AutoDiffusionLM:
         """
         from transformers import PretrainedConfig
 
+        from .._paths import check_local_folder
         from ..generation.mixin import enable_diffusion_generate
 
+        check_local_folder(pretrained_model_name_or_path)
         name = pretrained_model_name_or_path
         hub_kwargs = {k: model_kwargs[k] for k in _HUB_KWARGS if k in model_kwargs}
         # Read config.json as plain JSON first: no repository code runs before we know the family.

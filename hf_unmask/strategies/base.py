@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Optional, Union
 import torch
 
 from .. import hub
+from .._paths import check_local_folder
 from ..generation.state import DenoisingState
 
 STRATEGY_REGISTRY: dict[str, type[UnmaskingStrategy]] = {}
@@ -224,6 +225,7 @@ def _read_saved_config(
     pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
 ) -> tuple[type[UnmaskingStrategy], dict[str, Any]]:
     """`(class the saved config names, the config without its class name)`; clear errors when either is missing."""
+    check_local_folder(pretrained_model_name_or_path, "policy")
     config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs)
     if config_file is None:
         raise OSError(
@@ -257,6 +259,11 @@ def as_strategy(strategy: Any) -> Any:
         from . import get_strategy_by_name
 
         return get_strategy_by_name(strategy)
+    if isinstance(strategy, type):
+        raise TypeError(
+            f"strategy={strategy.__name__} is a strategy class; generate needs an instance: pass "
+            f"strategy={strategy.__name__}() (with its hyper-parameters, e.g. steps=...)."
+        )
     if not callable(strategy):
         raise TypeError(
             f"strategy must be callable (an UnmaskingStrategy or a function state -> BoolTensor[B, L]); got "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from transformers import PretrainedConfig
 
@@ -20,7 +20,9 @@ class TinyDLLMConfig(PretrainedConfig):
         conv_kernel_size: width of the depthwise convolution each block applies before attention (a local
             "token shift" that lets a token see its neighbours; odd, 0 disables it). It is translation-invariant,
             so the model still runs at any length.
-        max_position_embeddings: longest sequence seen in training (informational, RoPE has no table).
+        max_position_embeddings: longest sequence seen in training (RoPE has no table: `generate` warns beyond it).
+        trained_gen_length: the L (generated positions: answer, then EOS padding) the model was trained with;
+            `generate` warns when asked for more (`None`: unknown).
         layer_norm_eps: epsilon of the pre-norm LayerNorms.
         initializer_range: std of the normal initialisation.
         mask_token_id / pad_token_id / eos_token_id / bos_token_id: special token ids of the tokenizer.
@@ -46,6 +48,7 @@ class TinyDLLMConfig(PretrainedConfig):
         rope_theta: float = 10000.0,
         conv_kernel_size: int = 0,
         max_position_embeddings: int = 128,
+        trained_gen_length: Optional[int] = None,
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
         mask_token_id: int = 1,
@@ -70,6 +73,7 @@ class TinyDLLMConfig(PretrainedConfig):
             raise ValueError(f"conv_kernel_size must be 0 or an odd positive integer, got {conv_kernel_size}.")
         self.conv_kernel_size = conv_kernel_size
         self.max_position_embeddings = max_position_embeddings
+        self.trained_gen_length = trained_gen_length
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.mask_token_id = mask_token_id
