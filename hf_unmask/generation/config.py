@@ -22,7 +22,20 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "progress_fallback": True,
     "output_trajectory": False,
     "output_history": False,
+    "cache_mode": "prefix",
 }
+# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `cache_mode` existed
+# lack it): their presence tells our files from other projects' generation_config.json.
+_SAVED_BY_US_MARKERS = (
+    "block_length",
+    "steps",
+    "max_steps",
+    "mask_token_id",
+    "stop_at_eos",
+    "progress_fallback",
+    "output_trajectory",
+    "output_history",
+)
 
 # Integer fields checked by `validate_diffusion`, with an example value for the error message.
 _INTEGER_FIELDS: dict[str, int] = {"max_new_tokens": 64, "block_length": 16, "steps": 32, "max_steps": 32, "top_k": 50}
@@ -101,6 +114,11 @@ class DiffusionGenerationConfig(GenerationConfig):
             eligible position (default). Trainers turn it off so an empty action costs a step.
         output_trajectory (`bool`): record per step what a learned policy is trained on.
         output_history (`bool`): record the canvas after every step.
+        use_cache (`bool`): reuse keys and values across the steps of a block (Fast-dLLM's KV cache; off by
+            default). Needs a model that supports it (the native LLaDA and Dream, the built-in tiny dLLM).
+        cache_mode (`str`): with `use_cache`, `"prefix"` (default: each step feeds the current block and everything
+            after it; the prompt and finished blocks are cached) or `"dual"` (each step feeds the current block only;
+            the positions after it are cached too). The cache is refreshed by a full forward at every block start.
         return_dict_in_generate (`bool`): return a `DiffusionGenerateOutput` instead of a tensor.
 
     Example:
@@ -117,6 +135,7 @@ class DiffusionGenerationConfig(GenerationConfig):
         for name, default in DIFFUSION_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
         kwargs.setdefault("max_new_tokens", 128)
+        kwargs.setdefault("use_cache", False)  # transformers' default (True in some versions) is autoregressive
         super().__init__(**kwargs)
         self._sync_sampling_flags()
 
@@ -195,6 +214,13 @@ class DiffusionGenerationConfig(GenerationConfig):
                 )
         if self.top_k is not None and self.top_k <= 0:
             raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}.")
+        if not isinstance(self.use_cache, (bool, type(None))):
+            raise TypeError(f"use_cache must be True or False, got {self.use_cache!r}. Pass use_cache=True.")
+        if self.cache_mode not in ("prefix", "dual"):
+            raise ValueError(
+                f"cache_mode must be 'prefix' or 'dual', got {self.cache_mode!r}. 'prefix' feeds the current block and "
+                "what follows it at every step; 'dual' the current block only."
+            )
         if self.top_p is not None and not (0.0 < float(self.top_p) <= 1.0):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}.")
 
@@ -214,7 +240,10 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
 
 
 # transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.
-_AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences", "use_cache")
+_AUTOREGRESSIVE_ONLY = ("max_length", "min_length", "min_new_tokens", "num_beams", "num_return_sequences")
+# Fields of a plain GenerationConfig that describe autoregressive decoding (a KV cache that appends); a
+# checkpoint's generation_config.json does not switch diffusion caching on.
+_NOT_FROM_PLAIN = ("transformers_version", "use_cache", "cache_implementation", "cache_config")
 # transformers outputs that diffusion generation does not produce: asking for one is an error, not silently ignored.
 _UNSUPPORTED_OUTPUTS = ("output_scores", "output_logits", "output_attentions", "output_hidden_states")
 
@@ -232,13 +261,15 @@ def _from_plain_generation_config(generation_config: GenerationConfig) -> Diffus
     any other may carry another project's diffusion keys with other meanings (Dream's `steps`, `alg`, `eps`...),
     so only transformers' standard fields and the mask id are kept."""
     defaults = _plain_generation_defaults()
-    saved_by_us = all(hasattr(generation_config, name) for name in DIFFUSION_DEFAULTS)
+    saved_by_us = all(hasattr(generation_config, name) for name in _SAVED_BY_US_MARKERS)
     values = {}
     for name, value in vars(generation_config).items():
         if name in DIFFUSION_DEFAULTS:
             if saved_by_us or (name == "mask_token_id" and value is not None):
                 values[name] = value
-        elif name in defaults and name != "transformers_version" and value != defaults[name]:
+        elif name == "use_cache" and saved_by_us:
+            values[name] = value
+        elif name in defaults and name not in _NOT_FROM_PLAIN and value != defaults[name]:
             values[name] = copy.deepcopy(value)
     if generation_config.max_new_tokens is None:
         values.pop("max_new_tokens", None)
@@ -277,8 +308,8 @@ def resolve_generation_config(
         raise TypeError(
             f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
             "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
-            "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, "
-            "return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
+            "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, use_cache, "
+            "cache_mode, return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
         )
     for name in _UNSUPPORTED_OUTPUTS:
         if getattr(config, name, None):

@@ -10,6 +10,7 @@ from transformers import GenerationConfig
 
 from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
 from ..strategies.base import as_strategy
+from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .state import DenoisingState
@@ -26,6 +27,7 @@ from .streamers import prepare_streamer
 from .token_choice import choose_tokens
 from .validation import (
     as_token_id,
+    check_cache_support,
     check_callback,
     check_lengths,
     check_prompt,
@@ -142,6 +144,8 @@ def diffusion_generate(
     L = config.gen_length
     check_lengths(model, input_ids, attention_mask, L, vocab)
     check_callback(callback_on_step_end)
+    if config.use_cache:
+        check_cache_support(adapter, strategy, token_types)
     streamer = prepare_streamer(streamer, input_ids, eos_ids)
 
     device = input_ids.device
@@ -194,14 +198,23 @@ def _denoise(
             inputs["token_type_ids"] = token_types
         return inputs
 
-    # The mask and positions (Dream's 4-D mask, RoBERTa's positions...) stay the same at every step and the canvas
-    # is written in place, so one set of model inputs serves the whole call, unless the adapter copies input_ids.
-    model_inputs = build_model_inputs()
-    reuse_model_inputs = model_inputs.get("input_ids") is x
+    wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
+    real_lengths = attn.sum(-1) if attn is not None else torch.full((B,), x.shape[1], device=device)
+    forward = CanvasForward(
+        adapter,
+        x,
+        build_model_inputs,
+        P,
+        L,
+        BL,
+        real_lengths,
+        wants_hidden,
+        config.cache_mode if config.use_cache else None,
+    )
     nfe = torch.zeros(B, dtype=torch.long, device=device)
+    forward_positions = torch.zeros(B, dtype=torch.long, device=device)
     positions = torch.arange(L, device=device)
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if config.stop_at_eos else None
-    wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
     record = config.output_trajectory
     temperature = config.temperature if config.do_sample else None
     greedy = temperature is None or temperature <= 0
@@ -238,10 +251,7 @@ def _denoise(
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
                 raise RuntimeError("internal error: block step budget exceeded")
-            if not reuse_model_inputs:
-                model_inputs = build_model_inputs()
-            logits, hidden = adapter.forward_inputs(model_inputs, output_hidden_states=wants_hidden)
-            gen_logits = logits.narrow(1, P, L)
+            gen_logits, hidden, fed = forward(start, end, block_step)
             if mask_id >= gen_logits.shape[-1]:
                 raise ValueError(
                     f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
@@ -249,7 +259,8 @@ def _denoise(
                 )
             if logits_processor is not None:
                 shape = tuple(gen_logits.shape)
-                gen_logits = logits_processor(x, gen_logits)
+                # with a cache the logits tensor lives for the whole block: a processor gets its own copy
+                gen_logits = logits_processor(x, gen_logits if forward.cache is None else gen_logits.clone())
                 check_processed_scores(gen_logits, shape)
             # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
             # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
@@ -275,7 +286,7 @@ def _denoise(
                 block_mask_count=block_mask_count,
                 config=config,
                 generator=generator,
-                hidden_states=None if hidden is None else hidden[:, P:],
+                hidden_states=hidden,
                 _logits=gen_logits,
             )
             guarded = state_tensors(state)
@@ -294,6 +305,7 @@ def _denoise(
             unmask = _top_up(action, eligible, confidence, need)
             torch.where(unmask, proposal, gen, out=gen)
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
+            forward_positions += fed * live_count
             if config.stop_at_eos:
                 _fill_after_eos(gen, mask_id, eos_tensor, fill_id)
             if record:
@@ -308,7 +320,7 @@ def _denoise(
                 if log_prob is not None:
                     traj["log_prob"].append(log_prob.float())
                 if hidden is not None:
-                    traj["hidden_states"].append(hidden[:, P:])
+                    traj["hidden_states"].append(hidden)
             if history is not None:
                 history.append(x.clone())
             if streamer is not None:
@@ -346,6 +358,7 @@ def _denoise(
         trajectory=trajectory,
         history=torch.stack(history) if history is not None else None,
         stopped=stopped,
+        forward_positions=forward_positions,
     )
 
 

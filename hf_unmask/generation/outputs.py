@@ -59,6 +59,9 @@ class DiffusionGenerateOutput(ModelOutput):
             (one more entry when stop_at_eos filled later blocks after the last step).
         stopped: `[B]` bool, rows that `callback_on_step_end` stopped before they were complete (their unfilled
             positions still hold the mask id), when a callback was given.
+        forward_positions: `[B]` long, positions each row ran through the model, summed over its forward passes
+            (its real prompt tokens plus L per full forward; the fed window per cached step), to compare the cost
+            of cache modes at equal NFE.
     """
 
     sequences: Optional[torch.LongTensor] = None
@@ -66,6 +69,7 @@ class DiffusionGenerateOutput(ModelOutput):
     trajectory: Optional[DiffusionTrajectory] = None
     history: Optional[torch.LongTensor] = None
     stopped: Optional[torch.BoolTensor] = None
+    forward_positions: Optional[torch.LongTensor] = None
 
 
 @dataclass

@@ -329,3 +329,20 @@ def check_callback(callback: Any) -> None:
             f"{signature} ({err}). Write it as def callback(step): ... (diffusers' (pipe, step, timestep, kwargs) "
             "form does not apply)."
         ) from None
+
+
+def check_cache_support(adapter: Any, strategy: Any, token_types: Optional[torch.Tensor]) -> None:
+    """`use_cache=True` needs a model family with a diffusion cache and a strategy that reads no hidden states."""
+    if not adapter.supports_cache:
+        raise ValueError(
+            f"use_cache=True: {type(unwrap_model(adapter.model)).__name__} has no diffusion key/value cache. The "
+            "families that have one: LLaDA (hf_unmask.LLaDAModelLM), Dream (hf_unmask.DreamModel) and the built-in "
+            "tiny dLLM, loaded with hf_unmask.AutoDiffusionLM. Drop use_cache=True for this model."
+        )
+    if getattr(strategy, "requires_hidden_states", False):
+        raise ValueError(
+            f"use_cache=True with {type(strategy).__name__}, which reads the dLLM's hidden states: a cached step "
+            "computes them for the fed window only. Drop use_cache=True, or use a strategy that reads confidences."
+        )
+    if token_types is not None:
+        raise ValueError("use_cache=True with token_type_ids: no cached family takes segment ids. Drop one of them.")

@@ -156,6 +156,37 @@ class DiffusionAdapter:
             hidden = self.align_logits(states[-1])
         return self.align_logits(logits), hidden
 
+    # ---- key/value cache ------------------------------------------------------------------------------------
+    @property
+    def supports_cache(self) -> bool:
+        """Whether the model takes a `DiffusionKVCache` (its class sets `supports_diffusion_cache = True`: the
+        native LLaDA and Dream and the built-in tiny dLLM)."""
+        return bool(getattr(unwrap_model(self.model), "supports_diffusion_cache", False))
+
+    def new_cache(self) -> Any:
+        """A fresh `DiffusionKVCache` for one generate call."""
+        from .kv_cache import DiffusionKVCache
+
+        return DiffusionKVCache()
+
+    def forward_refresh(self, inputs: dict[str, Any], cache: Any) -> torch.Tensor:
+        """A full forward that refreshes `cache`; returns the aligned logits of every position."""
+        cache.window = None
+        out = self.model(**inputs, cache=cache)
+        return self.align_logits(out.logits if hasattr(out, "logits") else out[0])
+
+    def forward_window(self, inputs: dict[str, Any], cache: Any, start: int, end: int) -> torch.Tensor:
+        """Raw (unaligned) logits `[B, end - start, V]` of the canvas positions `[start, end)` fed against `cache`
+        (`inputs` are the whole canvas's, as built by `model_inputs`; the mask keeps covering every position)."""
+        window = dict(inputs)
+        for key in ("input_ids", "position_ids", "token_type_ids"):
+            value = inputs.get(key)
+            if isinstance(value, torch.Tensor) and value.dim() == 2:
+                window[key] = value[:, start:end]
+        cache.window = (start, end)
+        out = self.model(**window, cache=cache)
+        return out.logits if hasattr(out, "logits") else out[0]
+
 
 @register_adapter("masked_lm")
 class MaskedLMAdapter(DiffusionAdapter):

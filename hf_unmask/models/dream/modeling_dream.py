@@ -129,6 +129,8 @@ class DreamPreTrainedModel(StrictCheckpointMixin, PreTrainedModel):
     _no_split_modules = ["DreamDecoderLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True

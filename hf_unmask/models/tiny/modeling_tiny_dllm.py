@@ -110,6 +110,8 @@ class TinyDLLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "tiny_dllm"
     _no_split_modules = ["TinyDLLMBlock"]
     _supports_sdpa = True
+    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
     supports_gradient_checkpointing = True

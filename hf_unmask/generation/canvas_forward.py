@@ -1,0 +1,82 @@
+"""The model call of each denoising step: the logits of the L generated positions, with or without a cache.
+
+Without a cache every step runs the model over the whole canvas `[prompt | L]`. With `use_cache=True`
+(Fast-dLLM's two modes, `cache_mode`):
+
+* the first step of every block is a *refresh*: one full forward whose keys and values (of every position) the
+  cache keeps; its logits are exactly those of the uncached loop on the same canvas;
+* the other steps feed a *window* against the cache: `"prefix"`: the current block and everything after it;
+  `"dual"`: the current block only. Full diffusion (one block) feeds the whole generated region, so only the
+  prompt is cached, whatever the mode.
+
+What a strategy sees at positions the step did not recompute: the logits of the block's refresh (so their
+confidence and proposal are those of the block's first step). The trajectory records exactly what the strategy
+saw. For families whose logits are shifted (Dream: position i is predicted at i - 1), the window starts one
+position earlier, so every position of the window gets a fresh prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Optional
+
+import torch
+
+CACHE_MODES = ("prefix", "dual")
+
+
+class CanvasForward:
+    """Calls the model for one step and returns `(logits [B, L, V] of the generated positions, hidden states of
+    them or None, positions run through the model per row [B])`.
+
+    `model_inputs()` gives the keyword arguments of a forward over the whole `canvas`. The canvas is written in place
+    and the mask and positions never change, so one set serves the whole call, unless the adapter hands the model
+    a copy of the canvas (then they are rebuilt every step). The returned logits are this step's own tensor without a cache; with one, a tensor kept
+    for the block and updated over the window (do not keep references across steps).
+    """
+
+    def __init__(
+        self,
+        adapter: Any,
+        canvas: torch.Tensor,
+        model_inputs: Callable[[], dict[str, Any]],
+        prompt_length: int,
+        gen_length: int,
+        block_length: int,
+        real_lengths: torch.Tensor,
+        wants_hidden: bool = False,
+        cache_mode: Optional[str] = None,
+    ) -> None:
+        self.adapter = adapter
+        self.model_inputs = model_inputs
+        self.inputs = model_inputs()
+        self.reuse_inputs = self.inputs.get("input_ids") is canvas
+        self.P, self.L, self.BL = prompt_length, gen_length, block_length
+        self.real_lengths = real_lengths
+        self.wants_hidden = wants_hidden
+        self.cache_mode = cache_mode
+        self.cache = adapter.new_cache() if cache_mode is not None else None
+        self._logits: Optional[torch.Tensor] = None  # the block's logits of the generated region (cache only)
+
+    def __call__(
+        self, block_start: int, block_end: int, block_step: int
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        if not self.reuse_inputs:
+            self.inputs = self.model_inputs()
+        if self.cache is None:
+            logits, hidden = self.adapter.forward_inputs(self.inputs, output_hidden_states=self.wants_hidden)
+            hidden = None if hidden is None else hidden[:, self.P :]
+            return logits.narrow(1, self.P, self.L), hidden, self.real_lengths
+        if block_step == 0:
+            self._logits = self.adapter.forward_refresh(self.inputs, self.cache).narrow(1, self.P, self.L)
+            return self._logits, None, self.real_lengths
+        # the window of generated positions to recompute, in canvas coordinates
+        start = self.P + block_start
+        end = self.P + (block_end if self.cache_mode == "dual" and self.BL < self.L else self.L)
+        shift = 1 if self.adapter.shift_logits else 0
+        raw = self.adapter.forward_window(self.inputs, self.cache, start - shift, end)
+        # raw row j predicts canvas position start - shift + j (+ shift): keep the rows of [start, end)
+        fresh = raw[:, : end - start] if shift else raw
+        self._logits[:, start - self.P : end - self.P] = fresh
+        fed = torch.full_like(self.real_lengths, end - start + shift)
+        return self._logits, None, fed
