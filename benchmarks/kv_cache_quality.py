@@ -1,0 +1,97 @@
+"""Does the KV cache keep the accuracy? No cache vs prefix vs dual on the built-in tasks and dLLM.
+
+For each built-in task, on its held-out test split: top-k confidence (one token per step), Fast-dLLM's threshold
+0.9 and a shipped learned policy, semi-autoregressive (BL 8; the policy trained there) and full diffusion (BL = L;
+the full-diffusion policy), each without a cache and with `use_cache=True` in both modes. Prints accuracy, NFE and
+each cached run's accuracy difference to the uncached one.
+Acceptance (issue 14): every cached accuracy within 1 point of no cache.
+
+Usage:
+    python benchmarks/kv_cache_quality.py                    # 500 examples per task, seed 0
+    python benchmarks/kv_cache_quality.py --n 100 --tasks program_trace
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+import hf_unmask
+from hf_unmask.evaluation import evaluate_strategies
+
+MODES = {"no cache": {}, "prefix": {"use_cache": True, "cache_mode": "prefix"}}
+MODES["dual"] = {"use_cache": True, "cache_mode": "dual"}
+PANELS = {
+    "semi_ar": ("top_k_confidence", "confidence_threshold:threshold=0.9", "tiny-dllm-program_trace-bl8-alpha1"),
+    "full_diffusion": (
+        "top_k_confidence",
+        "confidence_threshold:threshold=0.9",
+        "tiny-dllm-program_trace-full-alpha1",
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny-dllm")
+    parser.add_argument("--tasks", nargs="+", default=["program_trace", "shell_game"])
+    parser.add_argument("--n", type=int, default=500, help="test examples per task")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--block-length", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default="outputs/kv_cache_quality.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer = hf_unmask.load_builtin_model(args.model)
+    L = model.generation_config.max_new_tokens
+    rows = []
+    for task in args.tasks:
+        for panel, specs in PANELS.items():
+            block_length = args.block_length if panel == "semi_ar" else L
+            for mode, kwargs in MODES.items():
+                result = evaluate_strategies(
+                    model, tokenizer, task, list(specs), block_lengths=[block_length], seeds=[args.seed],
+                    n_examples=args.n, batch_size=args.batch_size, generation_kwargs=kwargs, progress=False,
+                )  # fmt: skip
+                for row in result.rows:
+                    rows.append(
+                        {
+                            "task": task,
+                            "panel": panel,
+                            "strategy": row["strategy"],
+                            "mode": mode,
+                            "accuracy": row["accuracy_mean"],
+                            "nfe": row["nfe_mean"],
+                            "wall_time_s": row["wall_time_s"],
+                        }
+                    )
+    print(f"{'task':<14} {'panel':<15} {'strategy':<38} {'mode':<9} {'accuracy':>8} {'NFE':>6} {'diff':>6}")
+    worst = 0.0
+    for row in rows:
+        base = next(
+            r["accuracy"]
+            for r in rows
+            if (r["task"], r["panel"], r["strategy"], r["mode"])
+            == (row["task"], row["panel"], row["strategy"], "no cache")
+        )
+        row["difference"] = row["accuracy"] - base
+        worst = max(worst, abs(row["difference"]))
+        print(
+            f"{row['task']:<14} {row['panel']:<15} {row['strategy']:<38} {row['mode']:<9} "
+            f"{100 * row['accuracy']:>7.1f}% {row['nfe']:>6.2f} {100 * row['difference']:>+5.1f}"
+        )
+    verdict = worst <= 0.01 + 1e-9
+    print(
+        f"\nLargest accuracy difference to no cache: {100 * worst:.1f} points ({'PASS' if verdict else 'FAIL'}: <= 1)"
+    )
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps({"rows": rows, "pass": verdict, "args": vars(args)}, indent=2))
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
