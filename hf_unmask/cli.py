@@ -174,7 +174,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run `hf-unmask evaluate` from parsed arguments; returns the exit status."""
-    from .evaluation import EvaluationData, StrategySpec, evaluate_strategies, load_model_and_tokenizer, plan_sweep
+    from .evaluation import (
+        EvaluationData,
+        EvaluationInterrupted,
+        StrategySpec,
+        evaluate_strategies,
+        load_model_and_tokenizer,
+        plan_sweep,
+    )
 
     if args.task and args.dataset:
         raise CLIError("Give either --task (a built-in task) or --dataset (a datasets dataset), not both.")
@@ -219,22 +226,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.model, args.tokenizer, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
     generation_kwargs = {"stop_at_eos": True} if args.stop_at_eos else {}
-    result = evaluate_strategies(
-        model,
-        tokenizer,
-        data,
-        strategies=specs,
-        block_lengths=block_lengths,
-        seeds=seeds,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        chat_template=args.chat_template,
-        generation_kwargs=generation_kwargs,
-        keep_samples=args.save_completions,
-        progress=not args.no_progress,
-        model_name=args.model,
-    )
+    try:
+        result = evaluate_strategies(
+            model,
+            tokenizer,
+            data,
+            strategies=specs,
+            block_lengths=block_lengths,
+            seeds=seeds,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            temperature=args.temperature,
+            chat_template=args.chat_template,
+            generation_kwargs=generation_kwargs,
+            keep_samples=args.save_completions,
+            progress=not args.no_progress,
+            model_name=args.model,
+        )
+    except EvaluationInterrupted as stop:
+        stop.save(args.output_dir)  # `main` reports it and exits with 130
+        raise
     print(result.format_table())
     paths = result.save(args.output_dir)
     print()
@@ -328,8 +339,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError, ImportError) as err:
         print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # Ctrl-C; an interrupted evaluation has written its finished rows (str(err))
+        detail = str(err)
+        print(f"{PROG} {args.command}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
         return 130
 
 

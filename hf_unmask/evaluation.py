@@ -40,6 +40,7 @@ from .strategies import UnmaskingStrategy, registered_strategy_names, resolve_st
 __all__ = [
     "CORRECTNESS_FUNCTIONS",
     "EvaluationData",
+    "EvaluationInterrupted",
     "EvaluationResult",
     "StrategySpec",
     "decode_completions",
@@ -702,7 +703,8 @@ class EvaluationResult:
     (over seeds, population std: 0 with one seed), `nfe_mean` / `nfe_std` (mean NFE per example; std over seeds),
     `nfe_example_std` (spread of NFE over examples, pooled over seeds), `wall_time_s` (generation time summed
     over seeds), `n_examples`, `seeds`, `accuracy_per_seed`, `nfe_per_seed`, `pareto` (on the accuracy/NFE
-    Pareto front of its block length).
+    Pareto front of its block length). `meta` records the setting, which labels are learned `policies`, and
+    `complete` (False, with `settings_done` of `settings_planned`, for an interrupted evaluation).
 
     Example:
         ```python
@@ -761,17 +763,29 @@ class EvaluationResult:
         _flag_pareto_per_block_length(rows)
         meta = dict(self.meta)
         meta["block_lengths"] = block_lengths
-        meta["strategies"] = list(dict.fromkeys(s for result in results for s in result.meta.get("strategies", [])))
+        for key in ("strategies", "policies"):
+            meta[key] = list(dict.fromkeys(s for result in results for s in result.meta.get(key, [])))
+        meta["complete"] = all(result.meta.get("complete", True) for result in results)
+        for key in ("settings_done", "settings_planned"):
+            meta[key] = sum(result.meta.get(key, len(result.rows)) for result in results)
         return EvaluationResult(rows=rows, meta=meta, samples=[s for result in results for s in result.samples])
 
+    @property
+    def complete(self) -> bool:
+        """False for the partial table of an interrupted evaluation (`EvaluationInterrupted`)."""
+        return bool(self.meta.get("complete", True))
+
     def plot(self, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
-        """Draw the Pareto plot (accuracy vs mean NFE; one panel per block length, one curve per family)."""
-        return plot_pareto(self.rows, path, title=title or self._title())
+        """Draw the Pareto plot (accuracy vs mean NFE; one panel per block length, one curve per family; learned
+        policies drawn on top)."""
+        return plot_pareto(self.rows, path, title=title or self._title(), highlight=self.meta.get("policies", ()))
 
     def _title(self) -> str:
         meta = self.meta
         parts = [str(meta.get("task", "")), str(meta.get("model", ""))]
         parts.append(f"L={meta.get('gen_length')}, n={meta.get('n_examples')}, seeds={len(meta.get('seeds', []))}")
+        if not self.complete:
+            parts.append(f"PARTIAL: {meta.get('settings_done')} of {meta.get('settings_planned')} settings")
         return " | ".join(p for p in parts if p)
 
     def save(self, output_dir: Union[str, os.PathLike], prefix: str = "evaluation") -> dict[str, Path]:
@@ -821,6 +835,41 @@ class EvaluationResult:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `evaluate_strategies`; `.result` holds the settings finished so far (`result.complete` is
+    False). A `KeyboardInterrupt`, so code that handles Ctrl-C keeps working; `save(output_dir)` writes the partial
+    table like `EvaluationResult.save` and `str(err)` then names the files.
+
+    Example:
+        ```python
+        >>> try:  # doctest: +SKIP
+        ...     result = evaluate_strategies(model, tokenizer, "program_trace", ["top_k_confidence:steps=8,16"])
+        ... except EvaluationInterrupted as stop:
+        ...     stop.save("eval_out")  # evaluation.json says "complete": false
+        ```
+    """
+
+    def __init__(self, result: EvaluationResult) -> None:
+        super().__init__()
+        self.result = result
+        self.paths: dict[str, Path] = {}
+
+    def save(self, output_dir: Union[str, os.PathLike]) -> dict[str, Path]:
+        """Write the partial table (CSV, JSON with `"complete": false`, plot, samples) to `output_dir`."""
+        self.paths = self.result.save(output_dir)
+        return self.paths
+
+    def __str__(self) -> str:
+        meta = self.result.meta
+        done = f"{meta.get('settings_done', len(self.result.rows))} of {meta.get('settings_planned', '?')} settings"
+        if not self.paths:
+            return f"evaluation interrupted after {done}; nothing written yet"
+        return (
+            f"evaluation interrupted after {done}; the finished rows are in {self.paths['json']} (marked "
+            f'"complete": false) and {self.paths["csv"]}'
+        )
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
@@ -881,10 +930,16 @@ def _short(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def plot_pareto(rows: Sequence[dict[str, Any]], path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
+def plot_pareto(
+    rows: Sequence[dict[str, Any]],
+    path: Union[str, os.PathLike],
+    title: Optional[str] = None,
+    highlight: Sequence[str] = (),
+) -> Path:
     """Accuracy vs mean NFE, one panel per block length (semi-AR first, full diffusion last), one curve per family.
 
-    Error bars show the std over seeds; the dashed grey line is the Pareto front of each panel.
+    Error bars show the std over seeds; the dashed grey line is the Pareto front of each panel. Families named in
+    `highlight` (learned policies) are drawn above the others.
     """
     import matplotlib
 
@@ -1112,6 +1167,9 @@ def evaluate_strategies(
     Returns:
         An `EvaluationResult`; `.rows` is the table, `.save(dir)` writes CSV, JSON and the Pareto plot.
 
+    Raises:
+        EvaluationInterrupted: on Ctrl-C (a `KeyboardInterrupt`); its `.result` holds the settings finished so far.
+
     Example:
         ```python
         >>> result = evaluate_strategies(model, tok, "program_trace", ["top_k_confidence:steps=8,16"],  # doctest: +SKIP
@@ -1156,9 +1214,13 @@ def evaluate_strategies(
     total = len(configs) * len(seeds) * len(batches)
     rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
+    policies: list[str] = []
+    interrupted = False
     bar = tqdm(total=total, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
     try:
         for spec, budget, strategy, bl in configs:
+            if isinstance(strategy, torch.nn.Module) and spec.label not in policies:
+                policies.append(spec.label)
             if isinstance(strategy, torch.nn.Module):  # learned policies run next to the dLLM
                 strategy.to(device).eval()
             acc_per_seed, nfe_per_seed, all_nfe = [], [], []
@@ -1239,6 +1301,8 @@ def evaluate_strategies(
                     "params": dict(budget),
                 }
             )
+    except KeyboardInterrupt:  # Ctrl-C: keep the settings finished so far (EvaluationInterrupted below)
+        interrupted = True
     finally:
         bar.close()
     _flag_pareto_per_block_length(rows)
@@ -1255,8 +1319,15 @@ def evaluate_strategies(
         "generation_kwargs": {k: v for k, v in generation_kwargs.items() if _json_safe(v)},
         "device": str(device),
         "hf_unmask_version": _version(),
+        "policies": policies,
+        "complete": not interrupted,
+        "settings_done": len(rows),
+        "settings_planned": len(configs),
     }
-    return EvaluationResult(rows=rows, meta=meta, samples=samples)
+    result = EvaluationResult(rows=rows, meta=meta, samples=samples)
+    if interrupted:
+        raise EvaluationInterrupted(result)
+    return result
 
 
 def _json_safe(value: Any) -> bool:
