@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import importlib
 import itertools
 import json
 import math
@@ -135,21 +134,11 @@ def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
             f"Unknown correctness function '{spec}'. Use one of {', '.join(sorted(CORRECTNESS_FUNCTIONS))}, or "
             "'module:function' naming your own function (completion: str, reference: str) -> bool."
         )
-    module_name, _, func_name = spec.partition(":")
-    import sys
+    from ._importing import import_object
 
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # so `my_module:fn` finds a file in the current directory
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(
-            f"Cannot import module '{module_name}' for correctness function '{spec}' ({err}). Make sure it is on "
-            "PYTHONPATH or in the current directory."
-        ) from err
-    func = getattr(module, func_name, None)
+    func = import_object(spec, "correctness function")
     if not callable(func):
-        raise ValueError(f"Module '{module_name}' has no function '{func_name}' (from correctness '{spec}').")
+        raise ValueError(f"Correctness function '{spec}' is a {type(func).__name__}, not a function.")
     return func
 
 

@@ -402,7 +402,7 @@ def test_resolve_correctness(tmp_path, monkeypatch):
         resolve_correctness("nope")
     with pytest.raises(ValueError, match="Cannot import module 'no_such_module_xyz'"):
         resolve_correctness("no_such_module_xyz:f")
-    with pytest.raises(ValueError, match="has no function 'missing'"):
+    with pytest.raises(ValueError, match="has no attribute 'missing'"):
         resolve_correctness("my_checks:missing")
 
 

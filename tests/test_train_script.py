@@ -71,16 +71,45 @@ def test_local_jsonl_with_other_column_names(tmp_path):
     rows = [{"question": f"sort : {i} 2", "solution": f"#### {i}", "extra": i} for i in range(6)]
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    script_args, _ = parse(
-        "--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
-        "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path,
-    )  # fmt: skip
+    flags = ["--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
+             "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path]  # fmt: skip
     from trainers.rewards import get_reward_functions
 
+    script_args, _ = parse(*flags, "--eval_num_examples", "2")
     train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
-    assert test is None  # one local file is one split
-    assert train[0]["prompt"] == "Q: sort : 0 2 A:" and train[0]["answer"] == "#### 0"  # renamed for `math`
-    assert {"prompt", "answer", "extra"} <= set(train.column_names)
+    # one local file is one split: the final evaluation's rows are held out of training
+    assert (len(train), len(test)) == (4, 2)
+    assert sorted([*train["extra"], *test["extra"]]) == list(range(6))
+    row = next(r for r in train if r["extra"] == train[0]["extra"])
+    assert row["prompt"] == f"Q: sort : {row['extra']} 2 A:" and row["answer"] == f"#### {row['extra']}"  # for `math`
+    assert {"prompt", "answer", "extra"} <= set(train.column_names) and test.column_names == train.column_names
+    script_args, _ = parse(*flags, "--eval_num_examples", "0")
+    train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
+    assert (len(train), test) == (6, None)  # no final evaluation: every row trains
+    script_args, _ = parse(*flags)  # 200 rows to hold out from 6
+    with pytest.raises(ValueError, match="single file with 6 rows.*--eval_num_examples"):
+        load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
+
+
+def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, tmp_path, capfd, caplog):
+    """A one-file dataset used to skip the final evaluation silently; it now holds rows out, and the evaluation
+    shows a progress bar."""
+    rows = [{"prompt": f"sort : {i % 10} {(3 * i) % 10}", "answer": f"#### {i}"} for i in range(20)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "policy"
+    script_args, args = parse(
+        "--dataset_name", path, "--dllm_name_or_path", dllm_folder, "--output_dir", out, "--gen_length", "8",
+        "--block_length", "4", "--num_generations", "8", "--num_iterations", "1", *TINY_FLAGS,
+        "--max_steps", "1", "--disable_tqdm", "false", "--eval_num_examples", "4",
+        "--eval_strategies", "confidence_threshold:threshold=0.9", "--eval_batch_size", "2",
+    )  # fmt: skip
+    main(script_args, args)
+    table = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert table["meta"]["n_examples"] == 4 and len(table["rows"]) == 2  # the policy and the heuristic
+    assert "4 of its 20 rows are held out" in caplog.text
+    err = capfd.readouterr().err
+    assert "evaluate: 100%" in err and "4/4 [" in err  # 2 strategies x 2 batches, with a progress bar
 
 
 def test_script_trains_on_a_builtin_task_evaluates_and_pushes_the_card(dllm_folder, tmp_path, monkeypatch):

@@ -19,8 +19,10 @@ Prompts come from a built-in task (`--task program_trace`), a dataset (`--datase
 --dataset_config main`, a local json/jsonl/csv/parquet file or a `save_to_disk` folder), or a mixture listed under
 `datasets:` in the YAML recipe (each entry: `path`, `name`, `split`, `data_files`, `prompt_column`, `answer_column`,
 `max_samples`). The prompt column becomes `prompt` and the answer column is renamed to the column the reward reads
-(`reference` for the task verifiers, `answer` for `math`). Rewards are named as in `trainers.rewards.get_reward_function`
-(`task:<name>`, `math`, `code`, `package.module:function`).
+(`reference` for the task verifiers, `answer` for `math`). A single local file is one split: `--eval_num_examples` of
+its rows are held out for the final evaluation. Rewards are named as in `trainers.rewards.get_reward_function`
+(`task:<name>`, `math`, `code`, `package.module:function`; a module in the current directory is found, as with
+`hf-unmask evaluate --correctness`).
 
 After training, the policy is saved to `output_dir` (config.json + model.safetensors + model card), evaluated against
 Fast-dLLM heuristics on the test split with `hf_unmask.evaluation` (table + Pareto plot on the model card) and, with
@@ -117,7 +119,11 @@ class UnmaskingScriptArguments:
         },
     )
     eval_num_examples: int = field(
-        default=200, metadata={"help": "Test prompts of the final evaluation (0: no final evaluation)."}
+        default=200,
+        metadata={
+            "help": "Test prompts of the final evaluation (0: no final evaluation). A single local data file (one "
+            "split) holds out this many of its rows for it."
+        },
     )
     eval_strategies: list[str] = field(
         default_factory=lambda: ["confidence_threshold:threshold=0.9,0.7,0.5"],
@@ -216,6 +222,28 @@ def _mixture(sources: list[DatasetSource], script_args: Any, needed: list[str], 
     return datasets.concatenate_datasets(parts)
 
 
+def _hold_out(dataset: Any, source: str, n: int) -> tuple[Any, Optional[Any]]:
+    """`(train, test)` from one file: `n` rows (a seeded shuffle) for the final evaluation, the rest for training."""
+    if n <= 0:
+        return dataset, None
+    if len(dataset) <= n:
+        raise ValueError(
+            f"{source} is a single file with {len(dataset)} rows: holding out --eval_num_examples={n} of them for the "
+            "final evaluation leaves none for training. Pass a smaller --eval_num_examples, or 0 for no final "
+            "evaluation."
+        )
+    split = dataset.train_test_split(test_size=n, shuffle=True, seed=0)
+    logger.warning(
+        "%s is a single file: %d of its %d rows are held out for the final evaluation and training uses the other "
+        "%d (--eval_num_examples 0 trains on every row).",
+        source,
+        n,
+        len(dataset),
+        len(dataset) - n,
+    )
+    return split["train"], split["test"]
+
+
 def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> tuple[Any, Optional[Any]]:
     """`(train, test)` datasets with a `prompt` column and the columns the rewards read."""
     from trainers.rewards import required_columns
@@ -235,7 +263,10 @@ def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> t
         source = script_args.dataset_name
         train = _load(source, script_args.dataset_config, script_args.dataset_train_split)
         test = None
-        if script_args.dataset_test_split and not os.path.isfile(source):  # a single local file is one split
+        if os.path.isfile(source):  # a single local file is one split: hold out the final evaluation's rows
+            if not script_args.eval_datasets:
+                train, test = _hold_out(train, source, script_args.eval_num_examples)
+        elif script_args.dataset_test_split:
             try:
                 test = _load(source, script_args.dataset_config, script_args.dataset_test_split)
             except (ValueError, KeyError):
@@ -260,7 +291,13 @@ def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> t
 # ----------------------------------------------------------------------------------------------------------------
 def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: Any, reward_funcs: list) -> Any:
     """Evaluate the saved policy against heuristics on the test prompts (main process); returns the result rows."""
-    if script_args.eval_num_examples <= 0 or (test is None and not script_args.task):
+    if script_args.eval_num_examples <= 0:
+        return None
+    if test is None and not script_args.task:
+        logger.warning(
+            "No final evaluation: the prompts have no test split. Name one with --dataset_test_split or list "
+            "`eval_datasets:` in the recipe."
+        )
         return None
     try:
         from hf_unmask.evaluation import EvaluationData, evaluate_strategies
@@ -286,6 +323,9 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
             return bool(reward(prompts=[""], completions=[completion], **{column: [reference]})[0] >= 0.5)
 
         data = EvaluationData(prompts, [str(r) for r in rows[column]], is_correct, name=script_args.source_names())
+    print(
+        f"Final evaluation: the trained policy vs {', '.join(script_args.eval_strategies)} on {len(data)} test prompts."
+    )
     result = evaluate_strategies(
         trainer.dllm,
         trainer.processing_class,
@@ -298,7 +338,7 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
         temperature=args.dllm_temperature,
         chat_template=script_args.chat_template,
         generation_kwargs={"stop_at_eos": args.stop_at_eos},
-        progress=False,
+        progress=not args.disable_tqdm,
         model_name=trainer.trained_for().get("base_model"),
     )
     paths = result.save(os.path.join(args.output_dir, "evaluation"))
