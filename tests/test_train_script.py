@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from interrupting import interrupt_when, subprocess_env
 
 from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
 from tests.grpo_toys import tiny_dllm
@@ -177,3 +179,57 @@ def test_the_same_script_runs_under_accelerate_launch_with_two_cpu_processes(dll
     torch.manual_seed(0)  # the script's seed: the same initial policy
     fresh = UnmaskingPolicy(hidden_size=32, num_heads=2, ffn_size=64)
     assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in policy.state_dict().items())
+
+
+def test_ctrl_c_in_training_saves_a_resumable_checkpoint(dllm_folder, tmp_path):
+    """SIGINT to the running script: the current step finishes and is logged, `checkpoint-<step>/` and the policy
+    are saved, one line names them, exit code 130; the checkpoint loads as a policy and resumes training."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable, str(REPO / "trainers" / "train_unmasking_policy.py"), "--config", str(CPU_RECIPE),
+        "--dllm_name_or_path", str(dllm_folder), "--output_dir", str(out), *TINY_FLAGS, "--max_steps", "200",
+        "--logging_steps", "50",  # nothing would be logged before the interrupt without the forced log
+    ]  # fmt: skip
+    done = interrupt_when(command, lambda stdout, stderr: "Training the policy" in stdout, cwd=tmp_path,
+                          env=subprocess_env(), timeout=180)  # fmt: skip
+    assert done.interrupted and done.returncode == 130, done.describe()
+    assert "Traceback" not in done.stderr, done.describe()
+    last = done.stderr.strip().splitlines()[-1]
+    match = re.search(r"stopped at step (\d+); checkpoint saved to (\S+) ", last)
+    assert last.startswith("train_unmasking_policy.py: interrupted: ") and match, last
+    step, checkpoint = int(match.group(1)), Path(match.group(2))
+    assert checkpoint == out / f"checkpoint-{step}" and f"the policy so far is saved in {out}" in last
+    for folder in (checkpoint, out):
+        assert isinstance(UnmaskingPolicy.from_pretrained(folder), UnmaskingPolicy)
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any({"loss", "reward", "nfe/mean"} <= set(row) and row["step"] == step for row in logged)  # a training row
+    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= {p.name for p in checkpoint.iterdir()}
+
+    script_args, args = parse(
+        "--config", CPU_RECIPE, "--dllm_name_or_path", dllm_folder, "--output_dir", out, *TINY_FLAGS,
+        "--max_steps", str(step + 1), "--eval_num_examples", "0", "--resume_from_checkpoint", checkpoint,
+    )  # fmt: skip
+    assert main(script_args, args).state.global_step == step + 1
+
+
+def test_first_ctrl_c_asks_to_stop_and_a_second_one_interrupts():
+    import signal
+    import threading
+
+    from trainers.interrupt import StopOnInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+    stopper = StopOnInterrupt()
+    control = SimpleNamespace(should_log=False, should_save=False, should_training_stop=False)
+    args = SimpleNamespace(device=torch.device("cpu"))
+    with pytest.raises(KeyboardInterrupt), stopper.installed():
+        stopper.on_step_end(args, None, control)
+        assert not (control.should_save or control.should_training_stop)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stopper.requested  # the first Ctrl-C only asks
+        stopper.on_step_end(args, None, control)
+        assert control.should_log and control.should_save and control.should_training_stop
+        os.kill(os.getpid(), signal.SIGINT)  # the second one interrupts at once
+        pytest.fail("the second Ctrl-C did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -22,7 +22,8 @@ What is kept from TRL / transformers, and what is replaced:
   `_generate_and_score_completions` (rollouts through the dLLM, efficiency-wrapped rewards, group advantages, expert
   steering), `compute_loss` (GRPO over per-step action log-probabilities), `_save` / `_load_from_checkpoint`
   (the policy's own safetensors format and config), `create_model_card`, `push_to_hub`, `_push_from_checkpoint`
-  (the policy's model card; never a pickle in the model repo).
+  (the policy's model card; never a pickle in the model repo), `train` (Ctrl-C finishes the step, saves a checkpoint
+  and raises `TrainingInterrupted`; see trainers/interrupt.py).
 
 Loss (as in the reference code): for rollout i with advantage A_i and live steps t in S_i (steps that cost a dLLM
 forward pass), with `r_it = exp(log pi(u_it | s_it) - log pi_old(u_it | s_it))` the ratio of the *joint* probability
@@ -54,6 +55,7 @@ from accelerate.utils import gather, gather_object
 from datasets import Dataset, IterableDataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.training_args import HubStrategy
 from transformers.utils.hub import PushInProgress, hf_api
 from trl import GRPOTrainer
@@ -67,6 +69,7 @@ from hf_unmask.strategies.fast_dllm import ConfidenceThreshold
 from hf_unmask.strategies.policy import LearnedUnmaskingPolicy, UnmaskingPolicy
 
 from .grpo_config import UnmaskingGRPOConfig
+from .interrupt import StopOnInterrupt, TrainingInterrupted
 from .rewards import check_reward_output, required_columns
 
 RewardFunc = Union[Callable[..., list], nn.Module]
@@ -372,6 +375,8 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        self._stop_on_interrupt = StopOnInterrupt()
+        self.add_callback(self._stop_on_interrupt)
         if getattr(dllm, "hf_device_map", None) is None:
             self.dllm.to(self.accelerator.device)
         self.eos_token_ids = self._eos_token_ids()
@@ -871,6 +876,25 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
             if kl is not None:
                 metrics["kl"].append((totals[index] / count).item())
         return loss
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`, where Ctrl-C finishes the current optimiser step, logs it, saves `checkpoint-<step>/`
+        (policy + optimiser state, for `resume_from_checkpoint`) and raises `TrainingInterrupted` (a
+        `KeyboardInterrupt`) naming it. A second Ctrl-C stops at once, without saving."""
+        with self._stop_on_interrupt.installed():
+            output = super().train(*args, **kwargs)
+        if not self._stop_on_interrupt.requested:
+            return output
+        step = self.state.global_step
+        checkpoint = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        if self.args.should_save and os.path.isdir(checkpoint):
+            message = (
+                f"stopped at step {step}; checkpoint saved to {checkpoint} (resume with --resume_from_checkpoint "
+                f"{checkpoint})"
+            )
+        else:
+            checkpoint, message = None, f"stopped at step {step}; no checkpoint was written by this process"
+        raise TrainingInterrupted(message, step=step, checkpoint=checkpoint)
 
     # ------------------------------------------------------------------------------------------------------------
     # saving, loading and the Hub: the policy's own format and model card

@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # `python trainers/train_unmasking_policy.py`: ma
 from trl import TrlParser  # noqa: E402
 
 from trainers.grpo_config import UnmaskingGRPOConfig  # noqa: E402
+from trainers.interrupt import TrainingInterrupted  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
         )
         return None
     try:
-        from hf_unmask.evaluation import EvaluationData, evaluate_strategies
+        from hf_unmask.evaluation import EvaluationData, EvaluationInterrupted, evaluate_strategies
     except ImportError as err:  # pragma: no cover - evaluation ships with hf_unmask
         logger.warning("Skipping the final evaluation: %s", err)
         return None
@@ -326,22 +327,27 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
     print(
         f"Final evaluation: the trained policy vs {', '.join(script_args.eval_strategies)} on {len(data)} test prompts."
     )
-    result = evaluate_strategies(
-        trainer.dllm,
-        trainer.processing_class,
-        data,
-        strategies=[policy, *script_args.eval_strategies],
-        block_lengths=[args.block_length or args.gen_length],
-        seeds=script_args.eval_seeds,
-        max_new_tokens=args.gen_length,
-        batch_size=script_args.eval_batch_size,
-        temperature=args.dllm_temperature,
-        chat_template=script_args.chat_template,
-        generation_kwargs={"stop_at_eos": args.stop_at_eos},
-        progress=not args.disable_tqdm,
-        model_name=trainer.trained_for().get("base_model"),
-    )
-    paths = result.save(os.path.join(args.output_dir, "evaluation"))
+    folder = os.path.join(args.output_dir, "evaluation")
+    try:
+        result = evaluate_strategies(
+            trainer.dllm,
+            trainer.processing_class,
+            data,
+            strategies=[policy, *script_args.eval_strategies],
+            block_lengths=[args.block_length or args.gen_length],
+            seeds=script_args.eval_seeds,
+            max_new_tokens=args.gen_length,
+            batch_size=script_args.eval_batch_size,
+            temperature=args.dllm_temperature,
+            chat_template=script_args.chat_template,
+            generation_kwargs={"stop_at_eos": args.stop_at_eos},
+            progress=not args.disable_tqdm,
+            model_name=trainer.trained_for().get("base_model"),
+        )
+    except EvaluationInterrupted as stop:
+        stop.save(folder)
+        raise
+    paths = result.save(folder)
     trainer.evaluation_results = result
     trainer.evaluation_plot_path = str(paths["png"]) if paths.get("png") else None
     print(result.format_table())
@@ -375,13 +381,26 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
         train_dataset=train,
         eval_dataset=test if training_args.eval_strategy != "no" else None,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    except TrainingInterrupted as stop:  # Ctrl-C: the checkpoint is saved; the policy so far goes to output_dir too
+        trainer.save_model(training_args.output_dir)
+        trainer.save_state()
+        raise TrainingInterrupted(
+            f"{stop}; the policy so far is saved in {training_args.output_dir}", stop.step, stop.checkpoint
+        ) from None
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the logged curves (reward, correctness, NFE, ...) of the whole run
     trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
 
     if trainer.accelerator.is_main_process:
-        final_evaluation(trainer, script_args, test, reward_funcs)
+        try:
+            final_evaluation(trainer, script_args, test, reward_funcs)
+        except KeyboardInterrupt as stop:
+            raise TrainingInterrupted(
+                f"training finished; the policy is saved in {training_args.output_dir}, its final evaluation was "
+                f"interrupted ({stop or 'nothing written'})"
+            ) from None
         trainer.create_model_card()  # now with the evaluation table and plot
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:
@@ -396,7 +415,17 @@ def make_parser() -> TrlParser:
     return TrlParser((UnmaskingScriptArguments, UnmaskingGRPOConfig))
 
 
+def report_interrupt(stop: KeyboardInterrupt) -> int:
+    """Print the one line a Ctrl-C ends with (what was saved, where) and return the exit code 130."""
+    detail = str(stop) or "before training started; nothing was saved"
+    print(f"{Path(__file__).name}: interrupted: {detail}", file=sys.stderr)
+    return 130
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    script_args, training_args = parser.parse_args_and_config()
-    trainer = main(script_args, training_args)
+    trainer = None  # the trainer, for tools that run this file with runpy (tests/ddp_probe.py)
+    try:
+        script_args, training_args = make_parser().parse_args_and_config()
+        trainer = main(script_args, training_args)
+    except KeyboardInterrupt as stop:
+        sys.exit(report_interrupt(stop))
