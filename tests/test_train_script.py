@@ -110,6 +110,10 @@ def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, 
     table = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert table["meta"]["n_examples"] == 4 and len(table["rows"]) == 2  # the policy and the heuristic
     assert "4 of its 20 rows are held out" in caplog.text
+    card = (out / "README.md").read_text()
+    assert f'UnmaskingPolicy.from_pretrained("{out.resolve()}")' in card  # runs from any working directory
+    yaml = card.split("---")[1]  # local data and dLLM folders are no Hub ids: named in the text, not the metadata
+    assert "datasets:" not in yaml and "base_model:" not in yaml and f"| training prompts | {path} |" in card
     err = capfd.readouterr().err
     assert "evaluate: 100%" in err and "4/4 [" in err  # 2 strategies x 2 batches, with a progress bar
 

@@ -914,9 +914,14 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         Path(output_dir, "training_config.json").write_text(self.args.to_json_string())
 
     def _write_card(self, folder: str) -> None:
+        """The card of the policy saved in `folder`; its snippet loads the Hub repo when the run pushes, else the
+        folder itself by its absolute path (a bare folder name would only resolve from one working directory)."""
         from hf_unmask.model_card import write_model_card
 
-        repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).name
+        if self.args.push_to_hub:
+            repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+        else:
+            repo_id = str(Path(folder).resolve())
         write_model_card(
             self.policy,
             folder,
