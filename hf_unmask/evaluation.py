@@ -34,6 +34,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from .plotting import plot_pareto, short_value
 from .strategies import UnmaskingStrategy, registered_strategy_names, resolve_strategy_name
 
 __all__ = [
@@ -910,108 +911,6 @@ def front_accuracy_at(points: Sequence[tuple[float, float]], nfe: float) -> floa
     return front[-1][1]
 
 
-def _varying_knobs(rows: Sequence[dict[str, Any]]) -> list[str]:
-    keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    return [k for k in keys if len({json.dumps(r["params"].get(k)) for r in rows}) > 1]
-
-
-def _short(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def plot_pareto(
-    rows: Sequence[dict[str, Any]],
-    path: Union[str, os.PathLike],
-    title: Optional[str] = None,
-    highlight: Sequence[str] = (),
-) -> Path:
-    """Accuracy vs mean NFE, one panel per block length (semi-AR first, full diffusion last), one curve per family.
-
-    Error bars show the std over seeds; the dashed grey line is the Pareto front of each panel. Families named in
-    `highlight` (learned policies) are drawn above the others.
-    """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") and not os.environ.get("DISPLAY"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    panels = sorted({(r["mode"] == "full_diffusion", r["block_length"]) for r in rows})
-    families = list(dict.fromkeys(r["strategy"] for r in rows))
-    cmap = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
-    colors = {fam: cmap(i % cmap.N) for i, fam in enumerate(families)}
-    markers = "osD^v<>pX*h"
-    n = max(1, len(panels))
-    ncol = min(len(families) + 1, 3 if n == 1 else 4)
-    legend_rows = math.ceil((len(families) + 1) / ncol)
-    height = 4.2 + 0.25 * legend_rows
-    fig, axes = plt.subplots(1, n, figsize=(5.6 * n, height), squeeze=False, sharey=True)
-    for ax, (full, bl) in zip(axes[0], panels):
-        panel_rows = [r for r in rows if r["block_length"] == bl and (r["mode"] == "full_diffusion") == full]
-        for i, fam in enumerate(families):
-            pts = sorted((r for r in panel_rows if r["strategy"] == fam), key=lambda r: r["nfe_mean"])
-            if not pts:
-                continue
-            knobs = _varying_knobs([r for r in rows if r["strategy"] == fam])
-            x = [r["nfe_mean"] for r in pts]
-            y = [r["accuracy_mean"] for r in pts]
-            ax.errorbar(
-                x,
-                y,
-                xerr=[r["nfe_std"] for r in pts],
-                yerr=[r["accuracy_std"] for r in pts],
-                color=colors[fam],
-                marker=markers[i % len(markers)],
-                markersize=5,
-                linewidth=1.5,
-                capsize=2,
-                label=f"{fam} ({', '.join(knobs)})" if knobs else fam,
-            )
-            for r, xi, yi in zip(pts, x, y):
-                note = "/".join(_short(r["params"].get(k)) for k in knobs)
-                if note:
-                    ax.annotate(
-                        note, (xi, yi), textcoords="offset points", xytext=(3, 4), fontsize=7, color=colors[fam]
-                    )
-        front = sorted((r["nfe_mean"], r["accuracy_mean"]) for r in panel_rows if r["pareto"])
-        if len(front) > 1:
-            ax.step(
-                [p[0] for p in front],
-                [p[1] for p in front],
-                where="post",
-                color="grey",
-                linestyle="--",
-                linewidth=1,
-                alpha=0.7,
-                label="Pareto front",
-                zorder=0,
-            )
-        ax.set_title(f"full diffusion (BL = L = {bl})" if full else f"semi-AR (BL = {bl})")
-        ax.set_xlabel("mean NFE (forward passes)")
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][0].set_ylim(-0.03, 1.03)
-    handles, labels = [], []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if "Pareto front" in labels:  # families first, the front last
-        i = labels.index("Pareto front")
-        handles.append(handles.pop(i))
-        labels.append(labels.pop(i))
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, (0.25 * legend_rows + 0.1) / height, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 # ------------------------------------------------------------------------------------------------ running
 
 
@@ -1077,7 +976,7 @@ def _unique_family_labels(specs: Sequence[StrategySpec]) -> None:
         groups.setdefault(spec.label or spec.strategy, set()).add(fixed_settings(spec))
     for spec in specs:
         if len(groups[spec.label or spec.strategy]) > 1:
-            knobs = ":".join(f"{k}={','.join(_short(v) for v in vals)}" for k, vals in spec.grid.items())
+            knobs = ":".join(f"{k}={','.join(short_value(v) for v in vals)}" for k, vals in spec.grid.items())
             spec.label = f"{spec.label}:{knobs}" if knobs else f"{spec.label} (defaults)"
     seen: dict[tuple[str, str], str] = {}
     for spec in specs:
