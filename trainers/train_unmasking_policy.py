@@ -389,6 +389,9 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
         raise TrainingInterrupted(
             f"{stop}; the policy so far is saved in {training_args.output_dir}", stop.step, stop.checkpoint
         ) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        step = trainer.state.global_step
+        raise TrainingInterrupted(f"stopped at once at step {step}; nothing more was saved", step) from None
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the logged curves (reward, correctness, NFE, ...) of the whole run
     trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
