@@ -36,19 +36,23 @@ Default: the model's configured block length (if smaller than L) and full diffus
 
 EVALUATE_EPILOG = """\
 examples:
-  # built-in task and model, two semi-AR/full-diffusion panels
+  # built-in task and model (L = 16), semi-AR and full-diffusion panels, a shipped learned policy swept over beta
+  # (a policy you trained: its folder, e.g. outputs/policy-bl8-alpha1 from trainers/train_unmasking_policy.py)
   hf-unmask evaluate --task program_trace --n-examples 200 --seeds 0 1 2 \\
-      --strategy top_k_confidence:steps=16,32,64 --strategy confidence_threshold:threshold=0.9,0.7,0.5 \\
-      --strategy path/to/saved_policy:beta=0.5,1,2 --block-length 8 --block-length full
+      --strategy top_k_confidence:steps=4,8,16 --strategy confidence_threshold:threshold=0.9,0.7,0.5 \\
+      --strategy tiny-dllm-program_trace-bl8-alpha1:beta=0.5,1,2 --block-length 8 --block-length full
 
   # any dLLM on GSM8K from the Hub, judged with math-verify
   hf-unmask evaluate --model GSAI-ML/LLaDA-8B-Instruct --dataset openai/gsm8k --dataset-config main \\
       --split test --prompt-column question --reference-column answer --correctness math_verify \\
       --chat-template --max-new-tokens 256 --block-length 32,full --strategy confidence_threshold:0.9,0.7
 
-  # a local file and your own verifier (a function (completion, reference) -> bool)
-  hf-unmask evaluate --model ./my_dllm --dataset data.jsonl --prompt-column q --reference-column a \\
-      --correctness my_checks:is_correct --strategy top_k_margin:steps=32,64
+  # your data file and verifier: data.jsonl with columns q and a, my_checks.py (in the working directory) with
+  # is_correct(completion, reference) -> bool; any dLLM folder or Hub id with --model
+  hf-unmask evaluate --dataset data.jsonl --prompt-column q --reference-column a \\
+      --correctness my_checks:is_correct --strategy top_k_margin:steps=8,16
+
+Ctrl-C writes the rows finished so far (evaluation.json says "complete": false) and exits with 130.
 """
 
 
