@@ -93,15 +93,16 @@ def test_local_jsonl_with_other_column_names(tmp_path):
         load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
 
 
-def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, tmp_path, capfd, caplog):
+def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, tmp_path, capfd, caplog, monkeypatch):
     """A one-file dataset used to skip the final evaluation silently; it now holds rows out, and the evaluation
     shows a progress bar."""
     rows = [{"prompt": f"sort : {i % 10} {(3 * i) % 10}", "answer": f"#### {i}"} for i in range(20)]
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "policy"
+    monkeypatch.chdir(dllm_folder.parent)  # the dLLM named by a relative path, as users often do
     script_args, args = parse(
-        "--dataset_name", path, "--dllm_name_or_path", dllm_folder, "--output_dir", out, "--gen_length", "8",
+        "--dataset_name", path, "--dllm_name_or_path", dllm_folder.name, "--output_dir", out, "--gen_length", "8",
         "--block_length", "4", "--num_generations", "8", "--num_iterations", "1", *TINY_FLAGS,
         "--max_steps", "1", "--disable_tqdm", "false", "--eval_num_examples", "4",
         "--eval_strategies", "confidence_threshold:threshold=0.9", "--eval_batch_size", "2",
@@ -111,7 +112,9 @@ def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, 
     assert table["meta"]["n_examples"] == 4 and len(table["rows"]) == 2  # the policy and the heuristic
     assert "4 of its 20 rows are held out" in caplog.text
     card = (out / "README.md").read_text()
-    assert f'UnmaskingPolicy.from_pretrained("{out.resolve()}")' in card  # runs from any working directory
+    # the snippet runs from any working directory: the policy and the dLLM by their absolute paths
+    assert f'UnmaskingPolicy.from_pretrained("{out.resolve()}")' in card
+    assert f'AutoDiffusionLM.from_pretrained("{dllm_folder.resolve()}")' in card
     yaml = card.split("---")[1]  # local data and dLLM folders are no Hub ids: named in the text, not the metadata
     assert "datasets:" not in yaml and "base_model:" not in yaml and f"| training prompts | {path} |" in card
     err = capfd.readouterr().err

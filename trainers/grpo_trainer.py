@@ -525,6 +525,8 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         base_model = self._dllm_name
         if is_builtin_alias(base_model):
             base_model = f"builtin:{builtin_model_name(base_model)}"  # which shipped model, not just "builtin"
+        elif base_model is not None and os.path.isdir(base_model):
+            base_model = str(Path(base_model).resolve())  # a local folder: the card's snippet works from anywhere
         record: dict[str, Any] = {
             "base_model": base_model,
             "gen_length": args.gen_length,
