@@ -158,7 +158,7 @@ def _place_labels(
                 color=color,
                 zorder=6,
             )
-            box = ann.get_window_extent(renderer).expanded(1, 1).padded(pad)
+            box = ann.get_window_extent(renderer).padded(pad)
             fits = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
             if fits and not any(box.overlaps(other) for other in placed):
                 placed.append(box)
