@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 import hf_unmask
-from hf_unmask.evaluation import evaluate_strategies, front_accuracy_at
+from hf_unmask.evaluation import EvaluationInterrupted, evaluate_strategies, front_accuracy_at
 from hf_unmask.strategies import list_builtin_policies
 
 # Budget sweeps wide enough to cover the policies' NFE range on L = 16 (semi-AR: 2 blocks of 8).
@@ -89,7 +90,18 @@ def policy_spec(source: str, betas: Optional[list[float]]) -> str:
     return f"{source}:beta={','.join(str(b) for b in betas)}" if betas else source
 
 
-def main() -> None:
+def write_summary(
+    output_dir: str, results: dict[str, Any], verdicts: dict[str, bool], args: Any, complete: bool
+) -> Path:
+    """`comparison.json`: the comparisons per mode, the acceptance verdicts and the arguments."""
+    summary = Path(output_dir) / "comparison.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"complete": complete, "comparisons": results, "acceptance": verdicts, "args": vars(args)}
+    summary.write_text(json.dumps(payload, indent=2))
+    return summary
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     shipped = list_builtin_policies()
     parser.add_argument("--model", default="tiny-dllm")
@@ -121,18 +133,24 @@ def main() -> None:
             print(f"(no {mode} policies given: skipped)")
             continue
         specs = [policy_spec(p, args.betas) for p in policies] + heuristics
-        result = evaluate_strategies(
-            model,
-            tokenizer,
-            args.task,
-            specs,
-            block_lengths=[block_length],
-            seeds=args.seeds,
-            n_examples=args.n,
-            batch_size=args.batch_size,
-            model_name=args.model,
-        )
         out_dir = Path(args.output_dir) / mode
+        try:
+            result = evaluate_strategies(
+                model,
+                tokenizer,
+                args.task,
+                specs,
+                block_lengths=[block_length],
+                seeds=args.seeds,
+                n_examples=args.n,
+                batch_size=args.batch_size,
+                model_name=args.model,
+            )
+        except EvaluationInterrupted as stop:  # Ctrl-C: keep the finished rows of this mode and the earlier modes
+            stop.save(out_dir)
+            summary = write_summary(args.output_dir, results, {}, args, complete=False)
+            print(f"policy_vs_heuristics.py: interrupted: {stop}; finished modes in {summary}", file=sys.stderr)
+            return 130
         result.save(out_dir)
         print(f"\n=== {mode} (BL = {block_length}, L = {L}), {args.n} test examples, seeds {args.seeds}")
         print(result.format_table())
@@ -157,11 +175,14 @@ def main() -> None:
     print("\nAcceptance:")
     for claim, ok in verdicts.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {claim}")
-    summary = Path(args.output_dir) / "comparison.json"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps({"comparisons": results, "acceptance": verdicts, "args": vars(args)}, indent=2))
+    summary = write_summary(args.output_dir, results, verdicts, args, complete=True)
     print(f"\nComparison written to {summary}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before any evaluation started: nothing to keep
+        print("policy_vs_heuristics.py: interrupted before any result was written", file=sys.stderr)
+        sys.exit(130)

@@ -36,19 +36,23 @@ Default: the model's configured block length (if smaller than L) and full diffus
 
 EVALUATE_EPILOG = """\
 examples:
-  # built-in task and model, two semi-AR/full-diffusion panels
+  # built-in task and model (L = 16), semi-AR and full-diffusion panels, a shipped learned policy swept over beta
+  # (a policy you trained: its folder, e.g. outputs/policy-bl8-alpha1 from trainers/train_unmasking_policy.py)
   hf-unmask evaluate --task program_trace --n-examples 200 --seeds 0 1 2 \\
-      --strategy top_k_confidence:steps=16,32,64 --strategy confidence_threshold:threshold=0.9,0.7,0.5 \\
-      --strategy path/to/saved_policy:beta=0.5,1,2 --block-length 8 --block-length full
+      --strategy top_k_confidence:steps=4,8,16 --strategy confidence_threshold:threshold=0.9,0.7,0.5 \\
+      --strategy tiny-dllm-program_trace-bl8-alpha1:beta=0.5,1,2 --block-length 8 --block-length full
 
   # any dLLM on GSM8K from the Hub, judged with math-verify
   hf-unmask evaluate --model GSAI-ML/LLaDA-8B-Instruct --dataset openai/gsm8k --dataset-config main \\
       --split test --prompt-column question --reference-column answer --correctness math_verify \\
       --chat-template --max-new-tokens 256 --block-length 32,full --strategy confidence_threshold:0.9,0.7
 
-  # a local file and your own verifier (a function (completion, reference) -> bool)
-  hf-unmask evaluate --model ./my_dllm --dataset data.jsonl --prompt-column q --reference-column a \\
-      --correctness my_checks:is_correct --strategy top_k_margin:steps=32,64
+  # your data file and verifier: data.jsonl with columns q and a, my_checks.py (in the working directory) with
+  # is_correct(completion, reference) -> bool; any dLLM folder or Hub id with --model
+  hf-unmask evaluate --dataset data.jsonl --prompt-column q --reference-column a \\
+      --correctness my_checks:is_correct --strategy top_k_margin:steps=8,16
+
+Ctrl-C writes the rows finished so far (evaluation.json says "complete": false) and exits with 130.
 """
 
 
@@ -179,7 +183,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run `hf-unmask evaluate` from parsed arguments; returns the exit status."""
-    from .evaluation import EvaluationData, StrategySpec, evaluate_strategies, load_model_and_tokenizer, plan_sweep
+    from .evaluation import (
+        EvaluationData,
+        EvaluationInterrupted,
+        StrategySpec,
+        evaluate_strategies,
+        load_model_and_tokenizer,
+        plan_sweep,
+    )
 
     if args.task and args.dataset:
         raise CLIError("Give either --task (a built-in task) or --dataset (a datasets dataset), not both.")
@@ -224,22 +235,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.model, args.tokenizer, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
     generation_kwargs = {"stop_at_eos": True} if args.stop_at_eos else {}
-    result = evaluate_strategies(
-        model,
-        tokenizer,
-        data,
-        strategies=specs,
-        block_lengths=block_lengths,
-        seeds=seeds,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        chat_template=args.chat_template,
-        generation_kwargs=generation_kwargs,
-        keep_samples=args.save_completions,
-        progress=not args.no_progress,
-        model_name=args.model,
-    )
+    try:
+        result = evaluate_strategies(
+            model,
+            tokenizer,
+            data,
+            strategies=specs,
+            block_lengths=block_lengths,
+            seeds=seeds,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            temperature=args.temperature,
+            chat_template=args.chat_template,
+            generation_kwargs=generation_kwargs,
+            keep_samples=args.save_completions,
+            progress=not args.no_progress,
+            model_name=args.model,
+        )
+    except EvaluationInterrupted as stop:
+        stop.save(args.output_dir)  # `main` reports it and exits with 130
+        raise
     print(result.format_table())
     paths = result.save(args.output_dir)
     print()
@@ -333,8 +348,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError, ImportError) as err:
         print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # Ctrl-C; an interrupted evaluation has written its finished rows (str(err))
+        detail = str(err)
+        print(f"{PROG} {args.command}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
         return 130
 
 

@@ -5,7 +5,10 @@ transformers (>= 4.56) lets `model.generate(..., custom_generate="user/repo", tr
 decoding. hf_unmask ships such a folder, `CUSTOM_GENERATE_DIR`; its `generate.py` is a thin shim that calls
 `custom_generate` below, so the logic stays versioned with the installed library.
 
-Push it once, then any supported dLLM loaded with plain transformers can use it:
+Push it once, then any supported dLLM loaded with plain transformers whose class has transformers' `generate`
+(`GenerationMixin`: e.g. BERT's LM-head class, `AutoModelForCausalLM.from_pretrained(..., is_decoder=False)`) can
+use it. `*ForMaskedLM` classes have no `generate` for `custom_generate=` to go through (`AttributeError` before
+transformers runs): give them the same generation with `hf_unmask.enable_diffusion_generate(model)`.
 
 ```python
 >>> import hf_unmask

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
-from .evaluation import EvaluationData, EvaluationResult, StrategySpec, evaluate_strategies
+from .evaluation import (
+    EvaluationData,
+    EvaluationInterrupted,
+    EvaluationResult,
+    StrategySpec,
+    evaluate_strategies,
+    plan_sweep,
+)
 
 DEMO_DESCRIPTION = """\
 The hf_unmask demo (CPU, about two minutes):
@@ -183,6 +190,9 @@ def run_demo(
     `demo_policies`); tests pass small ones. `extra_strategies` adds families to the comparison
     (e.g. a learned policy folder swept over beta: `"path/to/policy:beta=0.5,1,2"`).
 
+    On Ctrl-C the settings finished so far are written to `output_dir` (`"complete": false` in `evaluation.json`)
+    and `EvaluationInterrupted` (a `KeyboardInterrupt`) is raised.
+
     Example:
         ```python
         >>> from hf_unmask.demo import run_demo
@@ -228,21 +238,31 @@ def run_demo(
     n_policies = len({p for names in policies.values() for p in names})
     shipped = f" and {n_policies} shipped learned policies" if n_policies else ""
     _say(out, f"\n== 3. Evaluating {len(specs)} strategy families{shipped} on {len(data)} examples, {panels}")
-    results = [
-        evaluate_strategies(
-            model,
-            tokenizer,
-            data,
-            strategies=[*(StrategySpec(p) for p in policies.get(bl, [])), *specs],
-            block_lengths=[bl],
-            seeds=seeds,
-            max_new_tokens=gen_length,
-            batch_size=batch_size,
-            progress=progress,
-            model_name="hf_unmask built-in dLLM",
-        )
-        for bl in block_lengths
-    ]
+    panel_specs = {bl: [*(StrategySpec(p) for p in policies.get(bl, [])), *specs] for bl in block_lengths}
+    results: list[EvaluationResult] = []
+    try:
+        for bl in block_lengths:
+            results.append(
+                evaluate_strategies(
+                    model,
+                    tokenizer,
+                    data,
+                    strategies=panel_specs[bl],
+                    block_lengths=[bl],
+                    seeds=seeds,
+                    max_new_tokens=gen_length,
+                    batch_size=batch_size,
+                    progress=progress,
+                    model_name="hf_unmask built-in dLLM",
+                )
+            )
+    except EvaluationInterrupted as stop:  # Ctrl-C: write what the finished block lengths and settings give
+        done = [*results, stop.result]
+        partial = EvaluationInterrupted(done[0].merged_with(*done[1:]))
+        for bl in block_lengths[len(done) :]:  # panels not started count as planned, not done
+            partial.result.meta["settings_planned"] += len(plan_sweep(panel_specs[bl], [bl], gen_length))
+        partial.save(output_dir)
+        raise partial from None
     result = results[0].merged_with(*results[1:])
     _say(out, "\n== 4. Results (accuracy vs NFE; * = on the Pareto front of its block length)")
     _say(out, result.format_table())

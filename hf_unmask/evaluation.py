@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import importlib
 import itertools
 import json
 import math
@@ -35,11 +34,13 @@ from typing import Any, Optional, Union
 
 import torch
 
+from .plotting import plot_pareto, short_value
 from .strategies import UnmaskingStrategy, registered_strategy_names, resolve_strategy_name
 
 __all__ = [
     "CORRECTNESS_FUNCTIONS",
     "EvaluationData",
+    "EvaluationInterrupted",
     "EvaluationResult",
     "StrategySpec",
     "decode_completions",
@@ -134,21 +135,11 @@ def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
             f"Unknown correctness function '{spec}'. Use one of {', '.join(sorted(CORRECTNESS_FUNCTIONS))}, or "
             "'module:function' naming your own function (completion: str, reference: str) -> bool."
         )
-    module_name, _, func_name = spec.partition(":")
-    import sys
+    from ._importing import import_object
 
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # so `my_module:fn` finds a file in the current directory
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(
-            f"Cannot import module '{module_name}' for correctness function '{spec}' ({err}). Make sure it is on "
-            "PYTHONPATH or in the current directory."
-        ) from err
-    func = getattr(module, func_name, None)
+    func = import_object(spec, "correctness function")
     if not callable(func):
-        raise ValueError(f"Module '{module_name}' has no function '{func_name}' (from correctness '{spec}').")
+        raise ValueError(f"Correctness function '{spec}' is a {type(func).__name__}, not a function.")
     return func
 
 
@@ -700,7 +691,8 @@ class EvaluationResult:
     (over seeds, population std: 0 with one seed), `nfe_mean` / `nfe_std` (mean NFE per example; std over seeds),
     `nfe_example_std` (spread of NFE over examples, pooled over seeds), `wall_time_s` (generation time summed
     over seeds), `n_examples`, `seeds`, `accuracy_per_seed`, `nfe_per_seed`, `pareto` (on the accuracy/NFE
-    Pareto front of its block length).
+    Pareto front of its block length). `meta` records the setting, which labels are learned `policies`, and
+    `complete` (False, with `settings_done` of `settings_planned`, for an interrupted evaluation).
 
     Example:
         ```python
@@ -759,17 +751,29 @@ class EvaluationResult:
         _flag_pareto_per_block_length(rows)
         meta = dict(self.meta)
         meta["block_lengths"] = block_lengths
-        meta["strategies"] = list(dict.fromkeys(s for result in results for s in result.meta.get("strategies", [])))
+        for key in ("strategies", "policies"):
+            meta[key] = list(dict.fromkeys(s for result in results for s in result.meta.get(key, [])))
+        meta["complete"] = all(result.meta.get("complete", True) for result in results)
+        for key in ("settings_done", "settings_planned"):
+            meta[key] = sum(result.meta.get(key, len(result.rows)) for result in results)
         return EvaluationResult(rows=rows, meta=meta, samples=[s for result in results for s in result.samples])
 
+    @property
+    def complete(self) -> bool:
+        """False for the partial table of an interrupted evaluation (`EvaluationInterrupted`)."""
+        return bool(self.meta.get("complete", True))
+
     def plot(self, path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
-        """Draw the Pareto plot (accuracy vs mean NFE; one panel per block length, one curve per family)."""
-        return plot_pareto(self.rows, path, title=title or self._title())
+        """Draw the Pareto plot (accuracy vs mean NFE; one panel per block length, one curve per family; learned
+        policies drawn on top)."""
+        return plot_pareto(self.rows, path, title=title or self._title(), highlight=self.meta.get("policies", ()))
 
     def _title(self) -> str:
         meta = self.meta
         parts = [str(meta.get("task", "")), str(meta.get("model", ""))]
         parts.append(f"L={meta.get('gen_length')}, n={meta.get('n_examples')}, seeds={len(meta.get('seeds', []))}")
+        if not self.complete:
+            parts.append(f"PARTIAL: {meta.get('settings_done')} of {meta.get('settings_planned')} settings")
         return " | ".join(p for p in parts if p)
 
     def save(self, output_dir: Union[str, os.PathLike], prefix: str = "evaluation") -> dict[str, Path]:
@@ -821,6 +825,41 @@ class EvaluationResult:
         return len(self.rows)
 
 
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `evaluate_strategies`; `.result` holds the settings finished so far (`result.complete` is
+    False). A `KeyboardInterrupt`, so code that handles Ctrl-C keeps working; `save(output_dir)` writes the partial
+    table like `EvaluationResult.save` and `str(err)` then names the files.
+
+    Example:
+        ```python
+        >>> try:  # doctest: +SKIP
+        ...     result = evaluate_strategies(model, tokenizer, "program_trace", ["top_k_confidence:steps=8,16"])
+        ... except EvaluationInterrupted as stop:
+        ...     stop.save("eval_out")  # evaluation.json says "complete": false
+        ```
+    """
+
+    def __init__(self, result: EvaluationResult) -> None:
+        super().__init__()
+        self.result = result
+        self.paths: dict[str, Path] = {}
+
+    def save(self, output_dir: Union[str, os.PathLike]) -> dict[str, Path]:
+        """Write the partial table (CSV, JSON with `"complete": false`, plot, samples) to `output_dir`."""
+        self.paths = self.result.save(output_dir)
+        return self.paths
+
+    def __str__(self) -> str:
+        meta = self.result.meta
+        done = f"{meta.get('settings_done', len(self.result.rows))} of {meta.get('settings_planned', '?')} settings"
+        if not self.paths:
+            return f"evaluation interrupted after {done}; nothing written yet"
+        return (
+            f"evaluation interrupted after {done}; the finished rows are in {self.paths['json']} (marked "
+            f'"complete": false) and {self.paths["csv"]}'
+        )
+
+
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     """For `(nfe, accuracy)` points, whether each one is Pareto-optimal (no other point has lower-or-equal NFE
     and higher-or-equal accuracy with one strictly better).
@@ -868,102 +907,6 @@ def front_accuracy_at(points: Sequence[tuple[float, float]], nfe: float) -> floa
         if n0 <= nfe <= n1:
             return a0 if n1 == n0 else round(a0 + (a1 - a0) * (nfe - n0) / (n1 - n0), 12)
     return front[-1][1]
-
-
-def _varying_knobs(rows: Sequence[dict[str, Any]]) -> list[str]:
-    keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    return [k for k in keys if len({json.dumps(r["params"].get(k)) for r in rows}) > 1]
-
-
-def _short(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def plot_pareto(rows: Sequence[dict[str, Any]], path: Union[str, os.PathLike], title: Optional[str] = None) -> Path:
-    """Accuracy vs mean NFE, one panel per block length (semi-AR first, full diffusion last), one curve per family.
-
-    Error bars show the std over seeds; the dashed grey line is the Pareto front of each panel.
-    """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") and not os.environ.get("DISPLAY"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    panels = sorted({(r["mode"] == "full_diffusion", r["block_length"]) for r in rows})
-    families = list(dict.fromkeys(r["strategy"] for r in rows))
-    cmap = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
-    colors = {fam: cmap(i % cmap.N) for i, fam in enumerate(families)}
-    markers = "osD^v<>pX*h"
-    n = max(1, len(panels))
-    ncol = min(len(families) + 1, 3 if n == 1 else 4)
-    legend_rows = math.ceil((len(families) + 1) / ncol)
-    height = 4.2 + 0.25 * legend_rows
-    fig, axes = plt.subplots(1, n, figsize=(5.6 * n, height), squeeze=False, sharey=True)
-    for ax, (full, bl) in zip(axes[0], panels):
-        panel_rows = [r for r in rows if r["block_length"] == bl and (r["mode"] == "full_diffusion") == full]
-        for i, fam in enumerate(families):
-            pts = sorted((r for r in panel_rows if r["strategy"] == fam), key=lambda r: r["nfe_mean"])
-            if not pts:
-                continue
-            knobs = _varying_knobs([r for r in rows if r["strategy"] == fam])
-            x = [r["nfe_mean"] for r in pts]
-            y = [r["accuracy_mean"] for r in pts]
-            ax.errorbar(
-                x,
-                y,
-                xerr=[r["nfe_std"] for r in pts],
-                yerr=[r["accuracy_std"] for r in pts],
-                color=colors[fam],
-                marker=markers[i % len(markers)],
-                markersize=5,
-                linewidth=1.5,
-                capsize=2,
-                label=f"{fam} ({', '.join(knobs)})" if knobs else fam,
-            )
-            for r, xi, yi in zip(pts, x, y):
-                note = "/".join(_short(r["params"].get(k)) for k in knobs)
-                if note:
-                    ax.annotate(
-                        note, (xi, yi), textcoords="offset points", xytext=(3, 4), fontsize=7, color=colors[fam]
-                    )
-        front = sorted((r["nfe_mean"], r["accuracy_mean"]) for r in panel_rows if r["pareto"])
-        if len(front) > 1:
-            ax.step(
-                [p[0] for p in front],
-                [p[1] for p in front],
-                where="post",
-                color="grey",
-                linestyle="--",
-                linewidth=1,
-                alpha=0.7,
-                label="Pareto front",
-                zorder=0,
-            )
-        ax.set_title(f"full diffusion (BL = L = {bl})" if full else f"semi-AR (BL = {bl})")
-        ax.set_xlabel("mean NFE (forward passes)")
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][0].set_ylim(-0.03, 1.03)
-    handles, labels = [], []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if "Pareto front" in labels:  # families first, the front last
-        i = labels.index("Pareto front")
-        handles.append(handles.pop(i))
-        labels.append(labels.pop(i))
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, (0.25 * legend_rows + 0.1) / height, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -1031,7 +974,7 @@ def _unique_family_labels(specs: Sequence[StrategySpec]) -> None:
         groups.setdefault(spec.label or spec.strategy, set()).add(fixed_settings(spec))
     for spec in specs:
         if len(groups[spec.label or spec.strategy]) > 1:
-            knobs = ":".join(f"{k}={','.join(_short(v) for v in vals)}" for k, vals in spec.grid.items())
+            knobs = ":".join(f"{k}={','.join(short_value(v) for v in vals)}" for k, vals in spec.grid.items())
             spec.label = f"{spec.label}:{knobs}" if knobs else f"{spec.label} (defaults)"
     seen: dict[tuple[str, str], str] = {}
     for spec in specs:
@@ -1110,6 +1053,9 @@ def evaluate_strategies(
     Returns:
         An `EvaluationResult`; `.rows` is the table, `.save(dir)` writes CSV, JSON and the Pareto plot.
 
+    Raises:
+        EvaluationInterrupted: on Ctrl-C (a `KeyboardInterrupt`); its `.result` holds the settings finished so far.
+
     Example:
         ```python
         >>> result = evaluate_strategies(model, tok, "program_trace", ["top_k_confidence:steps=8,16"],  # doctest: +SKIP
@@ -1154,9 +1100,13 @@ def evaluate_strategies(
     total = len(configs) * len(seeds) * len(batches)
     rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
+    policies: list[str] = []
+    interrupted = False
     bar = tqdm(total=total, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
     try:
         for spec, budget, strategy, bl in configs:
+            if isinstance(strategy, torch.nn.Module) and spec.label not in policies:
+                policies.append(spec.label)
             if isinstance(strategy, torch.nn.Module):  # learned policies run next to the dLLM
                 strategy.to(device).eval()
             acc_per_seed, nfe_per_seed, all_nfe = [], [], []
@@ -1237,6 +1187,8 @@ def evaluate_strategies(
                     "params": dict(budget),
                 }
             )
+    except KeyboardInterrupt:  # Ctrl-C: keep the settings finished so far (EvaluationInterrupted below)
+        interrupted = True
     finally:
         bar.close()
     _flag_pareto_per_block_length(rows)
@@ -1253,8 +1205,15 @@ def evaluate_strategies(
         "generation_kwargs": {k: v for k, v in generation_kwargs.items() if _json_safe(v)},
         "device": str(device),
         "hf_unmask_version": _version(),
+        "policies": policies,
+        "complete": not interrupted,
+        "settings_done": len(rows),
+        "settings_planned": len(configs),
     }
-    return EvaluationResult(rows=rows, meta=meta, samples=samples)
+    result = EvaluationResult(rows=rows, meta=meta, samples=samples)
+    if interrupted:
+        raise EvaluationInterrupted(result)
+    return result
 
 
 def _json_safe(value: Any) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -56,9 +57,14 @@ _TRAINING_LABELS = {
     "task": "task",
     "dataset": "training prompts",
     "training_steps": "training steps",
+    "initialized_from": "initialized from",
 }
 # The 7-8B families (LLaDA, Dream, loaded natively): the snippet loads them in bfloat16.
 _LARGE_FAMILIES = ("llada", "dream")
+# A Hub id (`owner/name`); anything else recorded as the base model or the dataset (a local file or folder, a built-in
+# model or task) is named in the card's text only, never in its YAML `base_model:` / `datasets:`.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".txt")
 
 
 def _is_policy(strategy: Any) -> bool:
@@ -73,6 +79,28 @@ def _as_list(value: Any) -> Optional[list[str]]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value]
+
+
+def hub_dataset_ids(value: Any) -> Optional[list[str]]:
+    """The Hub dataset ids among `value` (a name, a comma-separated list as the training script records a mixture,
+    or a list); local paths and built-in tasks are dropped.
+
+    Example:
+        ```python
+        >>> hub_dataset_ids("openai/gsm8k,data/train.jsonl,hf_unmask:program_trace")
+        ['openai/gsm8k']
+        ```
+    """
+    names = [n.strip() for item in _as_list(value) or [] for n in str(item).split(",")]
+    ids = [n for n in names if _is_hub_id(n)]
+    return ids or None
+
+
+def _is_hub_id(name: str) -> bool:
+    """`owner/name` and not a local path (Hub repos and datasets are namespaced)."""
+    return bool(
+        _HUB_ID.fullmatch(name) and not os.path.exists(name) and Path(name).suffix.lower() not in _DATA_FILE_SUFFIXES
+    )
 
 
 def _rows_of(evaluation_results: Any) -> list[dict[str, Any]]:
@@ -272,12 +300,13 @@ def build_model_card(
     """Render the model card of `strategy` (a learned policy or a heuristic).
 
     Args:
-        repo_id: the Hub repo (or local folder) the usage snippet loads from.
+        repo_id: the Hub repo (or local folder, best absolute) the usage snippet loads from.
         evaluation_results: rows `{strategy, budget, accuracy | accuracy_mean, nfe_mean, ...}` (plain dicts or an
             `hf_unmask.evaluation.EvaluationResult`); without them the card says no evaluation was provided.
         plot_path: the Pareto plot (PNG); the card embeds it as `plot_filename` (`write_model_card` copies it).
         evaluation_setting: one line describing the evaluation (task, dLLM, L, BL...).
-        base_model, datasets: override what `policy.trained_for` records.
+        base_model, datasets: override what `policy.trained_for` records (of which only Hub dataset ids reach the
+            YAML `datasets:`).
         license, tags, template_path: YAML license, extra tags, another Jinja template.
         **template_kwargs: extra template variables (e.g. `title`, `summary`).
     """
@@ -287,7 +316,7 @@ def build_model_card(
     trained = dict(getattr(strategy, "trained_for", {}) or {})
     repo_id = repo_id or f"<your-namespace>/{type(strategy).__name__.lower()}"
     base_model = base_model or trained.get("base_model")
-    datasets = _as_list(datasets if datasets is not None else trained.get("dataset"))
+    datasets = _as_list(datasets) if datasets is not None else hub_dataset_ids(trained.get("dataset"))
     rows = _rows_of(evaluation_results)
     all_tags = list(dict.fromkeys([*BASE_TAGS, *(POLICY_TAGS if is_policy else ()), *tags]))
     task = trained.get("task")
@@ -297,8 +326,8 @@ def build_model_card(
         library_name=LIBRARY_NAME,
         license=license,
         tags=all_tags,
-        # the YAML `base_model` must be a Hub id; a model shipped inside hf_unmask is named in the text instead
-        base_model=None if is_builtin_alias(base_model) else base_model,
+        # the YAML `base_model` must be a Hub id; a shipped or local model is named in the text instead
+        base_model=base_model if base_model and not is_builtin_alias(base_model) and _is_hub_id(base_model) else None,
         datasets=datasets,
         metrics=["accuracy"] if rows else None,
     )

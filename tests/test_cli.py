@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,32 @@ def test_evaluate_as_a_subprocess(assets, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "top_k_margin" in proc.stdout
     _check_outputs(tmp_path / "out", n_rows=2)
+
+
+def _help_examples() -> list[list[str]]:
+    """The commands of `hf-unmask evaluate --help`'s examples, as argument lists (without `hf-unmask`)."""
+    from hf_unmask.cli import EVALUATE_EPILOG
+
+    text = EVALUATE_EPILOG.replace("\\\n", " ")
+    return [shlex.split(line)[1:] for line in text.splitlines() if line.strip().startswith("hf-unmask ")]
+
+
+def test_help_examples_run_as_written(tmp_path, monkeypatch, capsys):
+    """The built-in example and the own-data example run offline as printed (fewer examples, to be quick); the
+    GSM8K one needs the Hub."""
+    builtin, gsm8k, own = _help_examples()
+    assert "GSAI-ML/LLaDA-8B-Instruct" in gsm8k
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "my_checks", raising=False)  # a module of that name from another test
+    (tmp_path / "data.jsonl").write_text(
+        "".join(json.dumps({"q": f"sort : {i} 3 1", "a": "1 3"}) + "\n" for i in range(4))
+    )
+    (tmp_path / "my_checks.py").write_text(
+        "def is_correct(completion, reference):\n    return reference in completion\n"
+    )
+    quick = ["--n-examples", "2", "--no-progress"]
+    assert main([*builtin, *quick, "--output-dir", "builtin"]) == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "builtin" / "evaluation.json").read_text())["rows"]
+    assert len(rows) == 18 and {r["block_length"] for r in rows} == {8, 16}  # 9 settings x 2 panels
+    assert main([*own, *quick, "--output-dir", "own"]) == 0, capsys.readouterr().err
+    assert len(json.loads((tmp_path / "own" / "evaluation.json").read_text())["rows"]) == 4

@@ -118,3 +118,33 @@ def test_push_custom_generate_uploads_the_folder(monkeypatch):
     assert calls["create"] == ("me/diffusion-generate", True)
     assert calls["upload"]["folder_path"] == hf_unmask.CUSTOM_GENERATE_DIR
     assert calls["upload"]["repo_id"] == "me/diffusion-generate"
+
+
+def test_masked_lm_classes_get_the_same_generation_from_enable_diffusion_generate(repo):
+    """The documented rule: a `*ForMaskedLM` class has no `generate`, so `custom_generate=` cannot reach it;
+    `enable_diffusion_generate` gives it the same generation that `custom_generate` gives BERT's LM-head class with
+    the same weights."""
+    from transformers import BertForMaskedLM, BertLMHeadModel
+
+    torch.manual_seed(0)
+    masked = BertForMaskedLM(tiny_bert_config()).eval()
+    with pytest.raises(AttributeError, match="generate"):
+        masked.generate  # noqa: B018 - the attribute lookup itself is what fails
+    lm_head = BertLMHeadModel(tiny_bert_config()).eval()
+    lm_head.load_state_dict(masked.state_dict())
+    ids, keep = prompts()
+    settings = dict(GEN, strategy="confidence_threshold", mask_token_id=4)
+    through_custom_generate = lm_head.generate(
+        ids, attention_mask=keep, custom_generate=repo, trust_remote_code=True, **settings
+    )
+    direct = hf_unmask.enable_diffusion_generate(masked).generate(ids, attention_mask=keep, **settings)
+    assert torch.equal(through_custom_generate, direct)
+
+
+def test_the_rule_is_on_the_repo_card_and_in_the_readme():
+    for text in (
+        (Path(hf_unmask.CUSTOM_GENERATE_DIR) / "README.md").read_text(),
+        (Path(__file__).resolve().parents[1] / "README.md").read_text(),
+    ):
+        rule = " ".join(text.split())
+        assert "*ForMaskedLM" in rule and "AttributeError" in rule and "enable_diffusion_generate(model" in rule

@@ -394,16 +394,16 @@ def test_math_verify_correctness():
 def test_resolve_correctness(tmp_path, monkeypatch):
     assert resolve_correctness("math_verify") is math_verify_correct
     assert resolve_correctness(exact_match) is exact_match
-    (tmp_path / "my_checks.py").write_text("def first_char(c, r):\n    return c[:1] == r[:1]\n")
+    (tmp_path / "resolve_checks_mod.py").write_text("def first_char(c, r):\n    return c[:1] == r[:1]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    fn = resolve_correctness("my_checks:first_char")
+    fn = resolve_correctness("resolve_checks_mod:first_char")
     assert fn("abc", "axe") and not fn("b", "a")
     with pytest.raises(ValueError, match="Unknown correctness function 'nope'"):
         resolve_correctness("nope")
     with pytest.raises(ValueError, match="Cannot import module 'no_such_module_xyz'"):
         resolve_correctness("no_such_module_xyz:f")
-    with pytest.raises(ValueError, match="has no function 'missing'"):
-        resolve_correctness("my_checks:missing")
+    with pytest.raises(ValueError, match="has no attribute 'missing'"):
+        resolve_correctness("resolve_checks_mod:missing")
 
 
 def test_pareto_front():

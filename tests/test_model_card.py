@@ -187,3 +187,28 @@ def test_usage_snippet_runs_as_written(tmp_path):
         exec(compile(snippet, "<model card usage>", "exec"), {"__name__": "__card__"})
     printed = stdout.getvalue().strip()
     assert printed.startswith("['") and printed.endswith("']")  # one decoded completion
+
+
+def test_only_hub_dataset_ids_reach_the_yaml(tmp_path, monkeypatch):
+    """A local data file or folder and a built-in task stay in the training table; the YAML lists Hub ids only."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()  # a local folder the training script read (`--dataset_name data`)
+    (tmp_path / "data" / "train").mkdir()
+    for recorded, expected in [
+        ("data", None),
+        ("data/train", None),  # looks like owner/name, but it is a folder here
+        ("prompts/train.jsonl", None),
+        ("hf_unmask:program_trace", None),
+        ("openai/gsm8k,DigitalLearningGmbH/MATH-lighteval", ["openai/gsm8k", "DigitalLearningGmbH/MATH-lighteval"]),
+    ]:
+        policy = UnmaskingPolicy(trained_for=dict(TRAINED_FOR, dataset=recorded))
+        card = _parse(build_model_card(policy, repo_id="me/p"))
+        assert getattr(card.data, "datasets", None) == expected, recorded
+        assert f"| training prompts | {recorded} |" in card.text  # still named where it was trained on
+
+
+def test_a_saved_policy_card_loads_its_folder_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    UnmaskingPolicy(trained_for=TRAINED_FOR).save_pretrained("mypolicy2")
+    card = (tmp_path / "mypolicy2" / "README.md").read_text()
+    assert f'UnmaskingPolicy.from_pretrained("{tmp_path / "mypolicy2"}")' in card  # not the bare folder name

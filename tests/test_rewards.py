@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 import threading
 import time
 
@@ -260,7 +262,7 @@ def test_get_reward_function_specs():
         ("nonsense", ValueError, "Unknown reward 'nonsense'.*program_trace"),
         ("task:no_such_task", ValueError, "unknown task 'no_such_task'.*program_trace"),
         ("task:", ValueError, "names no task"),
-        ("no_such_module_xyz:reward", ValueError, "cannot import module 'no_such_module_xyz'"),
+        ("no_such_module_xyz:reward", ValueError, "Cannot import module 'no_such_module_xyz'.*PYTHONPATH"),
         ("trainers.rewards:no_such_reward", ValueError, "has no attribute 'no_such_reward'"),
         ("trainers.rewards:CODE_EVAL_ENV_VAR", TypeError, "not callable"),
         ("trainers.rewards:", ValueError, "Malformed"),
@@ -272,6 +274,33 @@ def test_get_reward_function_specs():
 def test_get_reward_function_bad_specs(spec, error, match):
     with pytest.raises(error, match=match):
         get_reward_function(spec)
+
+
+def test_user_modules_are_imported_from_the_working_directory(tmp_path, monkeypatch):
+    """`--reward_funcs mod:fn` of the training script (whose sys.path[0] is trainers/, not the working directory)
+    and `--correctness mod:fn` of `hf-unmask evaluate` find mod.py in the working directory: one importer."""
+    from hf_unmask.evaluation import resolve_correctness
+
+    name = "reward_module_in_cwd"
+    (tmp_path / f"{name}.py").write_text(
+        "def reward(prompts, completions, **kwargs):\n    return [1.0] * len(completions)\n\n"
+        "def check(completion, reference):\n    return completion == reference\n"
+    )
+    (tmp_path / "broken_reward_module.py").write_text("import not_an_installed_package_xyz\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        assert get_reward_function(f"{name}:reward")(prompts=["p"], completions=["a", "b"]) == [1.0, 1.0]
+        assert resolve_correctness(f"{name}:check")("x", "x") is True
+    finally:
+        sys.modules.pop(name, None)
+    where = re.escape(str(tmp_path))
+    with pytest.raises(ValueError, match=rf"Put not_here\.py .*current directory \({where}\).*PYTHONPATH"):
+        get_reward_function("not_here:reward")
+    with pytest.raises(
+        ValueError, match="broken_reward_module.*failed: No module named 'not_an_installed_package_xyz'"
+    ):
+        resolve_correctness("broken_reward_module:check")
 
 
 def test_check_reward_columns():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from interrupting import interrupt_when, subprocess_env
 
 from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
 from tests.grpo_toys import tiny_dllm
@@ -71,16 +73,52 @@ def test_local_jsonl_with_other_column_names(tmp_path):
     rows = [{"question": f"sort : {i} 2", "solution": f"#### {i}", "extra": i} for i in range(6)]
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    script_args, _ = parse(
-        "--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
-        "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path,
-    )  # fmt: skip
+    flags = ["--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
+             "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path]  # fmt: skip
     from trainers.rewards import get_reward_functions
 
+    script_args, _ = parse(*flags, "--eval_num_examples", "2")
     train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
-    assert test is None  # one local file is one split
-    assert train[0]["prompt"] == "Q: sort : 0 2 A:" and train[0]["answer"] == "#### 0"  # renamed for `math`
-    assert {"prompt", "answer", "extra"} <= set(train.column_names)
+    # one local file is one split: the final evaluation's rows are held out of training
+    assert (len(train), len(test)) == (4, 2)
+    assert sorted([*train["extra"], *test["extra"]]) == list(range(6))
+    row = next(r for r in train if r["extra"] == train[0]["extra"])
+    assert row["prompt"] == f"Q: sort : {row['extra']} 2 A:" and row["answer"] == f"#### {row['extra']}"  # for `math`
+    assert {"prompt", "answer", "extra"} <= set(train.column_names) and test.column_names == train.column_names
+    script_args, _ = parse(*flags, "--eval_num_examples", "0")
+    train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
+    assert (len(train), test) == (6, None)  # no final evaluation: every row trains
+    script_args, _ = parse(*flags)  # 200 rows to hold out from 6
+    with pytest.raises(ValueError, match="single file with 6 rows.*--eval_num_examples"):
+        load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
+
+
+def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, tmp_path, capfd, caplog, monkeypatch):
+    """A one-file dataset used to skip the final evaluation silently; it now holds rows out, and the evaluation
+    shows a progress bar."""
+    rows = [{"prompt": f"sort : {i % 10} {(3 * i) % 10}", "answer": f"#### {i}"} for i in range(20)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "policy"
+    monkeypatch.chdir(dllm_folder.parent)  # the dLLM named by a relative path, as users often do
+    script_args, args = parse(
+        "--dataset_name", path, "--dllm_name_or_path", dllm_folder.name, "--output_dir", out, "--gen_length", "8",
+        "--block_length", "4", "--num_generations", "8", "--num_iterations", "1", *TINY_FLAGS,
+        "--max_steps", "1", "--disable_tqdm", "false", "--eval_num_examples", "4",
+        "--eval_strategies", "confidence_threshold:threshold=0.9", "--eval_batch_size", "2",
+    )  # fmt: skip
+    main(script_args, args)
+    table = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert table["meta"]["n_examples"] == 4 and len(table["rows"]) == 2  # the policy and the heuristic
+    assert "4 of its 20 rows are held out" in caplog.text
+    card = (out / "README.md").read_text()
+    # the snippet runs from any working directory: the policy and the dLLM by their absolute paths
+    assert f'UnmaskingPolicy.from_pretrained("{out.resolve()}")' in card
+    assert f'AutoDiffusionLM.from_pretrained("{dllm_folder.resolve()}")' in card
+    yaml = card.split("---")[1]  # local data and dLLM folders are no Hub ids: named in the text, not the metadata
+    assert "datasets:" not in yaml and "base_model:" not in yaml and f"| training prompts | {path} |" in card
+    err = capfd.readouterr().err
+    assert "evaluate: 100%" in err and "4/4 [" in err  # 2 strategies x 2 batches, with a progress bar
 
 
 def test_script_trains_on_a_builtin_task_evaluates_and_pushes_the_card(dllm_folder, tmp_path, monkeypatch):
@@ -148,3 +186,57 @@ def test_the_same_script_runs_under_accelerate_launch_with_two_cpu_processes(dll
     torch.manual_seed(0)  # the script's seed: the same initial policy
     fresh = UnmaskingPolicy(hidden_size=32, num_heads=2, ffn_size=64)
     assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in policy.state_dict().items())
+
+
+def test_ctrl_c_in_training_saves_a_resumable_checkpoint(dllm_folder, tmp_path):
+    """SIGINT to the running script: the current step finishes and is logged, `checkpoint-<step>/` and the policy
+    are saved, one line names them, exit code 130; the checkpoint loads as a policy and resumes training."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable, str(REPO / "trainers" / "train_unmasking_policy.py"), "--config", str(CPU_RECIPE),
+        "--dllm_name_or_path", str(dllm_folder), "--output_dir", str(out), *TINY_FLAGS, "--max_steps", "200",
+        "--logging_steps", "50",  # nothing would be logged before the interrupt without the forced log
+    ]  # fmt: skip
+    done = interrupt_when(command, lambda stdout, stderr: "Training the policy" in stdout, cwd=tmp_path,
+                          env=subprocess_env(), timeout=180)  # fmt: skip
+    assert done.interrupted and done.returncode == 130, done.describe()
+    assert "Traceback" not in done.stderr, done.describe()
+    last = done.stderr.strip().splitlines()[-1]
+    match = re.search(r"stopped at step (\d+); checkpoint saved to (\S+) ", last)
+    assert last.startswith("train_unmasking_policy.py: interrupted: ") and match, last
+    step, checkpoint = int(match.group(1)), Path(match.group(2))
+    assert checkpoint == out / f"checkpoint-{step}" and f"the policy so far is saved in {out}" in last
+    for folder in (checkpoint, out):
+        assert isinstance(UnmaskingPolicy.from_pretrained(folder), UnmaskingPolicy)
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any({"loss", "reward", "nfe/mean"} <= set(row) and row["step"] == step for row in logged)  # a training row
+    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= {p.name for p in checkpoint.iterdir()}
+
+    script_args, args = parse(
+        "--config", CPU_RECIPE, "--dllm_name_or_path", dllm_folder, "--output_dir", out, *TINY_FLAGS,
+        "--max_steps", str(step + 1), "--eval_num_examples", "0", "--resume_from_checkpoint", checkpoint,
+    )  # fmt: skip
+    assert main(script_args, args).state.global_step == step + 1
+
+
+def test_first_ctrl_c_asks_to_stop_and_a_second_one_interrupts():
+    import signal
+    import threading
+
+    from trainers.interrupt import StopOnInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+    stopper = StopOnInterrupt()
+    control = SimpleNamespace(should_log=False, should_save=False, should_training_stop=False)
+    args = SimpleNamespace(device=torch.device("cpu"))
+    with pytest.raises(KeyboardInterrupt), stopper.installed():
+        stopper.on_step_end(args, None, control)
+        assert not (control.should_save or control.should_training_stop)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stopper.requested  # the first Ctrl-C only asks
+        stopper.on_step_end(args, None, control)
+        assert control.should_log and control.should_save and control.should_training_stop
+        os.kill(os.getpid(), signal.SIGINT)  # the second one interrupts at once
+        pytest.fail("the second Ctrl-C did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

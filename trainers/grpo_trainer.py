@@ -22,7 +22,8 @@ What is kept from TRL / transformers, and what is replaced:
   `_generate_and_score_completions` (rollouts through the dLLM, efficiency-wrapped rewards, group advantages, expert
   steering), `compute_loss` (GRPO over per-step action log-probabilities), `_save` / `_load_from_checkpoint`
   (the policy's own safetensors format and config), `create_model_card`, `push_to_hub`, `_push_from_checkpoint`
-  (the policy's model card; never a pickle in the model repo).
+  (the policy's model card; never a pickle in the model repo), `train` (Ctrl-C finishes the step, saves a checkpoint
+  and raises `TrainingInterrupted`; see trainers/interrupt.py).
 
 Loss (as in the reference code): for rollout i with advantage A_i and live steps t in S_i (steps that cost a dLLM
 forward pass), with `r_it = exp(log pi(u_it | s_it) - log pi_old(u_it | s_it))` the ratio of the *joint* probability
@@ -53,6 +54,7 @@ from accelerate.utils import gather, gather_object
 from datasets import Dataset, IterableDataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.training_args import HubStrategy
 from transformers.utils.hub import PushInProgress, hf_api
 from trl import GRPOTrainer
@@ -66,6 +68,7 @@ from hf_unmask.strategies.fast_dllm import ConfidenceThreshold
 from hf_unmask.strategies.policy import LearnedUnmaskingPolicy, UnmaskingPolicy
 
 from .grpo_config import UnmaskingGRPOConfig
+from .interrupt import StopOnInterrupt, TrainingInterrupted
 from .rewards import check_reward_output, required_columns
 
 RewardFunc = Union[Callable[..., list], nn.Module]
@@ -357,6 +360,8 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        self._stop_on_interrupt = StopOnInterrupt()
+        self.add_callback(self._stop_on_interrupt)
         if getattr(dllm, "hf_device_map", None) is None:
             self.dllm.to(self.accelerator.device)
         self.eos_token_ids = self._eos_token_ids()
@@ -505,6 +510,8 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         base_model = self._dllm_name
         if is_builtin_alias(base_model):
             base_model = f"builtin:{builtin_model_name(base_model)}"  # which shipped model, not just "builtin"
+        elif base_model is not None and os.path.isdir(base_model):
+            base_model = str(Path(base_model).resolve())  # a local folder: the card's snippet works from anywhere
         record: dict[str, Any] = {
             "base_model": base_model,
             "gen_length": args.gen_length,
@@ -857,6 +864,25 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
                 metrics["kl"].append((totals[index] / count).item())
         return loss
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`, where Ctrl-C finishes the current optimiser step, logs it, saves `checkpoint-<step>/`
+        (policy + optimiser state, for `resume_from_checkpoint`) and raises `TrainingInterrupted` (a
+        `KeyboardInterrupt`) naming it. A second Ctrl-C stops at once, without saving."""
+        with self._stop_on_interrupt.installed():
+            output = super().train(*args, **kwargs)
+        if not self._stop_on_interrupt.requested:
+            return output
+        step = self.state.global_step
+        checkpoint = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        if self.args.should_save and os.path.isdir(checkpoint):
+            message = (
+                f"stopped at step {step}; checkpoint saved to {checkpoint} (resume with --resume_from_checkpoint "
+                f"{checkpoint})"
+            )
+        else:
+            checkpoint, message = None, f"stopped at step {step}; no checkpoint was written by this process"
+        raise TrainingInterrupted(message, step=step, checkpoint=checkpoint)
+
     # ------------------------------------------------------------------------------------------------------------
     # saving, loading and the Hub: the policy's own format and model card
     # ------------------------------------------------------------------------------------------------------------
@@ -875,9 +901,14 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         Path(output_dir, "training_config.json").write_text(self.args.to_json_string())
 
     def _write_card(self, folder: str) -> None:
+        """The card of the policy saved in `folder`; its snippet loads the Hub repo when the run pushes, else the
+        folder itself by its absolute path (a bare folder name would only resolve from one working directory)."""
         from hf_unmask.model_card import write_model_card
 
-        repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).name
+        if self.args.push_to_hub:
+            repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+        else:
+            repo_id = str(Path(folder).resolve())
         write_model_card(
             self.policy,
             folder,

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import importlib
 import logging
 import math
 import numbers
@@ -699,18 +698,9 @@ def get_reward_function(spec: Union[str, RewardFunction], **kwargs: Any) -> Rewa
 
 
 def _import_reward(spec: str, **kwargs: Any) -> RewardFunction:
-    module_name, _, attr_path = spec.partition(":")
-    if not module_name or not attr_path or ":" in attr_path:
-        raise ValueError(f"Malformed reward spec {spec!r}: expected 'package.module:function'.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"Reward spec {spec!r}: cannot import module {module_name!r} ({e}).") from e
-    obj: Any = module
-    for part in attr_path.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"Reward spec {spec!r}: module {module_name!r} has no attribute {attr_path!r}.")
-        obj = getattr(obj, part)
+    from hf_unmask._importing import import_object
+
+    obj = import_object(spec, "reward")  # the current directory is importable, as for `hf-unmask evaluate`
     if isinstance(obj, type):
         obj = obj(**kwargs)
     elif kwargs:

@@ -1,8 +1,12 @@
 """Ship a trained policy inside the package: copy its weights to `hf_unmask/strategies/pretrained/<name>/` and
 write its model card from an evaluation (the table of `benchmarks/policy_vs_heuristics.py`).
 
-    python trainers/ship_builtin_policy.py outputs/policy-bl8-alpha1 --name tiny-dllm-program_trace-bl8-alpha1 \
-        --evaluation outputs/policy_vs_heuristics/semi_ar
+    python benchmarks/policy_vs_heuristics.py --semi-ar-policies outputs/policy-bl8-alpha3 --full-policies
+    python trainers/ship_builtin_policy.py outputs/policy-bl8-alpha3 --name tiny-dllm-program_trace-bl8-alpha3 \
+        --initialized-from tiny-dllm-program_trace-bl8-alpha1 --evaluation outputs/policy_vs_heuristics/semi_ar
+
+`--initialized-from` records the shipped policy a warm-started run began from (training saw a local folder).
+A partial (interrupted) evaluation is refused.
 
 Only the policy's own files are written (config.json, model.safetensors, README.md with the evaluation table; the
 Pareto plot stays in the evaluation folder so the package holds no binary besides weights); the policy then loads
@@ -13,11 +17,74 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from hf_unmask.model_card import write_model_card
 from hf_unmask.strategies import UnmaskingStrategy
 from hf_unmask.strategies.builtin import PRETRAINED_POLICY_DIR, list_builtin_policies
+
+
+def _lineage(run_dir: str, policy: UnmaskingStrategy, initialized_from: str | None) -> str | None:
+    """Where the run started, as the card and config should record it: `--initialized-from` when given (checked:
+    the run was warm-started, and the name is a shipped policy or a Hub repo), else what training recorded."""
+    recorded = policy.trained_for.get("initialized_from")
+    training_config = Path(run_dir) / "training_config.json"
+    if recorded is None and training_config.is_file():
+        recorded = json.loads(training_config.read_text()).get("policy_name_or_path")
+    shipped = list_builtin_policies()
+    if initialized_from is None:
+        if recorded is not None and os.path.exists(str(recorded)):
+            raise ValueError(
+                f"{run_dir} was warm-started from the local folder '{recorded}', which no one else has. Name the "
+                f"shipped policy (or Hub repo) it holds with --initialized-from NAME (shipped: {', '.join(shipped)})."
+            )
+        return recorded
+    if recorded is None:
+        raise ValueError(
+            f"{run_dir} was trained from scratch (neither its config nor its training_config.json names a starting "
+            "policy), so --initialized-from does not apply: drop it."
+        )
+    if initialized_from not in shipped and "/" not in initialized_from:
+        raise ValueError(
+            f"--initialized-from must name a shipped policy ({', '.join(shipped)}) or a Hub repo id, got "
+            f"'{initialized_from}'."
+        )
+    return initialized_from
+
+
+def _evaluation_rows(evaluation_dir: str, labels: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """The rows of this policy (the first of `labels` the table has) and the heuristics in
+    `evaluation_dir/evaluation.json`, and the setting line."""
+    path = Path(evaluation_dir) / "evaluation.json"
+    if not path.is_file():
+        raise ValueError(
+            f"No evaluation.json in {evaluation_dir}: pass the folder benchmarks/policy_vs_heuristics.py wrote."
+        )
+    table = json.loads(path.read_text())
+    meta, rows = table["meta"], table["rows"]
+    if meta.get("complete") is False:
+        raise ValueError(
+            f"{path} is a partial evaluation (interrupted after {meta.get('settings_done')} of "
+            f"{meta.get('settings_planned')} settings): run it to the end before shipping its table."
+        )
+    # the card shows this policy against the heuristics (the other policies of the table have their own cards)
+    learned = set(meta.get("policies") or list_builtin_policies())
+    label = next((lab for lab in labels if lab in {r["strategy"] for r in rows}), None)
+    if label is None:
+        raise ValueError(
+            f"{path} has no row for {' or '.join(repr(lab) for lab in labels)} (its learned policies: "
+            f"{', '.join(sorted(learned)) or 'none'}). Pass the policy's label in that table with --label."
+        )
+    rows = [r for r in rows if r["strategy"] == label or r["strategy"] not in learned]
+    setting = (
+        f"{meta['n_examples']} held-out examples of the built-in `{meta['task']}` task, built-in `tiny-dllm`, "
+        f"L = {meta['gen_length']}, BL = {', '.join(str(b) for b in meta['block_lengths'])}, greedy dLLM, "
+        f"seeds {meta['seeds']} (accuracy and NFE are means over seeds); produced by "
+        "`python benchmarks/policy_vs_heuristics.py`, which also draws the Pareto plot."
+    )
+    return rows, setting
 
 
 def ship(
@@ -27,30 +94,18 @@ def ship(
     label: str | None = None,
     initialized_from: str | None = None,
 ) -> Path:
-    """Copy the policy saved in `run_dir` to the package under `name`; returns its folder."""
+    """Copy the policy saved in `run_dir` to the package under `name`; returns its folder. Every check (lineage,
+    evaluation table) runs before anything is written."""
     policy = UnmaskingStrategy.from_pretrained(run_dir)
-    training_config = Path(run_dir) / "training_config.json"
-    if training_config.is_file() and "initialized_from" not in policy.trained_for:
-        start = json.loads(training_config.read_text()).get("policy_name_or_path")
-        if start:  # warm-started runs name their starting policy (as shipped, not as a local path)
-            policy.trained_for["initialized_from"] = initialized_from or str(start)
+    start = _lineage(run_dir, policy, initialized_from)
+    if start is not None:
+        policy.trained_for["initialized_from"] = str(start)
+    # the benchmark labels a policy folder by its name, a shipped policy by its shipped name
+    labels = [label] if label else [Path(run_dir).resolve().name, name]
+    rows, setting = _evaluation_rows(evaluation_dir, labels) if evaluation_dir is not None else (None, None)
     target = PRETRAINED_POLICY_DIR / name
     target.mkdir(parents=True, exist_ok=True)
     policy.save_pretrained(target)
-    rows, setting = None, None
-    if evaluation_dir is not None:
-        table = json.loads((Path(evaluation_dir) / "evaluation.json").read_text())
-        meta, rows = table["meta"], table["rows"]
-        label = label or name
-        # the card shows this policy against the heuristics (the other shipped policies have their own cards)
-        others = set(list_builtin_policies()) - {label}
-        rows = [r for r in rows if r["strategy"] not in others]
-        setting = (
-            f"{meta['n_examples']} held-out examples of the built-in `{meta['task']}` task, built-in `tiny-dllm`, "
-            f"L = {meta['gen_length']}, BL = {', '.join(str(b) for b in meta['block_lengths'])}, greedy dLLM, "
-            f"seeds {meta['seeds']} (accuracy and NFE are means over seeds); produced by "
-            "`python benchmarks/policy_vs_heuristics.py`, which also draws the Pareto plot."
-        )
     write_model_card(
         policy,
         target,
@@ -66,12 +121,23 @@ def main() -> None:
     parser.add_argument("run_dir", help="output folder of trainers/train_unmasking_policy.py")
     parser.add_argument("--name", required=True, help="name to ship it under, <dLLM>-<task>-<bl8|full>-alpha<alpha>")
     parser.add_argument("--evaluation", default=None, help="folder with the evaluation.json of the comparison")
-    parser.add_argument("--label", default=None, help="the policy's strategy label in that table (default: name)")
     parser.add_argument(
-        "--initialized-from", default=None, help="name of the shipped policy a warm-started run began from"
+        "--label",
+        default=None,
+        help="the policy's strategy label in that table (default: the run folder's name, else --name)",
+    )
+    parser.add_argument(
+        "--initialized-from",
+        default=None,
+        help="the shipped policy (or Hub repo) a warm-started run began from; recorded in its config and card in "
+        "place of the local folder training saw (required when that folder exists here)",
     )
     args = parser.parse_args()
-    print(f"Shipped to {ship(args.run_dir, args.name, args.evaluation, args.label, args.initialized_from)}")
+    try:
+        target = ship(args.run_dir, args.name, args.evaluation, args.label, args.initialized_from)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(f"Shipped to {target}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ Prompts come from a built-in task (`--task program_trace`), a dataset (`--datase
 --dataset_config main`, a local json/jsonl/csv/parquet file or a `save_to_disk` folder), or a mixture listed under
 `datasets:` in the YAML recipe (each entry: `path`, `name`, `split`, `data_files`, `prompt_column`, `answer_column`,
 `max_samples`). The prompt column becomes `prompt` and the answer column is renamed to the column the reward reads
-(`reference` for the task verifiers, `answer` for `math`). Rewards are named as in `trainers.rewards.get_reward_function`
-(`task:<name>`, `math`, `code`, `package.module:function`).
+(`reference` for the task verifiers, `answer` for `math`). A single local file is one split: `--eval_num_examples` of
+its rows are held out for the final evaluation. Rewards are named as in `trainers.rewards.get_reward_function`
+(`task:<name>`, `math`, `code`, `package.module:function`; a module in the current directory is found, as with
+`hf-unmask evaluate --correctness`).
 
 After training, the policy is saved to `output_dir` (config.json + model.safetensors + model card), evaluated against
 Fast-dLLM heuristics on the test split with `hf_unmask.evaluation` (table + Pareto plot on the model card) and, with
@@ -42,6 +44,7 @@ if __package__ in (None, ""):  # `python trainers/train_unmasking_policy.py`: ma
 from trl import TrlParser  # noqa: E402
 
 from trainers.grpo_config import UnmaskingGRPOConfig  # noqa: E402
+from trainers.interrupt import TrainingInterrupted  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +120,11 @@ class UnmaskingScriptArguments:
         },
     )
     eval_num_examples: int = field(
-        default=200, metadata={"help": "Test prompts of the final evaluation (0: no final evaluation)."}
+        default=200,
+        metadata={
+            "help": "Test prompts of the final evaluation (0: no final evaluation). A single local data file (one "
+            "split) holds out this many of its rows for it."
+        },
     )
     eval_strategies: list[str] = field(
         default_factory=lambda: ["confidence_threshold:threshold=0.9,0.7,0.5"],
@@ -216,6 +223,28 @@ def _mixture(sources: list[DatasetSource], script_args: Any, needed: list[str], 
     return datasets.concatenate_datasets(parts)
 
 
+def _hold_out(dataset: Any, source: str, n: int) -> tuple[Any, Optional[Any]]:
+    """`(train, test)` from one file: `n` rows (a seeded shuffle) for the final evaluation, the rest for training."""
+    if n <= 0:
+        return dataset, None
+    if len(dataset) <= n:
+        raise ValueError(
+            f"{source} is a single file with {len(dataset)} rows: holding out --eval_num_examples={n} of them for the "
+            "final evaluation leaves none for training. Pass a smaller --eval_num_examples, or 0 for no final "
+            "evaluation."
+        )
+    split = dataset.train_test_split(test_size=n, shuffle=True, seed=0)
+    logger.warning(
+        "%s is a single file: %d of its %d rows are held out for the final evaluation and training uses the other "
+        "%d (--eval_num_examples 0 trains on every row).",
+        source,
+        n,
+        len(dataset),
+        len(dataset) - n,
+    )
+    return split["train"], split["test"]
+
+
 def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> tuple[Any, Optional[Any]]:
     """`(train, test)` datasets with a `prompt` column and the columns the rewards read."""
     from trainers.rewards import required_columns
@@ -235,7 +264,10 @@ def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> t
         source = script_args.dataset_name
         train = _load(source, script_args.dataset_config, script_args.dataset_train_split)
         test = None
-        if script_args.dataset_test_split and not os.path.isfile(source):  # a single local file is one split
+        if os.path.isfile(source):  # a single local file is one split: hold out the final evaluation's rows
+            if not script_args.eval_datasets:
+                train, test = _hold_out(train, source, script_args.eval_num_examples)
+        elif script_args.dataset_test_split:
             try:
                 test = _load(source, script_args.dataset_config, script_args.dataset_test_split)
             except (ValueError, KeyError):
@@ -260,10 +292,16 @@ def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> t
 # ----------------------------------------------------------------------------------------------------------------
 def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: Any, reward_funcs: list) -> Any:
     """Evaluate the saved policy against heuristics on the test prompts (main process); returns the result rows."""
-    if script_args.eval_num_examples <= 0 or (test is None and not script_args.task):
+    if script_args.eval_num_examples <= 0:
+        return None
+    if test is None and not script_args.task:
+        logger.warning(
+            "No final evaluation: the prompts have no test split. Name one with --dataset_test_split or list "
+            "`eval_datasets:` in the recipe."
+        )
         return None
     try:
-        from hf_unmask.evaluation import EvaluationData, evaluate_strategies
+        from hf_unmask.evaluation import EvaluationData, EvaluationInterrupted, evaluate_strategies
     except ImportError as err:  # pragma: no cover - evaluation ships with hf_unmask
         logger.warning("Skipping the final evaluation: %s", err)
         return None
@@ -286,22 +324,30 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
             return bool(reward(prompts=[""], completions=[completion], **{column: [reference]})[0] >= 0.5)
 
         data = EvaluationData(prompts, [str(r) for r in rows[column]], is_correct, name=script_args.source_names())
-    result = evaluate_strategies(
-        trainer.dllm,
-        trainer.processing_class,
-        data,
-        strategies=[policy, *script_args.eval_strategies],
-        block_lengths=[args.block_length or args.gen_length],
-        seeds=script_args.eval_seeds,
-        max_new_tokens=args.gen_length,
-        batch_size=script_args.eval_batch_size,
-        temperature=args.dllm_temperature,
-        chat_template=script_args.chat_template,
-        generation_kwargs={"stop_at_eos": args.stop_at_eos},
-        progress=False,
-        model_name=trainer.trained_for().get("base_model"),
+    print(
+        f"Final evaluation: the trained policy vs {', '.join(script_args.eval_strategies)} on {len(data)} test prompts."
     )
-    paths = result.save(os.path.join(args.output_dir, "evaluation"))
+    folder = os.path.join(args.output_dir, "evaluation")
+    try:
+        result = evaluate_strategies(
+            trainer.dllm,
+            trainer.processing_class,
+            data,
+            strategies=[policy, *script_args.eval_strategies],
+            block_lengths=[args.block_length or args.gen_length],
+            seeds=script_args.eval_seeds,
+            max_new_tokens=args.gen_length,
+            batch_size=script_args.eval_batch_size,
+            temperature=args.dllm_temperature,
+            chat_template=script_args.chat_template,
+            generation_kwargs={"stop_at_eos": args.stop_at_eos},
+            progress=not args.disable_tqdm,
+            model_name=trainer.trained_for().get("base_model"),
+        )
+    except EvaluationInterrupted as stop:
+        stop.save(folder)
+        raise
+    paths = result.save(folder)
     trainer.evaluation_results = result
     trainer.evaluation_plot_path = str(paths["png"]) if paths.get("png") else None
     print(result.format_table())
@@ -335,13 +381,29 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
         train_dataset=train,
         eval_dataset=test if training_args.eval_strategy != "no" else None,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    except TrainingInterrupted as stop:  # Ctrl-C: the checkpoint is saved; the policy so far goes to output_dir too
+        trainer.save_model(training_args.output_dir)
+        trainer.save_state()
+        raise TrainingInterrupted(
+            f"{stop}; the policy so far is saved in {training_args.output_dir}", stop.step, stop.checkpoint
+        ) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        step = trainer.state.global_step
+        raise TrainingInterrupted(f"stopped at once at step {step}; nothing more was saved", step) from None
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the logged curves (reward, correctness, NFE, ...) of the whole run
     trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
 
     if trainer.accelerator.is_main_process:
-        final_evaluation(trainer, script_args, test, reward_funcs)
+        try:
+            final_evaluation(trainer, script_args, test, reward_funcs)
+        except KeyboardInterrupt as stop:
+            raise TrainingInterrupted(
+                f"training finished; the policy is saved in {training_args.output_dir}, its final evaluation was "
+                f"interrupted ({stop or 'nothing written'})"
+            ) from None
         trainer.create_model_card()  # now with the evaluation table and plot
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:
@@ -356,7 +418,17 @@ def make_parser() -> TrlParser:
     return TrlParser((UnmaskingScriptArguments, UnmaskingGRPOConfig))
 
 
+def report_interrupt(stop: KeyboardInterrupt) -> int:
+    """Print the one line a Ctrl-C ends with (what was saved, where) and return the exit code 130."""
+    detail = str(stop) or "before training started; nothing was saved"
+    print(f"{Path(__file__).name}: interrupted: {detail}", file=sys.stderr)
+    return 130
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    script_args, training_args = parser.parse_args_and_config()
-    trainer = main(script_args, training_args)
+    trainer = None  # the trainer, for tools that run this file with runpy (tests/ddp_probe.py)
+    try:
+        script_args, training_args = make_parser().parse_args_and_config()
+        trainer = main(script_args, training_args)
+    except KeyboardInterrupt as stop:
+        sys.exit(report_interrupt(stop))

@@ -528,7 +528,8 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         if not card_path.exists():
             from ..model_card import build_model_card
 
-            build_model_card(self).save(str(card_path))
+            # the snippet loads this very folder, by its absolute path so it runs from any working directory
+            build_model_card(self, repo_id=str(save_directory.resolve())).save(str(card_path))
 
     @classmethod
     def _from_config_and_files(
