@@ -3,7 +3,9 @@
 For each built-in task, on its held-out test split: top-k confidence (one token per step), Fast-dLLM's threshold
 0.9 and a shipped learned policy, semi-autoregressive (BL 8; the policy trained there) and full diffusion (BL = L;
 the full-diffusion policy), each without a cache and with `use_cache=True` in both modes. Prints accuracy, NFE and
-each cached run's accuracy difference to the uncached one.
+each cached run's accuracy difference to the uncached one with its paired standard error (same examples: the
+error comes only from the examples whose answer changed, sqrt(sum (d_i - mean d)^2 / (n (n - 1))) over the
+per-example differences d_i in {-1, 0, 1}).
 Acceptance (issue 14): every cached accuracy within 1 point of no cache.
 
 Usage:
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -56,8 +59,11 @@ def main() -> None:
                 result = evaluate_strategies(
                     model, tokenizer, task, list(specs), block_lengths=[block_length], seeds=[args.seed],
                     n_examples=args.n, batch_size=args.batch_size, generation_kwargs=kwargs, progress=False,
+                    keep_samples=True,
                 )  # fmt: skip
                 for row in result.rows:
+                    correct = [s["correct"] for s in sorted(result.samples, key=lambda s: s["index"])
+                               if s["strategy"] == row["strategy"]]  # fmt: skip
                     rows.append(
                         {
                             "task": task,
@@ -67,23 +73,31 @@ def main() -> None:
                             "accuracy": row["accuracy_mean"],
                             "nfe": row["nfe_mean"],
                             "wall_time_s": row["wall_time_s"],
+                            "correct": correct,
                         }
                     )
-    print(f"{'task':<14} {'panel':<15} {'strategy':<38} {'mode':<9} {'accuracy':>8} {'NFE':>6} {'diff':>6}")
+    print(
+        f"{'task':<14} {'panel':<15} {'strategy':<38} {'mode':<9} {'accuracy':>8} {'NFE':>6} {'diff':>6} {'+-SE':>5} "
+        f"{'changed':>7}"
+    )
     worst = 0.0
     for row in rows:
-        base = next(
-            r["accuracy"]
-            for r in rows
-            if (r["task"], r["panel"], r["strategy"], r["mode"])
-            == (row["task"], row["panel"], row["strategy"], "no cache")
-        )
-        row["difference"] = row["accuracy"] - base
+        key = (row["task"], row["panel"], row["strategy"])
+        base = next(r for r in rows if (r["task"], r["panel"], r["strategy"]) == key and r["mode"] == "no cache")
+        diffs = [int(a) - int(b) for a, b in zip(row["correct"], base["correct"])]
+        n = len(diffs)
+        mean = sum(diffs) / n
+        row["difference"] = row["accuracy"] - base["accuracy"]
+        row["difference_se"] = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n * (n - 1))) if n > 1 else 0.0
+        row["answers_changed"] = sum(1 for d in diffs if d)
         worst = max(worst, abs(row["difference"]))
         print(
             f"{row['task']:<14} {row['panel']:<15} {row['strategy']:<38} {row['mode']:<9} "
-            f"{100 * row['accuracy']:>7.1f}% {row['nfe']:>6.2f} {100 * row['difference']:>+5.1f}"
+            f"{100 * row['accuracy']:>7.1f}% {row['nfe']:>6.2f} {100 * row['difference']:>+5.1f} "
+            f"{100 * row['difference_se']:>5.1f} {row['answers_changed']:>7}"
         )
+    for row in rows:
+        row.pop("correct")
     verdict = worst <= 0.01 + 1e-9
     print(
         f"\nLargest accuracy difference to no cache: {100 * worst:.1f} points ({'PASS' if verdict else 'FAIL'}: <= 1)"

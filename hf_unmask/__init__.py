@@ -1,8 +1,7 @@
 """hf_unmask: diffusion language models in the Hugging Face stack, with learnable unmasking strategies."""
 
-__version__ = "0.1.0"
-
 from ._paths import LocalFolderNotFoundError  # noqa: E402
+from ._version import __version__
 from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate  # noqa: E402
 from .generation import (  # noqa: E402
     DenoisingState,

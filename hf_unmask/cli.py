@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
-PROG = "hf-unmask"
+from ._command import PROG, CLIError, run_command
 
 EVALUATE_DESCRIPTION = """\
 Evaluate unmasking strategies on a task and dLLM: every strategy x budget x block length x seed runs on the
@@ -54,10 +54,6 @@ examples:
 
 Ctrl-C writes the rows finished so far (evaluation.json says "complete": false) and exits with 130.
 """
-
-
-class CLIError(Exception):
-    """A usage problem reported as one line, without a traceback."""
 
 
 def _seeds(values: Sequence[str]) -> list[int]:
@@ -290,7 +286,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `hf-unmask` argument parser with its subcommands."""
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Diffusion LMs with learnable unmasking strategies: evaluation and demo."
@@ -340,18 +336,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except CLIError as err:
-        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError, ImportError) as err:
-        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ValueError) else 1
-    except KeyboardInterrupt as err:  # Ctrl-C; an interrupted evaluation has written its finished rows (str(err))
-        detail = str(err)
-        print(f"{PROG} {args.command}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
-        return 130
+    return run_command(args.func, args, f"{PROG} {args.command}")
 
 
 if __name__ == "__main__":

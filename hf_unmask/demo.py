@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
+from ._command import PROG, run_command
 from .evaluation import (
     EvaluationData,
     EvaluationInterrupted,
@@ -311,9 +312,14 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m hf_unmask.demo [--n-examples N] [--output-dir DIR]`; same as `hf-unmask demo`."""
-    from .cli import main as cli_main
-
-    return cli_main(["demo", *(list(argv) if argv is not None else sys.argv[1:])])
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_unmask.demo",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_demo_arguments(parser)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    return run_command(run_demo_from_args, args, f"{PROG} demo")  # the same command as `hf-unmask demo`
 
 
 if __name__ == "__main__":

@@ -1225,7 +1225,7 @@ def _json_safe(value: Any) -> bool:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

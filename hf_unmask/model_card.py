@@ -68,7 +68,7 @@ _DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", 
 
 
 def _is_policy(strategy: Any) -> bool:
-    from .strategies.policy import LearnedUnmaskingPolicy
+    from .strategies.learned import LearnedUnmaskingPolicy
 
     return isinstance(strategy, LearnedUnmaskingPolicy)
 

@@ -76,7 +76,7 @@ def test_demo_command_through_load_builtin_model(tmp_path, monkeypatch, capsys):
     from hf_unmask.cli import main
     from hf_unmask.generation import DiffusionGenerationConfig
     from hf_unmask.models.tiny import TinyDLLMConfig, TinyDLLMForMaskedDiffusion, build_tokenizer, builtin
-    from hf_unmask.strategies.policy import UnmaskingPolicy
+    from hf_unmask.strategies import UnmaskingPolicy
 
     tokenizer = build_tokenizer()
     config = TinyDLLMConfig(

@@ -208,7 +208,7 @@ def test_strategy_objects_and_default_block_lengths(model, tokenizer):
 
 
 def test_learned_policy_folder_swept_over_beta(model, tokenizer, tmp_path):
-    from hf_unmask.strategies.policy import UnmaskingPolicy
+    from hf_unmask.strategies import UnmaskingPolicy
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

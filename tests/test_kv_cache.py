@@ -10,7 +10,7 @@ from hub_layouts import hub_checkpoint
 
 import hf_unmask
 from hf_unmask import AutoDiffusionLM
-from hf_unmask.models.kv_cache import DiffusionKVCache
+from hf_unmask.generation import DiffusionKVCache
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 
 from hf_unmask import DenoisingState, DiffusionGenerationConfig
 from hf_unmask.strategies import HiddenStatePolicy, StrategyOutput, UnmaskingPolicy
-from hf_unmask.strategies.policy import MODES, _dpls_sample, dpls_set_log_prob
+from hf_unmask.strategies.action_models import MODES, dpls_sample, dpls_set_log_prob
 from hf_unmask.strategies.policy_network import PolicyNetwork, modulate
 
 
@@ -250,7 +250,7 @@ def test_dpls_set_log_prob_is_exact():
         torch.testing.assert_close(log_p.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
     # the sampler draws from that distribution
     v = torch.tensor([0.5, -1.0, 1.5, -0.3], dtype=torch.float64)
-    draws = _dpls_sample(v.expand(20_000, n), torch.ones(20_000, n, dtype=torch.bool), gen)
+    draws = dpls_sample(v.expand(20_000, n), torch.ones(20_000, n, dtype=torch.bool), gen)
     codes = (draws.long() * (2 ** torch.arange(n))).sum(-1)
     freq = torch.bincount(codes, minlength=2**n).double() / len(codes)
     for c in subsets:

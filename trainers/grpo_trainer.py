@@ -62,10 +62,10 @@ from trl.data_utils import is_conversational
 from trl.trainer.utils import identity, is_async_callable, start_event_loop_in_daemon
 
 from hf_unmask import hub
+from hf_unmask.generation.adapter import get_adapter, unwrap_model
 from hf_unmask.generation.loop import diffusion_generate
-from hf_unmask.models.adapters import get_adapter, unwrap_model
+from hf_unmask.strategies import LearnedUnmaskingPolicy, UnmaskingPolicy
 from hf_unmask.strategies.fast_dllm import ConfidenceThreshold
-from hf_unmask.strategies.policy import LearnedUnmaskingPolicy, UnmaskingPolicy
 
 from .grpo_config import UnmaskingGRPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted

@@ -1,13 +1,34 @@
+from .adapter import (
+    ADAPTER_REGISTRY,
+    DiffusionAdapter,
+    MaskedLMAdapter,
+    get_adapter,
+    register_adapter,
+    resolve_adapter_class,
+    unwrap_model,
+)
 from .config import DiffusionGenerationConfig
+from .kv_cache import DiffusionKVCache
 from .loop import diffusion_generate
 from .mixin import DiffusionGenerationMixin, enable_diffusion_generate
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .schedule import num_transfer_tokens, num_transfer_tokens_at
 from .state import DenoisingState
+from .strategy import StrategyOutput, as_strategy
 from .streamers import DiffusionTextStreamer
 from .text import DiffusionTextGenerator, DiffusionTextOutput
 
 __all__ = [
+    "ADAPTER_REGISTRY",
+    "DiffusionAdapter",
+    "DiffusionKVCache",
+    "MaskedLMAdapter",
+    "StrategyOutput",
+    "as_strategy",
+    "get_adapter",
+    "register_adapter",
+    "resolve_adapter_class",
+    "unwrap_model",
     "DenoisingState",
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from transformers import GenerationConfig
 
-from ..models.adapters import unwrap_model
+from .adapter import unwrap_model
 
 # Fields this subclass adds to `transformers.GenerationConfig`, with their defaults.
 DIFFUSION_DEFAULTS: dict[str, Any] = {

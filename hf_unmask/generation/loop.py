@@ -8,8 +8,7 @@ from typing import Any, Optional, Union
 import torch
 from transformers import GenerationConfig
 
-from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
-from ..strategies.base import as_strategy
+from .adapter import DiffusionAdapter, get_adapter, unwrap_model
 from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
@@ -23,6 +22,7 @@ from .step_checks import (
     rows_to_stop,
     state_tensors,
 )
+from .strategy import as_strategy
 from .streamers import prepare_streamer
 from .token_choice import choose_tokens
 from .validation import (

@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 
 from transformers import GenerationMixin
 
-from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
+from .adapter import DiffusionAdapter, get_adapter, unwrap_model
 from .inputs import normalize_generate_arguments
 from .loop import diffusion_generate
 

@@ -7,8 +7,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..strategies.base import StrategyOutput
 from .state import DenoisingState
+from .strategy import StrategyOutput
 
 
 def check_processed_scores(scores: Any, expected: tuple[int, ...]) -> None:

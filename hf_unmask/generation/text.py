@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..models.adapters import get_adapter, unwrap_model
+from .adapter import get_adapter, unwrap_model
 from .loop import diffusion_generate
 from .outputs import DiffusionGenerateOutput
 

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..models.adapters import unwrap_model
+from .adapter import unwrap_model
 
 #: The longest canvas (prompt + L positions per row) generate accepts. Far beyond any dLLM's context (LLaDA 4,096,
 #: Dream 131,072 positions) and a safety net for models that state no length at all: a canvas of 10**7 positions

@@ -1,4 +1,4 @@
-from .adapters import (
+from ..generation.adapter import (
     ADAPTER_REGISTRY,
     DiffusionAdapter,
     MaskedLMAdapter,

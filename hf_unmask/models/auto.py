@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from typing import Any, Optional, Union
 
-from .adapters import ADAPTER_REGISTRY, DiffusionAdapter, MaskedLMAdapter
+from ..generation.adapter import ADAPTER_REGISTRY, DiffusionAdapter, MaskedLMAdapter
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb, eager_attention_forward
 
-from .kv_cache import DiffusionKVCache
+from ..generation.kv_cache import DiffusionKVCache
 
 #: Root-mean-square LayerNorm: `weight * x / sqrt(mean(x^2) + eps)` with the statistics in float32 (LLaDA's
 #: `RMSLayerNorm` and Dream's `DreamRMSNorm` compute exactly this).

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import torch
 
-from .adapters import ADAPTER_REGISTRY, MaskedLMAdapter, register_adapter, unwrap_model
+from ..generation.adapter import ADAPTER_REGISTRY, MaskedLMAdapter, register_adapter, unwrap_model
 
 #: Encoders whose absolute position ids start at 0: the default adapter (positions counted from the first real
 #: token of a left-padded row) is right for them.

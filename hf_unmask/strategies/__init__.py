@@ -1,19 +1,16 @@
-from .base import STRATEGY_REGISTRY, StrategyOutput, UnmaskingStrategy, as_strategy
+from ..generation.strategy import StrategyOutput, as_strategy
+from .base import STRATEGY_REGISTRY, UnmaskingStrategy
 from .builtin import builtin_policy_path, list_builtin_policies, load_builtin_policy
 from .confidence import TopKConfidence
+from .confidence_policy import UnmaskingPolicy
 from .entropy import TopKEntropy
 from .entropy_bounded import EBSampler
 from .fast_dllm import ConfidenceFactor, ConfidenceThreshold
 from .fixed_count import FixedCountStrategy, select_top_k
+from .hidden_state_policy import HiddenStatePolicy
+from .learned import ActionEvaluation, LearnedUnmaskingPolicy, PolicySample
 from .lookup import get_strategy_by_name, registered_strategy_names, resolve_strategy_name
 from .margin import TopKMargin
-from .policy import (
-    ActionEvaluation,
-    HiddenStatePolicy,
-    LearnedUnmaskingPolicy,
-    PolicySample,
-    UnmaskingPolicy,
-)
 from .random_order import RandomTimeGrid, RandomTopK
 
 __all__ = [

@@ -6,7 +6,6 @@ import inspect
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
 
@@ -15,21 +14,9 @@ import torch
 from .. import hub
 from .._paths import check_local_folder
 from ..generation.state import DenoisingState
+from ..generation.strategy import StrategyOutput
 
 STRATEGY_REGISTRY: dict[str, type[UnmaskingStrategy]] = {}
-
-
-@dataclass
-class StrategyOutput:
-    """What a strategy may return instead of a bare tensor.
-
-    Attributes:
-        selection: `[B, L]` bool, positions to unmask.
-        log_prob: `[B]` float, log-probability of `selection` under the strategy (learned policies).
-    """
-
-    selection: torch.Tensor
-    log_prob: Optional[torch.Tensor] = None
 
 
 class UnmaskingStrategy:
@@ -107,7 +94,7 @@ class UnmaskingStrategy:
         """Write `config.json` (class name + hyper-parameters) and, for learned strategies, the weights."""
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
-        from .. import __version__
+        from .._version import __version__
 
         config = {
             "_class_name": type(self).__name__,
@@ -247,26 +234,3 @@ def _read_saved_config(
 def saved_strategy_class(pretrained_model_name_or_path: Union[str, os.PathLike], **hub_kwargs: Any) -> type:
     """The class of a saved strategy (local folder or Hub repo), read from its config without loading weights."""
     return _read_saved_config(pretrained_model_name_or_path, hub_kwargs)[0]
-
-
-def as_strategy(strategy: Any) -> Any:
-    """Accept a strategy object, any callable, a registered short name, or a saved strategy folder."""
-    if strategy is None:
-        from .confidence import TopKConfidence
-
-        return TopKConfidence()
-    if isinstance(strategy, str):
-        from . import get_strategy_by_name
-
-        return get_strategy_by_name(strategy)
-    if isinstance(strategy, type):
-        raise TypeError(
-            f"strategy={strategy.__name__} is a strategy class; generate needs an instance: pass "
-            f"strategy={strategy.__name__}() (with its hyper-parameters, e.g. steps=...)."
-        )
-    if not callable(strategy):
-        raise TypeError(
-            f"strategy must be callable (an UnmaskingStrategy or a function state -> BoolTensor[B, L]); got "
-            f"{type(strategy).__name__}. Pass e.g. strategy=hf_unmask.strategies.TopKConfidence()."
-        )
-    return strategy

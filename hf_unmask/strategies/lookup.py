@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
+from ..generation.strategy import register_strategy_resolver
 from .base import STRATEGY_REGISTRY, UnmaskingStrategy, saved_strategy_class
 from .builtin import builtin_policy_path, list_builtin_policies
 
@@ -63,3 +64,16 @@ def get_strategy_by_name(name: str) -> UnmaskingStrategy:
 
 def _not_loadable(name: str, err: OSError) -> ValueError:
     return ValueError(f"Could not load the saved strategy '{name}': {err}")
+
+
+def strategy_from_name(name: Optional[str]) -> UnmaskingStrategy:
+    """What `generate(strategy=...)` makes of a name: `None` is the default (top-k confidence, one token per step
+    unless `steps` says otherwise), a string goes through `get_strategy_by_name`."""
+    if name is None:
+        from .confidence import TopKConfidence
+
+        return TopKConfidence()
+    return get_strategy_by_name(name)
+
+
+register_strategy_resolver(strategy_from_name)

@@ -10,7 +10,7 @@ and the same positions (the default adapter behaviour), hiding padding keys from
 
 from __future__ import annotations
 
-from ..adapters import DiffusionAdapter, register_adapter
+from ...generation.adapter import DiffusionAdapter, register_adapter
 from .configuration_dream import DREAM_END_OF_TURN_TOKEN_ID, DREAM_EOS_TOKEN_ID, DREAM_MASK_TOKEN_ID
 
 

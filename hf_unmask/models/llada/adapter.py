@@ -14,7 +14,7 @@ padded rows attend to their padding.)
 
 from __future__ import annotations
 
-from ..adapters import DiffusionAdapter, register_adapter
+from ...generation.adapter import DiffusionAdapter, register_adapter
 from .configuration_llada import LLADA_EOS_TOKEN_ID, LLADA_EOT_TOKEN_ID, LLADA_MASK_TOKEN_ID
 
 

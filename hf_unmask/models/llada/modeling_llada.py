@@ -34,9 +34,9 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
+from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
 from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument
-from ..kv_cache import DiffusionKVCache
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_llada import LLaDAConfig
 

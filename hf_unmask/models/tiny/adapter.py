@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..adapters import DiffusionAdapter, register_adapter
+from ...generation.adapter import DiffusionAdapter, register_adapter
 
 
 @register_adapter("hf_unmask_tiny")

@@ -11,9 +11,9 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
+from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
 from ..bidirectional import RotaryEmbedding, attend, attention_inputs, cache_argument
-from ..kv_cache import DiffusionKVCache
 from .configuration_tiny_dllm import TinyDLLMConfig
 
 

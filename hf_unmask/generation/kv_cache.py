@@ -90,7 +90,7 @@ class DiffusionKVCache(Cache):
     Example:
         ```python
         >>> import torch
-        >>> from hf_unmask.models.kv_cache import DiffusionKVCache
+        >>> from hf_unmask.generation import DiffusionKVCache
         >>> cache = DiffusionKVCache()
         >>> k = v = torch.zeros(1, 2, 6, 4)
         >>> _ = cache.update(k, v, layer_idx=0)                     # refresh: 6 positions kept

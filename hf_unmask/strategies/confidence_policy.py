@@ -1,0 +1,77 @@
+"""`UnmaskingPolicy`: the paper's confidence policy (per-position dLLM confidence, mask bit and time)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from .learned import LearnedUnmaskingPolicy
+from .policy_network import INITIAL_LOGIT
+
+
+class UnmaskingPolicy(LearnedUnmaskingPolicy):
+    """The paper's confidence policy: per-position dLLM confidence, mask bit and time -> unmasking decisions.
+
+    One DiT-style transformer block with adaptive LayerNorm and RoPE over the L generated positions (see
+    `hf_unmask.strategies.policy_network`); 331,265 parameters with the defaults. It works at any L, batch size and
+    block layout (only eligible positions are ever chosen).
+
+    Args:
+        hidden_size, num_heads, ffn_size: block width (d), attention heads, FFN width.
+        time_frequency_dim: size of the sinusoidal time features; rope_theta: RoPE base.
+        mode: `"bernoulli"` (training), `"bernoulli-argmax"` (inference default) or `"dpls"`; see the module doc.
+        temperature: tau_pi, divides the logits. beta: test-time scaling, `p = min(1, beta * sigmoid(z))`.
+        trained_for: what the policy was trained for (keys in `TRAINED_FOR_KEYS`: base_model, gen_length,
+            block_length, alpha, temperature, task, dataset, training_steps); `generate` warns when the policy runs
+            with another L or BL, and the model card shows it. Empty for an untrained policy.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from hf_unmask.strategies import UnmaskingPolicy
+        >>> policy = UnmaskingPolicy(temperature=0.5)
+        >>> policy.num_parameters()
+        331265
+        >>> logits = policy(torch.rand(1, 16), torch.ones(1, 16, dtype=torch.bool), torch.zeros(1))
+        >>> round(torch.sigmoid(logits[0, 0]).item(), 4)  # every position starts at sigmoid(-2)
+        0.1192
+        ```
+        With a dLLM: `model.generate(input_ids, strategy=policy, max_new_tokens=256, block_length=32)`.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 128,
+        num_heads: int = 2,
+        ffn_size: int = 512,
+        time_frequency_dim: int = 128,
+        rope_theta: float = 10_000.0,
+        mode: str = "bernoulli-argmax",
+        temperature: float = 1.0,
+        beta: float = 1.0,
+        trained_for: Optional[dict[str, Any]] = None,
+        init_bias: float = INITIAL_LOGIT,
+    ) -> None:
+        super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
+        self._build_network(1, hidden_size, num_heads, ffn_size, time_frequency_dim, rope_theta, init_bias)
+
+    def forward(
+        self,
+        confidence: torch.Tensor,
+        masked: torch.Tensor,
+        time: torch.Tensor,
+        padding_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Logits `[B, L]` (before temperature) from `confidence [B, L]`, `masked [B, L]` and `time [B]`.
+
+        Pass `confidence` either `[B, L]` or `[B, L, 1]`. `padding_mask` (True = real position) batches rows of
+        different lengths."""
+        if confidence.dim() == masked.dim():
+            confidence = confidence.unsqueeze(-1)
+        return self.network(confidence, masked, time, padding_mask)
+
+    def _prepare_feature(self, confidence: Optional[torch.Tensor]) -> torch.Tensor:
+        if confidence is None:
+            raise ValueError("UnmaskingPolicy needs the per-position confidence; the states carry none.")
+        return confidence.float().unsqueeze(-1)
