@@ -1,48 +1,73 @@
-"""hf_unmask: diffusion language models in the Hugging Face stack, with learnable unmasking strategies."""
+"""hf_unmask: diffusion language models in the Hugging Face stack, with learnable unmasking strategies.
 
-from ._paths import LocalFolderNotFoundError  # noqa: E402
+Every public class and function is importable from here (`from hf_unmask import TopKConfidence, evaluate_strategies`).
+What pulls a heavy library is loaded on first use: the evaluation tools and the built-in tasks (`datasets`), the
+GRPO trainer (TRL).
+"""
+
+from ._paths import LocalFolderNotFoundError
 from ._version import __version__
-from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate  # noqa: E402
-from .generation import (  # noqa: E402
+from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate
+from .generation import (
     DenoisingState,
+    DiffusionAdapter,
     DiffusionGenerateOutput,
     DiffusionGenerationConfig,
     DiffusionGenerationMixin,
+    DiffusionKVCache,
     DiffusionStep,
     DiffusionTextGenerator,
     DiffusionTextOutput,
     DiffusionTextStreamer,
     DiffusionTrajectory,
+    StrategyOutput,
     diffusion_generate,
     enable_diffusion_generate,
-)
-from .models import (  # noqa: E402
-    AutoDiffusionLM,
-    DiffusionAdapter,
-    DreamConfig,
-    LLaDAConfig,
-    load_tokenizer,
     register_adapter,
 )
-from .models.dream.modeling_dream import DreamModel  # noqa: E402
-from .models.llada.modeling_llada import LLaDAModelLM  # noqa: E402
-from .models.native import NATIVE_MODEL_CLASSES  # noqa: E402, F401  (registers the native families)
-from .models.tiny import (  # noqa: E402
-    TinyDLLMConfig,
-    TinyDLLMForMaskedDiffusion,
-    list_builtin_models,
-    load_builtin_model,
+from .models import AutoDiffusionLM, DreamConfig, LLaDAConfig, load_tokenizer
+from .models.dream.modeling_dream import DreamModel
+from .models.llada.modeling_llada import LLaDAModelLM
+from .models.native import NATIVE_MODEL_CLASSES  # noqa: F401  (registers the native families with transformers)
+from .models.tiny import TinyDLLMConfig, TinyDLLMForMaskedDiffusion, list_builtin_models, load_builtin_model
+from .strategies import (
+    ConfidenceFactor,
+    ConfidenceThreshold,
+    EBSampler,
+    FixedCountStrategy,
+    HiddenStatePolicy,
+    LearnedUnmaskingPolicy,
+    RandomTimeGrid,
+    RandomTopK,
+    TopKConfidence,
+    TopKEntropy,
+    TopKMargin,
+    UnmaskingPolicy,
+    UnmaskingStrategy,
+    list_builtin_policies,
+    load_builtin_policy,
 )
-from .strategies import StrategyOutput, UnmaskingStrategy, list_builtin_policies, load_builtin_policy  # noqa: E402
+
+# name -> module, imported on first access (these import `datasets`; the trainer imports TRL)
+_LAZY = {
+    "EvaluationData": "hf_unmask.evaluation",
+    "EvaluationResult": "hf_unmask.evaluation",
+    "evaluate_strategies": "hf_unmask.evaluation",
+    "VerifiableTask": "hf_unmask.tasks",
+    "get_task": "hf_unmask.tasks",
+}
 
 __all__ = [
     "CUSTOM_GENERATE_DIR",
     "AutoDiffusionLM",
+    "ConfidenceFactor",
+    "ConfidenceThreshold",
     "DenoisingState",
     "DiffusionAdapter",
     "DiffusionGenerateOutput",
     "DiffusionGenerationConfig",
     "DiffusionGenerationMixin",
+    "DiffusionKVCache",
     "DiffusionStep",
     "DiffusionTextGenerator",
     "DiffusionTextOutput",
@@ -50,21 +75,47 @@ __all__ = [
     "DiffusionTrajectory",
     "DreamConfig",
     "DreamModel",
+    "EBSampler",
+    "FixedCountStrategy",
+    "HiddenStatePolicy",
     "LLaDAConfig",
     "LLaDAModelLM",
+    "LearnedUnmaskingPolicy",
     "LocalFolderNotFoundError",
+    "RandomTimeGrid",
+    "RandomTopK",
     "StrategyOutput",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",
+    "TopKConfidence",
+    "TopKEntropy",
+    "TopKMargin",
+    "UnmaskingPolicy",
     "UnmaskingStrategy",
     "__version__",
     "diffusion_generate",
     "enable_diffusion_generate",
-    "push_custom_generate",
     "list_builtin_models",
     "list_builtin_policies",
     "load_builtin_model",
     "load_builtin_policy",
     "load_tokenizer",
+    "push_custom_generate",
     "register_adapter",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The lazily imported names of `_LAZY`."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_unmask' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .hub import CONFIG_NAME
 
@@ -22,3 +23,20 @@ def shipped_path(root: Path, name: str, kind: str, kinds: str) -> Path:
         available = ", ".join(shipped_names(root)) or "(none)"
         raise ValueError(f"Unknown built-in {kind} '{name}'. Built-in {kinds}: {available}.")
     return path
+
+
+#: The model that `load_builtin_model()` and the name "builtin" (CLI, trainer) stand for.
+DEFAULT_BUILTIN_MODEL = "tiny-dllm"
+
+
+def is_builtin_alias(name: Any) -> bool:
+    """Whether `name` designates a shipped model: `"builtin"` (the default) or `"builtin:NAME"`."""
+    return isinstance(name, str) and (name == "builtin" or name.startswith("builtin:"))
+
+
+def builtin_model_name(name_or_alias: str) -> str:
+    """The shipped model an alias stands for: `"builtin"` -> the default, `"builtin:NAME"` -> NAME; other names
+    are returned as they are."""
+    if name_or_alias == "builtin":
+        return DEFAULT_BUILTIN_MODEL
+    return name_or_alias.split(":", 1)[1] if name_or_alias.startswith("builtin:") else name_or_alias

@@ -473,3 +473,17 @@ def test_mask_id_zero_and_family_eos_ids_are_kept():
     model.config.eos_token_id = None
     hf_unmask.enable_diffusion_generate(model, adapter=TwoEnds)
     assert model.generation_config.eos_token_id == [7, 9]
+
+
+def test_validate_covers_the_diffusion_fields_so_an_invalid_config_is_never_saved(tmp_path):
+    with pytest.raises(ValueError, match="block_length=5 does not divide max_new_tokens=16"):
+        DiffusionGenerationConfig(max_new_tokens=16, block_length=5)
+    config = DiffusionGenerationConfig(max_new_tokens=16, block_length=8)
+    config.block_length = 5  # set by hand, behind the constructor's back
+    with pytest.raises(ValueError, match="does not divide"):
+        config.validate()
+    with pytest.raises(ValueError, match="does not divide"):
+        config.save_pretrained(tmp_path)
+    assert not (tmp_path / "generation_config.json").exists()
+    with pytest.raises(TypeError, match="block_length must be an integer"):
+        config.update(block_length=2.5)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from hf_unmask.model_card import build_model_card, evaluation_table, write_model_card
 from hf_unmask.model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
 from hf_unmask.strategies import ConfidenceThreshold, HiddenStatePolicy, UnmaskingPolicy
+from hf_unmask.strategies.card import build_model_card, evaluation_table, write_model_card
 
 TRAINED_FOR = {
     "base_model": "GSAI-ML/LLaDA-8B-Instruct",

@@ -11,7 +11,6 @@ import torch
 
 import hf_unmask
 from hf_unmask.evaluation import EvaluationResult, StrategySpec, evaluate_strategies, front_accuracy_at
-from hf_unmask.model_card import usage_code
 from hf_unmask.strategies import (
     UnmaskingPolicy,
     builtin_policy_path,
@@ -19,6 +18,7 @@ from hf_unmask.strategies import (
     list_builtin_policies,
     load_builtin_policy,
 )
+from hf_unmask.strategies.card import usage_code
 
 SEMI_AR = {
     0.3: "tiny-dllm-program_trace-bl8-alpha0.3",

@@ -903,7 +903,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
     def _write_card(self, folder: str) -> None:
         """The card of the policy saved in `folder`; its snippet loads the Hub repo when the run pushes, else the
         folder itself by its absolute path (a bare folder name would only resolve from one working directory)."""
-        from hf_unmask.model_card import write_model_card
+        from hf_unmask.strategies.card import write_model_card
 
         if self.args.push_to_hub:
             repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).absolute().name
@@ -930,7 +930,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         model.load_state_dict(state_dict, strict=True)
 
     def create_model_card(self, model_name: Optional[str] = None, **kwargs: Any) -> None:
-        """Write the policy's model card (`hf_unmask.model_card`) as `output_dir/README.md`."""
+        """Write the policy's model card (`hf_unmask.strategies.card`) as `output_dir/README.md`."""
         if not self.is_world_process_zero():
             return
         policy = self.policy

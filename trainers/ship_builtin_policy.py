@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hf_unmask.model_card import write_model_card
 from hf_unmask.strategies import UnmaskingStrategy
 from hf_unmask.strategies.builtin import PRETRAINED_POLICY_DIR, list_builtin_policies
+from hf_unmask.strategies.card import write_model_card
 
 
 def _lineage(run_dir: str, policy: UnmaskingStrategy, initialized_from: str | None) -> str | None:

@@ -37,7 +37,7 @@ _SAVED_BY_US_MARKERS = (
     "output_history",
 )
 
-# Integer fields checked by `validate_diffusion`, with an example value for the error message.
+# Integer fields checked by `validate`, with an example value for the error message.
 _INTEGER_FIELDS: dict[str, int] = {"max_new_tokens": 64, "block_length": 16, "steps": 32, "max_steps": 32, "top_k": 50}
 
 
@@ -171,9 +171,24 @@ class DiffusionGenerationConfig(GenerationConfig):
     def num_blocks(self) -> int:
         return self.gen_length // self.effective_block_length
 
-    def validate_diffusion(self) -> None:
-        """Check the diffusion fields: `TypeError` for a value of the wrong type (`max_new_tokens="16"`,
-        `block_length=2.5`), `ValueError` for a wrong value; both name the problem and the fix."""
+    def validate(self, strict: bool = False, user_set_attributes: Optional[set[str]] = None) -> None:
+        """transformers' checks of the standard fields, then the diffusion fields: `TypeError` for a value of the
+        wrong type (`max_new_tokens="16"`, `block_length=2.5`), `ValueError` for a wrong value (`block_length` not
+        dividing `max_new_tokens`, ...); both name the problem and the fix. Runs at construction, on `update` and
+        before `save_pretrained` writes a file, so an invalid configuration is never saved.
+
+        Example:
+            ```python
+            >>> from hf_unmask import DiffusionGenerationConfig
+            >>> DiffusionGenerationConfig(max_new_tokens=16, block_length=5)
+            Traceback (most recent call last):
+            ...
+            ValueError: block_length=5 does not divide max_new_tokens=16. Choose a block_length that divides L (e.g. 4), or block_length=None for full diffusion.
+            ```
+        """
+        super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        if not hasattr(self, "cache_mode"):  # transformers validates during its own __init__, before ours is done
+            return
         _check_types(vars(self))
         for name in _INTEGER_FIELDS:
             if getattr(self, name) is not None:
@@ -319,7 +334,7 @@ def resolve_generation_config(
                 "callback_on_step_end (step.state.logits / .probs / .confidence), or record them with "
                 "output_trajectory=True, return_dict_in_generate=True."
             )
-    config.validate_diffusion()
+    config.validate()
     if (config.output_trajectory or config.output_history) and not config.return_dict_in_generate:
         raise ValueError(
             "output_trajectory/output_history need return_dict_in_generate=True (a bare tensor cannot carry them). "

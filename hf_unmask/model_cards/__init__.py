@@ -1,7 +1,7 @@
 """Model-card templates (Jinja, rendered through `huggingface_hub.ModelCard.from_template`).
 
 The templates live here, inside the package, so that an installed hf_unmask can render them; `model_cards/` at the
-repository root points here. The renderer is `hf_unmask.model_card`.
+repository root points here. The renderer is `hf_unmask.strategies.card`.
 """
 
 from pathlib import Path

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
 
 import torch
+from huggingface_hub import ModelCard, ModelHubMixin
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from .. import hub
 from .._paths import check_local_folder
+from .._version import __version__
 from ..generation.state import DenoisingState
 from ..generation.strategy import StrategyOutput
+from .card import PLOT_FILENAME
 
 STRATEGY_REGISTRY: dict[str, type[UnmaskingStrategy]] = {}
 
 
-class UnmaskingStrategy:
+class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmask", "unmasking-strategy"]):
     """Base class of unmasking strategies: the diffusion analogue of a `LogitsProcessor`.
 
     Subclasses implement `__call__(state) -> BoolTensor[B, L]` (or a `StrategyOutput`). The constructor
     arguments are the hyper-parameters: they are saved as JSON by `save_pretrained` (with the class name, as
-    diffusers schedulers do), so `UnmaskingStrategy.from_pretrained(folder_or_repo)` rebuilds the right class.
+    diffusers schedulers do), so `UnmaskingStrategy.from_pretrained(folder_or_repo)` rebuilds the right class. Hub
+    I/O is huggingface_hub's `ModelHubMixin` (config as JSON, safetensors weights for learned strategies, a model
+    card), restricted to safetensors: nothing is ever unpickled.
 
     Example:
         ```python
@@ -83,33 +89,58 @@ class UnmaskingStrategy:
 
     __hash__ = object.__hash__
 
-    # ---- saving and loading --------------------------------------------------------------------------
-    def save_pretrained(
-        self,
-        save_directory: Union[str, os.PathLike],
-        push_to_hub: bool = False,
-        repo_id: Optional[str] = None,
-        **push_kwargs: Any,
-    ) -> Optional[Any]:
-        """Write `config.json` (class name + hyper-parameters) and, for learned strategies, the weights."""
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        from .._version import __version__
-
-        config = {
+    # ---- saving and loading (huggingface_hub's ModelHubMixin) ---------------------------------------------
+    def saved_config(self) -> dict[str, Any]:
+        """What `config.json` holds: the class name, the format version and the hyper-parameters."""
+        return {
             "_class_name": type(self).__name__,
             "_format_version": hub.FORMAT_VERSION,
             "_hf_unmask_version": __version__,
+            **self.get_config(),
         }
-        config.update(self.get_config())
-        (save_directory / hub.CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        self._save_extra(save_directory)
-        if push_to_hub:
-            return self.push_to_hub(repo_id or save_directory.name, **push_kwargs)
-        return None
 
-    def _save_extra(self, save_directory: Path) -> None:
-        """Hook for subclasses with weights or a model card."""
+    def save_pretrained(
+        self,
+        save_directory: Union[str, os.PathLike],
+        *,
+        config: Optional[dict[str, Any]] = None,
+        repo_id: Optional[str] = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: Optional[dict[str, Any]] = None,
+        **push_to_hub_kwargs: Any,
+    ) -> Optional[Any]:
+        """Write `config.json` (class name + hyper-parameters), the weights of learned strategies
+        (`model.safetensors`) and a model card (`README.md`, kept if the folder already has one).
+
+        `model_card_kwargs` go to `hf_unmask.strategies.card.build_model_card` (`evaluation_results`, `plot_path`
+        (copied next to the card), `evaluation_setting`...); the card's snippet loads this folder by its absolute path
+        unless `repo_id` is given there.
+        """
+        save_directory = Path(save_directory)
+        card_kwargs = {"repo_id": str(save_directory.resolve()), **(model_card_kwargs or {})}
+        plot_path = card_kwargs.get("plot_path")
+        if plot_path is not None:
+            if not Path(plot_path).is_file():
+                raise FileNotFoundError(f"plot_path {plot_path} does not exist.")
+            save_directory.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plot_path, save_directory / card_kwargs.get("plot_filename", PLOT_FILENAME))
+        return super().save_pretrained(
+            save_directory,
+            config=config if config is not None else self.saved_config(),
+            repo_id=repo_id,
+            push_to_hub=push_to_hub,
+            model_card_kwargs=card_kwargs,
+            **push_to_hub_kwargs,
+        )
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Hook for the files beyond the config (the weights of learned strategies)."""
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The model card (`hf_unmask.strategies.card.build_model_card`), used by `save_pretrained` / `push_to_hub`."""
+        from .card import build_model_card
+
+        return build_model_card(self, **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -126,8 +157,42 @@ class UnmaskingStrategy:
     ) -> UnmaskingStrategy:
         """Load a strategy from a local folder or a Hub repo; keyword arguments override saved hyper-parameters.
 
-        Called on the base class it returns an instance of whatever class the config names.
+        Called on the base class it returns an instance of whatever class the config names. Nothing is unpickled
+        and no code is imported from the folder.
         """
+        check_local_folder(pretrained_model_name_or_path, "policy")
+        if subfolder:  # huggingface_hub's mixin reads the root of a repo: the files are resolved here instead
+            overrides["subfolder"] = subfolder
+        try:
+            return super().from_pretrained(
+                pretrained_model_name_or_path,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+                **overrides,
+            )
+        except LocalEntryNotFoundError as err:
+            raise OSError(
+                f"Could not find '{pretrained_model_name_or_path}' locally or in the Hugging Face cache, and the Hub "
+                "cannot be reached (HF_HUB_OFFLINE=1 or no network). Pass a local folder, or download it first while "
+                "online."
+            ) from err
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: Optional[str],
+        cache_dir: Optional[Union[str, os.PathLike]],
+        force_download: bool,
+        local_files_only: bool,
+        token: Optional[Union[str, bool]],
+        subfolder: Optional[str] = None,
+        **overrides: Any,
+    ) -> UnmaskingStrategy:
         hub_kwargs = dict(
             revision=revision,
             cache_dir=cache_dir,
@@ -136,22 +201,20 @@ class UnmaskingStrategy:
             token=token,
             subfolder=subfolder,
         )
-        target, config = _read_saved_config(pretrained_model_name_or_path, hub_kwargs)
+        target, config = _read_saved_config(model_id, hub_kwargs)
         if not issubclass(target, cls):
-            raise TypeError(
-                f"'{pretrained_model_name_or_path}' holds a {target.__name__}, which is not a {cls.__name__}."
-            )
-        class_name = target.__name__
+            raise TypeError(f"'{model_id}' holds a {target.__name__}, which is not a {cls.__name__}.")
         for key in [k for k in config if k.startswith("_")]:
             config.pop(key)
         unknown = set(config) - set(target._config_keys())
         if unknown:
             raise ValueError(
-                f"The config of {class_name} has fields {sorted(unknown)} that this version does not know; it was "
-                "probably saved by a newer hf_unmask. Upgrade hf_unmask."
+                f"The config of {target.__name__} has fields {sorted(unknown)} that this version does not know; it "
+                "was probably saved by a newer hf_unmask. Upgrade hf_unmask."
             )
-        config.update(overrides)
-        return target._from_config_and_files(config, pretrained_model_name_or_path, hub_kwargs)
+        # the mixin hands over the saved values it recognised as constructor arguments, plus the user's overrides
+        config.update({k: v for k, v in overrides.items() if not k.startswith("_")})
+        return target._from_config_and_files(config, model_id, hub_kwargs)
 
     @classmethod
     def _from_config_and_files(
@@ -174,38 +237,37 @@ class UnmaskingStrategy:
         model_card: bool = True,
         **card_kwargs: Any,
     ) -> Any:
-        """Save to a temporary folder and upload everything in one commit (the repo is created if missing).
-
-        The commit holds `config.json`, the weights of learned strategies (`model.safetensors`), the model card
-        (`README.md`, rendered by `hf_unmask.model_card`; `model_card=False` leaves it out) and, when given, the
-        Pareto plot (`pareto.png`).
+        """Upload `config.json`, the weights of learned strategies (`model.safetensors`), the model card
+        (`README.md`; `model_card=False` leaves it out) and, when given, the Pareto plot (`pareto.png`) in one commit
+        (the repo is created if missing): the folder `save_pretrained` writes, sent with `HfApi.create_commit`.
 
         Args:
             repo_id: `namespace/name` of the Hub repo.
-            private, token, revision, create_pr: as in `huggingface_hub.HfApi.create_commit`.
+            private, token, revision, create_pr: as in `huggingface_hub` (`revision` is the branch).
             commit_message: defaults to "Upload <class> with hf_unmask".
             evaluation_results: accuracy-vs-NFE rows for the card (dicts with strategy, budget, accuracy, nfe_mean).
             plot_path: a Pareto plot PNG to upload with the card.
-            **card_kwargs: passed to `hf_unmask.model_card.build_model_card` (e.g. `evaluation_setting`).
+            **card_kwargs: passed to `hf_unmask.strategies.card.build_model_card` (e.g. `evaluation_setting`).
         """
+        if plot_path is not None and not model_card:
+            raise ValueError("plot_path is shown on the model card; it needs model_card=True.")
+        card_kwargs = {"repo_id": repo_id, "evaluation_results": evaluation_results, **card_kwargs}
+        if plot_path is not None:
+            card_kwargs["plot_path"] = plot_path
         commit_message = commit_message or f"Upload {type(self).__name__} with hf_unmask"
-        push_kwargs = dict(private=private, token=token, revision=revision, create_pr=create_pr)
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            if model_card:
-                from ..model_card import write_model_card
-
-                write_model_card(
-                    self,
-                    tmp,
-                    repo_id=repo_id,
-                    evaluation_results=evaluation_results,
-                    plot_path=plot_path,
-                    **card_kwargs,
-                )
-            elif plot_path is not None:
-                raise ValueError("plot_path is shown on the model card; it needs model_card=True.")
-            return hub.push_folder(tmp, repo_id, commit_message=commit_message, **push_kwargs)
+            self.save_pretrained(tmp, model_card_kwargs=card_kwargs)
+            if not model_card:
+                (Path(tmp) / "README.md").unlink()
+            return hub.push_folder(
+                tmp,
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
 
 
 def _read_saved_config(

@@ -378,14 +378,8 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
                 )
 
     # ---- weights I/O ------------------------------------------------------------------------------------------
-    def _save_extra(self, save_directory: Path) -> None:
+    def _save_pretrained(self, save_directory: Path) -> None:
         hub.save_weights(self.state_dict(), save_directory / hub.WEIGHTS_NAME, metadata={"class": type(self).__name__})
-        card_path = save_directory / "README.md"
-        if not card_path.exists():
-            from ..model_card import build_model_card
-
-            # the snippet loads this very folder, by its absolute path so it runs from any working directory
-            build_model_card(self, repo_id=str(save_directory.resolve())).save(str(card_path))
 
     @classmethod
     def _from_config_and_files(

@@ -4,15 +4,9 @@ Its Auto-class registration (model type `"hf_unmask_tiny"`) lives with the other
 `hf_unmask.models.native`.
 """
 
+from ..._shipped import DEFAULT_BUILTIN_MODEL, builtin_model_name, is_builtin_alias
 from .adapter import TinyDLLMAdapter
-from .builtin import (
-    DEFAULT_BUILTIN_MODEL,
-    builtin_model_name,
-    builtin_model_path,
-    is_builtin_alias,
-    list_builtin_models,
-    load_builtin_model,
-)
+from .builtin import builtin_model_path, list_builtin_models, load_builtin_model
 from .configuration_tiny_dllm import TinyDLLMConfig
 from .modeling_tiny_dllm import TinyDLLMForMaskedDiffusion
 from .tokenization import build_tokenizer

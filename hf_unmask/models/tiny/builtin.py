@@ -5,24 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..._shipped import shipped_names, shipped_path
+from ..._shipped import DEFAULT_BUILTIN_MODEL, shipped_names, shipped_path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-#: The model that `load_builtin_model()` and the name "builtin" (CLI, trainer) stand for.
-DEFAULT_BUILTIN_MODEL = "tiny-dllm"
-
-
-def is_builtin_alias(name: Any) -> bool:
-    """Whether `name` designates a shipped model: `"builtin"` (the default) or `"builtin:NAME"`."""
-    return isinstance(name, str) and (name == "builtin" or name.startswith("builtin:"))
-
-
-def builtin_model_name(name_or_alias: str) -> str:
-    """The shipped model an alias stands for: `"builtin"` -> the default, `"builtin:NAME"` -> NAME; other names
-    are returned as they are."""
-    if name_or_alias == "builtin":
-        return DEFAULT_BUILTIN_MODEL
-    return name_or_alias.split(":", 1)[1] if name_or_alias.startswith("builtin:") else name_or_alias
 
 
 def list_builtin_models() -> list[str]:

@@ -8,7 +8,7 @@ the plot go up in one commit.
 
 Example:
     ```python
-    >>> from hf_unmask.model_card import build_model_card
+    >>> from hf_unmask.strategies.card import build_model_card
     >>> from hf_unmask.strategies import UnmaskingPolicy
     >>> policy = UnmaskingPolicy(trained_for={"base_model": "GSAI-ML/LLaDA-8B-Instruct", "gen_length": 256,
     ...                                       "block_length": 32, "alpha": 3.0, "dataset": "openai/gsm8k"})
@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
+from ..model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
 
 LIBRARY_NAME = "hf-unmask"
 BASE_TAGS = ("hf-unmask", "diffusion-language-model", "unmasking-strategy")
@@ -68,7 +68,7 @@ _DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", 
 
 
 def _is_policy(strategy: Any) -> bool:
-    from .strategies.learned import LearnedUnmaskingPolicy
+    from .learned import LearnedUnmaskingPolicy
 
     return isinstance(strategy, LearnedUnmaskingPolicy)
 
@@ -205,7 +205,7 @@ def usage_code(
     gen_length = gen_length or trained.get("gen_length") or 64
     block_length = block_length if block_length is not None else trained.get("block_length")
     model_id = base_model or "<base dLLM repo id>"
-    from .models.tiny import is_builtin_alias
+    from .._shipped import is_builtin_alias
 
     if is_builtin_alias(model_id):
         return _builtin_usage_code(strategy, repo_id, model_id, trained.get("task"), block_length, gen_length)
@@ -241,7 +241,7 @@ def _builtin_usage_code(
 ) -> str:
     """Usage snippet for a strategy trained on a dLLM shipped with hf_unmask (no Hub download of the model)."""
 
-    from .models.tiny import builtin_model_name
+    from .._shipped import builtin_model_name
 
     name = "policy" if _is_policy(strategy) else "strategy"
     if repo_id.startswith("builtin:"):  # a policy shipped inside the package
@@ -310,7 +310,7 @@ def build_model_card(
         license, tags, template_path: YAML license, extra tags, another Jinja template.
         **template_kwargs: extra template variables (e.g. `title`, `summary`).
     """
-    from .models.tiny import is_builtin_alias
+    from .._shipped import is_builtin_alias
 
     is_policy = _is_policy(strategy)
     trained = dict(getattr(strategy, "trained_for", {}) or {})
