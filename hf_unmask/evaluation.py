@@ -34,6 +34,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from .generation import check_block_length, cut_at_eos, eos_id_list
 from .plotting import plot_pareto, short_value
 from .strategies import UnmaskingStrategy, registered_strategy_names, resolve_strategy_name
 
@@ -627,8 +628,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     gen_config = getattr(unwrap_model(model), "generation_config", None)
     value = getattr(gen_config, "eos_token_id", None) if gen_config is not None else None
-    if value is not None:
-        ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    ids.update(int(v) for v in eos_id_list(value))
     if getattr(tokenizer, "eos_token_id", None) is not None:
         ids.add(int(tokenizer.eos_token_id))
     return ids
@@ -652,11 +652,8 @@ def decode_completions(
         ```
     """
     eos = set(eos_ids)
-    texts = []
-    for row in sequences[:, prompt_length:].tolist():
-        cut = next((i for i, tok in enumerate(row) if tok in eos), len(row))
-        texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return texts
+    rows = sequences[:, prompt_length:].tolist()
+    return [tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True).strip() for row in rows]
 
 
 # ------------------------------------------------------------------------------------------------ result
@@ -933,14 +930,7 @@ def _check_block_lengths(block_lengths: Sequence[Optional[int]], gen_length: int
     for bl in block_lengths:
         if bl is None or (isinstance(bl, str) and bl.lower() in ("full", "none", "l")):
             bl = gen_length
-        if isinstance(bl, bool) or not isinstance(bl, int) or bl <= 0:
-            raise ValueError(f"Block length must be a positive integer or 'full', got {bl!r}.")
-        if gen_length % bl != 0:
-            divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
-            raise ValueError(
-                f"Block length {bl} does not divide the generation length L={gen_length}. Use a divisor of L "
-                f"({', '.join(map(str, divisors))}) or 'full'."
-            )
+        bl = check_block_length(bl, gen_length, length_name="the generation length L", full="'full'")
         if bl not in out:
             out.append(bl)
     return out

@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 from transformers import GenerationMixin
 
 from ..models.adapters import DiffusionAdapter, get_adapter, unwrap_model
+from .eos import eos_id_list
 from .inputs import normalize_generate_arguments
 from .loop import diffusion_generate
 
@@ -76,7 +77,7 @@ def enable_diffusion_generate(
         ids["mask_token_id"] = getattr(tokenizer, "mask_token_id", None)
     # EOS: the configured ids plus the family's own end tokens (e.g. LLaDA's <|eot_id|> next to <|endoftext|>).
     configured = gen_config.eos_token_id
-    eos = [] if configured is None else list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    eos = eos_id_list(configured)
     eos += [e for e in adapter_obj.eos_token_ids() if e not in eos]
     if not eos and tokenizer is not None and getattr(tokenizer, "eos_token_id", None) is not None:
         eos = [tokenizer.eos_token_id]

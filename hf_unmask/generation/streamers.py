@@ -9,6 +9,8 @@ from typing import Any, Optional, TextIO
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from .eos import cut_at_eos
+
 
 class DiffusionTextStreamer(BaseStreamer):
     """Redraws the decoded canvas after every denoising step, masks shown as `mask_placeholder`.
@@ -94,9 +96,7 @@ class _FinalTokensStreamer:
 
     def end(self) -> None:
         if self.last is not None:
-            tokens = self.last[0].tolist()
-            cut = next((i + 1 for i, t in enumerate(tokens) if t in self.eos_ids), len(tokens))
-            self.streamer.put(torch.tensor([tokens[:cut]]))
+            self.streamer.put(torch.tensor([cut_at_eos(self.last[0].tolist(), self.eos_ids, keep_eos=True)]))
         self.streamer.end()
 
 
