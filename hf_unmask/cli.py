@@ -183,14 +183,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run `hf-unmask evaluate` from parsed arguments; returns the exit status."""
-    from .evaluation import (
-        EvaluationData,
-        EvaluationInterrupted,
-        StrategySpec,
-        evaluate_strategies,
-        load_model_and_tokenizer,
-        plan_sweep,
-    )
+    from .evaluation import EvaluationData, EvaluationInterrupted, StrategySpec, evaluate_strategies, plan_sweep
+    from .models import load_dllm
 
     if args.task and args.dataset:
         raise CLIError("Give either --task (a built-in task) or --dataset (a datasets dataset), not both.")
@@ -231,8 +225,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             config_name=args.dataset_config,
             prompt_template=args.prompt_template,
         )
-    model, tokenizer = load_model_and_tokenizer(
-        args.model, args.tokenizer, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    model, tokenizer = load_dllm(
+        args.model,
+        dtype=args.dtype,
+        device=args.device,
+        tokenizer=args.tokenizer,
+        trust_remote_code=args.trust_remote_code,
     )
     generation_kwargs = {"stop_at_eos": True} if args.stop_at_eos else {}
     try:

@@ -199,7 +199,8 @@ def run_demo(
         >>> result = run_demo(n_examples=16, output_dir="demo_out")  # doctest: +SKIP
         ```
     """
-    from .evaluation import _default_gen_length, load_model_and_tokenizer
+    from .evaluation import _default_gen_length
+    from .models import load_dllm
 
     out = out if out is not None else sys.stdout
     started = time.perf_counter()
@@ -209,7 +210,7 @@ def run_demo(
 
         _say(out, "== 1. Loading the built-in dLLM")
         builtin_name = DEFAULT_BUILTIN_MODEL
-        model, tokenizer = load_model_and_tokenizer("builtin")
+        model, tokenizer = load_dllm("builtin")
         n_params = sum(p.numel() for p in model.parameters())
         _say(out, f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, vocabulary of {len(tokenizer)}.")
     elif tokenizer is None:

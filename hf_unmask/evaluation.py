@@ -548,58 +548,25 @@ def load_model_and_tokenizer(
     dtype: Optional[Union[str, torch.dtype]] = None,
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """Load a dLLM and its tokenizer: the built-in model (`None`, `"builtin"` or `"builtin:NAME"`) or any path /
-    Hub id that `hf_unmask.AutoDiffusionLM` understands (LLaDA, Dream, masked LMs, PEFT adapters).
+    """Load a dLLM and its tokenizer with `hf_unmask.models.load_dllm`: the built-in model (`None`, `"builtin"` or
+    `"builtin:NAME"`) or any path / Hub id that `hf_unmask.AutoDiffusionLM` understands.
 
     Example:
         ```python
-        >>> model, tokenizer = load_model_and_tokenizer("builtin")  # doctest: +SKIP
+        >>> model, tokenizer = load_model_and_tokenizer("builtin")
+        >>> type(model).__name__
+        'TinyDLLMForMaskedDiffusion'
         ```
     """
-    torch_dtype = _resolve_dtype(dtype)
-    from .models.tiny import builtin_model_name, is_builtin_alias
+    from .models import load_dllm
 
-    if model_name_or_path is None or is_builtin_alias(model_name_or_path):
-        from .models.tiny import load_builtin_model
-
-        kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-        model, tokenizer = load_builtin_model(builtin_model_name(model_name_or_path or "builtin"), **kwargs)
-    else:
-        from .models import AutoDiffusionLM, load_tokenizer
-
-        if str(model_name_or_path).startswith((".", "/", "~")) and not os.path.isdir(
-            os.path.expanduser(model_name_or_path)
-        ):
-            raise ValueError(
-                f"No model folder '{model_name_or_path}'. Pass an existing folder, a Hub id (org/name) or 'builtin'."
-            )
-        tok_source = tokenizer_name_or_path or model_name_or_path
-        try:
-            tokenizer = load_tokenizer(tok_source, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"Could not load a tokenizer from '{tok_source}': {err}") from err
-        load_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "tokenizer": tokenizer}
-        if torch_dtype is not None:
-            load_kwargs["dtype"] = torch_dtype
-        try:
-            model = AutoDiffusionLM.from_pretrained(model_name_or_path, **load_kwargs)
-        except OSError as err:
-            raise ValueError(f"Could not load a dLLM from '{model_name_or_path}': {err}") from err
-        _ensure_diffusion_generate(model, tokenizer)
-    if device is not None and str(device) != "auto":
-        model = model.to(device)
-    elif device == "auto" and torch.cuda.is_available():
-        model = model.to("cuda")
-    return model.eval(), tokenizer
-
-
-def _resolve_dtype(dtype: Optional[Union[str, torch.dtype]]) -> Optional[torch.dtype]:
-    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
-        return None if dtype == "auto" else dtype  # type: ignore[return-value]
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"Unknown dtype '{dtype}'. Use float32, bfloat16, float16 or auto.")
-    return value
+    return load_dllm(
+        model_name_or_path,
+        dtype=dtype,
+        device=device,
+        tokenizer=tokenizer_name_or_path,
+        trust_remote_code=trust_remote_code,
+    )
 
 
 def _ensure_diffusion_generate(model: Any, tokenizer: Any) -> Any:
