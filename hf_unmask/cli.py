@@ -328,8 +328,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     Example:
         ```python
+        >>> import tempfile
         >>> from hf_unmask.cli import main
-        >>> main(["evaluate", "--task", "program_trace", "--n-examples", "20"])  # doctest: +SKIP
+        >>> main(["evaluate", "--task", "program_trace", "--n-examples", "16", "--strategy", "confidence_threshold:0.9",
+        ...       "--block-length", "8", "--output-dir", tempfile.mkdtemp(), "--no-progress"])
+        strategy              budget         BL  accuracy  NFE  time (s)  pareto
+        --------------------  -------------  --  --------  ---  --------  ------
+        confidence_threshold  threshold=0.9   8     87.5%  6.9  ...
+            csv: .../evaluation.csv
+           json: .../evaluation.json
+            png: .../pareto.png
         0
         ```
     """

@@ -194,8 +194,19 @@ def run_demo(
 
     Example:
         ```python
+        >>> import io
+        >>> import tempfile
         >>> from hf_unmask.demo import run_demo
-        >>> result = run_demo(n_examples=16, output_dir="demo_out")  # doctest: +SKIP
+        >>> result = run_demo(n_examples=4, output_dir=tempfile.mkdtemp(), strategies=["top_k_confidence:steps=16"],
+        ...                   stream=False, progress=False, out=io.StringIO())  # out: the terminal by default
+        >>> for row in result.rows:  # the shipped policies in the panel they were trained for
+        ...     print(row["block_length"], row["strategy"])
+        8 tiny-dllm-program_trace-bl8-alpha0.3
+        8 tiny-dllm-program_trace-bl8-alpha1
+        8 tiny-dllm-program_trace-bl8-alpha3
+        8 top_k_confidence
+        16 tiny-dllm-program_trace-full-alpha1
+        16 top_k_confidence
         ```
     """
     from .evaluation.model_io import default_gen_length

@@ -68,10 +68,10 @@ def decode_completions(
         ```python
         >>> from hf_unmask.models import load_dllm
         >>> model, tokenizer = load_dllm("builtin")
-        >>> [(start, input_ids, attention_mask)] = tokenize_batches(tokenizer, ["sort : 3 1 2", "sort : 9 8"], 8)
+        >>> [(start, input_ids, attention_mask)] = tokenize_batches(tokenizer, ["sort : 3 1 2", "sort : 5 2 7 1"], 8)
         >>> out = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=16)
         >>> decode_completions(out, input_ids.shape[1], tokenizer, completion_eos_ids(model, tokenizer))
-        ['1 2 3', '8 9']
+        ['1 2 3', '1 2 5 7']
         ```
     """
     eos = set(eos_ids)

@@ -57,7 +57,7 @@ class EvaluationResult:
         >>> result = evaluate_strategies(model, tokenizer, "program_trace", ["top_k_confidence:steps=2,16"],
         ...                              block_lengths=[8], n_examples=16, progress=False)
         >>> [(row["budget"], row["accuracy_mean"], row["nfe_mean"]) for row in result.rows]
-        [('steps=2', 0.0, 2.0), ('steps=16', 1.0, 16.0)]
+        [('steps=2', 0.0625, 2.0), ('steps=16', 1.0, 16.0)]
         >>> sorted(result.save(tempfile.mkdtemp()))
         ['csv', 'json', 'png']
         ```

@@ -53,9 +53,14 @@ def enable_diffusion_generate(
 
     Example:
         ```python
-        >>> from transformers import AutoModelForMaskedLM, AutoTokenizer  # doctest: +SKIP
-        >>> model = enable_diffusion_generate(AutoModelForMaskedLM.from_pretrained(path), tokenizer=tok)  # doctest: +SKIP
-        >>> model.generate(input_ids, max_new_tokens=16, strategy="confidence_threshold")  # doctest: +SKIP
+        >>> import torch
+        >>> from transformers import BertConfig, BertForMaskedLM
+        >>> config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        ...                     intermediate_size=64)
+        >>> bert = BertForMaskedLM(config)  # e.g. AutoModelForMaskedLM.from_pretrained(...), then tokenizer=...
+        >>> model = enable_diffusion_generate(bert, mask_token_id=3)
+        >>> model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, strategy="confidence_threshold").shape
+        torch.Size([1, 7])
         ```
     """
     adapter_obj = get_adapter(model, adapter)

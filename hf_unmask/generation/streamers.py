@@ -20,8 +20,13 @@ class DiffusionTextStreamer(BaseStreamer):
 
     Example:
         ```python
-        >>> streamer = DiffusionTextStreamer(tokenizer, mask_token_id=tokenizer.mask_token_id)  # doctest: +SKIP
-        >>> model.generate(input_ids, streamer=streamer, max_new_tokens=32)  # doctest: +SKIP
+        >>> import hf_unmask
+        >>> model, tokenizer = hf_unmask.load_builtin_model("tiny-dllm")
+        >>> ids = tokenizer("sort : 3 1 2", return_tensors="pt").input_ids
+        >>> streamer = DiffusionTextStreamer(tokenizer)  # here not a terminal: one line per step
+        >>> _ = model.generate(ids, streamer=streamer, strategy="confidence_threshold")
+        [step   1] 1 2 3________
+        [step   2] 1 2 3
         ```
     """
 
