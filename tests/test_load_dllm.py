@@ -141,6 +141,8 @@ def test_errors_are_clear(bert_folder, tmp_path):
         load_dllm(str(tmp_path))
     with pytest.raises(ValueError, match="Could not load a tokenizer from './no/such/tokenizer'"):
         load_dllm("builtin", tokenizer="./no/such/tokenizer")
+    with pytest.raises(TypeError):  # options are keywords: no positional order to get wrong
+        load_dllm("builtin", "bfloat16")
 
 
 def test_evaluation_and_trainer_loaders_delegate_to_it(tmp_path, builtin):

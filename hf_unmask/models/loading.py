@@ -31,6 +31,7 @@ def resolve_dtype(dtype: Optional[Union[str, torch.dtype]]) -> Optional[torch.dt
 
 def load_dllm(
     name_or_path: Optional[Union[str, os.PathLike]] = "builtin",
+    *,
     dtype: Optional[Union[str, torch.dtype]] = None,
     device: Optional[Union[str, torch.device]] = None,
     peft_adapter: Optional[Union[str, os.PathLike]] = None,
@@ -38,6 +39,9 @@ def load_dllm(
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
     """Load a dLLM with a diffusion `generate`, and its tokenizer, in eval mode.
+
+    Every option is a keyword argument, so that a caller's positional order (the trainer's `load_dllm(name, dtype,
+    peft_adapter, trust_remote_code)`) cannot bind to the wrong one.
 
     Args:
         name_or_path: `"builtin"` (or `None`) for the shipped tiny dLLM, `"builtin:NAME"` for another shipped one
