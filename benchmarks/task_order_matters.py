@@ -23,7 +23,7 @@ from typing import Any, Optional
 import torch
 
 import hf_unmask
-from hf_unmask.generation.state import DenoisingState
+from hf_unmask.generation import DenoisingState, check_block_length
 from hf_unmask.models.tiny import TinyDLLMForMaskedDiffusion, build_tokenizer, list_builtin_models
 from hf_unmask.strategies import TopKConfidence
 from hf_unmask.tasks import TASK_REGISTRY, get_task
@@ -77,8 +77,7 @@ def measure(
     L = int(model.generation_config.max_new_tokens)
     results = []
     for BL in block_lengths:
-        if L % BL:
-            raise ValueError(f"block length {BL} does not divide L = {L}.")
+        check_block_length(BL, L, name="block length", length_name="L")
         nb = L // BL
         common = dict(max_new_tokens=L, block_length=BL, batch_size=batch_size)
         start = time.perf_counter()

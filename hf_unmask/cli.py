@@ -179,14 +179,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run `hf-unmask evaluate` from parsed arguments; returns the exit status."""
-    from .evaluation import (
-        EvaluationData,
-        EvaluationInterrupted,
-        StrategySpec,
-        evaluate_strategies,
-        load_model_and_tokenizer,
-        plan_sweep,
-    )
+    from .evaluation import EvaluationData, EvaluationInterrupted, StrategySpec, evaluate_strategies, plan_sweep
+    from .models import load_dllm
 
     if args.task and args.dataset:
         raise CLIError("Give either --task (a built-in task) or --dataset (a datasets dataset), not both.")
@@ -227,8 +221,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             config_name=args.dataset_config,
             prompt_template=args.prompt_template,
         )
-    model, tokenizer = load_model_and_tokenizer(
-        args.model, args.tokenizer, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    model, tokenizer = load_dllm(
+        args.model,
+        dtype=args.dtype,
+        device=args.device,
+        tokenizer=args.tokenizer,
+        trust_remote_code=args.trust_remote_code,
     )
     generation_kwargs = {"stop_at_eos": True} if args.stop_at_eos else {}
     try:
@@ -326,8 +324,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     Example:
         ```python
+        >>> import tempfile
         >>> from hf_unmask.cli import main
-        >>> main(["evaluate", "--task", "program_trace", "--n-examples", "20"])  # doctest: +SKIP
+        >>> main(["evaluate", "--task", "program_trace", "--n-examples", "16", "--strategy", "confidence_threshold:0.9",
+        ...       "--block-length", "8", "--output-dir", tempfile.mkdtemp(), "--no-progress"])
+        strategy              budget         BL  accuracy  NFE  time (s)  pareto
+        --------------------  -------------  --  --------  ---  --------  ------
+        confidence_threshold  threshold=0.9   8     87.5%  6.9  ...
+            csv: .../evaluation.csv
+           json: .../evaluation.json
+            png: .../pareto.png
         0
         ```
     """

@@ -10,6 +10,8 @@ Push it once, then any supported dLLM loaded with plain transformers whose class
 use it. `*ForMaskedLM` classes have no `generate` for `custom_generate=` to go through (`AttributeError` before
 transformers runs): give them the same generation with `hf_unmask.enable_diffusion_generate(model)`.
 
+Not run in tests (they write to and read from the Hub):
+
 ```python
 >>> import hf_unmask
 >>> hf_unmask.push_custom_generate("me/diffusion-generate")  # doctest: +SKIP
@@ -35,10 +37,19 @@ def custom_generate(*args: Any, **kwargs: Any) -> Any:
     `model=` and passes the user's arguments (positional ones included) as given. Diffusion options
     (`strategy`, `max_new_tokens`, `block_length`, `steps`, `mask_token_id`, `seed`, ...) pass through.
 
-    Example:
+    Example (the folder itself, here with a small random BERT and transformers' LM-head class):
         ```python
-        >>> out = model.generate(input_ids, custom_generate=hf_unmask.CUSTOM_GENERATE_DIR,  # doctest: +SKIP
-        ...                      trust_remote_code=True, strategy="top_k_confidence", max_new_tokens=16)
+        >>> import torch
+        >>> import hf_unmask
+        >>> from transformers import BertConfig, BertLMHeadModel
+        >>> config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        ...                     intermediate_size=64, is_decoder=False)
+        >>> model = BertLMHeadModel(config)
+        >>> out = model.generate(torch.tensor([[5, 6, 7]]), custom_generate=hf_unmask.CUSTOM_GENERATE_DIR,
+        ...                      trust_remote_code=True, strategy="top_k_confidence", max_new_tokens=4,
+        ...                      mask_token_id=3)
+        >>> out.shape
+        torch.Size([1, 7])
         ```
     """
     from .generation.inputs import normalize_generate_arguments
@@ -65,7 +76,7 @@ def push_custom_generate(
 ) -> Any:
     """Create `repo_id` (a model repo) if needed and upload `CUSTOM_GENERATE_DIR` to it in one commit.
 
-    Example:
+    Example (not run in tests: it writes to the Hub):
         ```python
         >>> import hf_unmask
         >>> hf_unmask.push_custom_generate("me/diffusion-generate")  # doctest: +SKIP

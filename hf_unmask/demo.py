@@ -133,7 +133,7 @@ def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_bloc
 def _stream_one(
     model: Any, tokenizer: Any, data: EvaluationData, gen_length: int, block_length: int, out: TextIO
 ) -> None:
-    from .evaluation import _eos_ids, _model_device, _tokenize_batches, decode_completions
+    from .evaluation.model_io import completion_eos_ids, decode_completions, model_device, tokenize_batches
     from .generation import DiffusionTextStreamer
     from .models import unwrap_model
     from .strategies import registered_strategy_names
@@ -148,8 +148,8 @@ def _stream_one(
         mask_id = getattr(getattr(unwrap_model(model), "generation_config", None), "mask_token_id", None)
     _say(out, f"Prompt: {data.prompts[0]}")
     _say(out, f"Unmasking with {label}, block length {block_length}, L = {gen_length} ('_' = still masked):")
-    (_, input_ids, attention_mask), *_ = _tokenize_batches(tokenizer, data.prompts[:1], 1, chat_template=False)
-    device = _model_device(model)
+    (_, input_ids, attention_mask), *_ = tokenize_batches(tokenizer, data.prompts[:1], 1, chat_template=False)
+    device = model_device(model)
     streamer = DiffusionTextStreamer(tokenizer, mask_token_id=mask_id, stream=out)
     result = model.generate(
         input_ids.to(device),
@@ -160,9 +160,8 @@ def _stream_one(
         streamer=streamer,
         return_dict_in_generate=True,
     )
-    completion = decode_completions(result.sequences.cpu(), input_ids.shape[1], tokenizer, _eos_ids(model, tokenizer))[
-        0
-    ]
+    eos_ids = completion_eos_ids(model, tokenizer)
+    completion = decode_completions(result.sequences.cpu(), input_ids.shape[1], tokenizer, eos_ids)[0]
     verdict = "correct" if data.is_correct(completion, data.references[0]) else "wrong"
     _say(out, f"Completion: {completion}")
     _say(out, f"Reference:  {data.references[0]}")
@@ -196,11 +195,23 @@ def run_demo(
 
     Example:
         ```python
+        >>> import io
+        >>> import tempfile
         >>> from hf_unmask.demo import run_demo
-        >>> result = run_demo(n_examples=16, output_dir="demo_out")  # doctest: +SKIP
+        >>> result = run_demo(n_examples=4, output_dir=tempfile.mkdtemp(), strategies=["top_k_confidence:steps=16"],
+        ...                   stream=False, progress=False, out=io.StringIO())  # out: the terminal by default
+        >>> for row in result.rows:  # the shipped policies in the panel they were trained for
+        ...     print(row["block_length"], row["strategy"])
+        8 tiny-dllm-program_trace-bl8-alpha0.3
+        8 tiny-dllm-program_trace-bl8-alpha1
+        8 tiny-dllm-program_trace-bl8-alpha3
+        8 top_k_confidence
+        16 tiny-dllm-program_trace-full-alpha1
+        16 top_k_confidence
         ```
     """
-    from .evaluation import _default_gen_length, load_model_and_tokenizer
+    from .evaluation.model_io import default_gen_length
+    from .models import load_dllm
 
     out = out if out is not None else sys.stdout
     started = time.perf_counter()
@@ -210,7 +221,7 @@ def run_demo(
 
         _say(out, "== 1. Loading the built-in dLLM")
         builtin_name = DEFAULT_BUILTIN_MODEL
-        model, tokenizer = load_model_and_tokenizer("builtin")
+        model, tokenizer = load_dllm("builtin")
         n_params = sum(p.numel() for p in model.parameters())
         _say(out, f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, vocabulary of {len(tokenizer)}.")
     elif tokenizer is None:
@@ -218,7 +229,7 @@ def run_demo(
     if task is None:
         task = _pick_task(model)
     data = task if isinstance(task, EvaluationData) else EvaluationData.from_task(task, n_examples=n_examples)
-    gen_length = int(max_new_tokens) if max_new_tokens is not None else _default_gen_length(model)
+    gen_length = int(max_new_tokens) if max_new_tokens is not None else default_gen_length(model)
     semi_bl = _semi_ar_block_length(model, gen_length)
     _say(out, f"Task: {data.name} ({len(data)} test examples), generation length L = {gen_length}.")
 

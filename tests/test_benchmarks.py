@@ -1,4 +1,5 @@
-"""The benchmark scripts' baselines compute what the library computes: their loops give the same tokens."""
+"""The benchmark scripts' baselines compute what the library computes (their loops give the same tokens), and the
+training curves show every promised panel and a single logged point."""
 
 from __future__ import annotations
 
@@ -40,3 +41,31 @@ def test_benchmark_loops_match_generate(block_length):
         breakdown.inline_without_guarantees,
     ):
         assert torch.equal(loop(model, prompt, mask_id, L, block_length, steps), ours), loop.__name__
+
+
+def _training_curves():
+    spec = importlib.util.spec_from_file_location("training_curves", BENCHMARKS / "training_curves.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("training_curves", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_curves_show_every_panel_and_a_single_logged_point():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = _training_curves()
+    one_row = [{"step": 1, "reward": 0.1, "correctness": 0.2, "nfe/mean": 15.0, "unmask_fraction": 0.12}]
+    many = [dict(one_row[0], step=s, reward=0.01 * s) for s in range(1, 41)]
+    fig = curves.curves_figure({"outputs/interrupted": one_row, "outputs/long": many})
+    try:
+        assert [ax.get_title() for ax in fig.axes] == ["reward", "correctness", "nfe/mean", "unmask_fraction"]
+        for ax in fig.axes:
+            single, long = ax.get_lines()
+            assert len(single.get_xdata()) == 1 and single.get_marker() not in (None, "None", "", " ")
+            assert single.get_markersize() > 0 and len(long.get_xdata()) == 40
+    finally:
+        plt.close(fig)

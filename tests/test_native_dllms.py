@@ -383,9 +383,9 @@ def test_evaluate_cli_applies_the_published_chat_template(tmp_path_factory, tmp_
     rows = json.loads((tmp_path / "out" / "evaluation.json").read_text())["rows"]
     assert len(rows) == 1 and rows[0]["n_examples"] == 2
     # what the model was given: the template around the question
-    from hf_unmask.evaluation import _tokenize_batches
+    from hf_unmask.evaluation.model_io import tokenize_batches
 
-    _, ids, _ = _tokenize_batches(load_tokenizer(folder), ["the cat"], 2, chat_template=True)[0]
+    _, ids, _ = tokenize_batches(load_tokenizer(folder), ["the cat"], 2, chat_template=True)[0]
     expected_start = {"llada": [126080, 126346], "dream": [151644]}[
         kind
     ]  # <|startoftext|><|start_header_id|>, <|im_start|>

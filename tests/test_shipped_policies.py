@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hf_unmask
-from hf_unmask.evaluation import EvaluationResult, StrategySpec, evaluate_strategies, front_accuracy_at
+from hf_unmask.evaluation import StrategySpec, evaluate_strategies, front_accuracy_at
 from hf_unmask.strategies import (
     UnmaskingPolicy,
     builtin_policy_path,
@@ -130,39 +130,6 @@ def test_the_card_usage_snippet_of_a_shipped_policy_runs(capsys):
     assert "| NFE:" in capsys.readouterr().out
     yaml_header = readme.split("---")[1]
     assert "base_model" not in yaml_header  # "builtin:..." is not a Hub id
-
-
-def test_front_accuracy_at_interpolates_the_pareto_front():
-    points = [(2.0, 0.1), (4.0, 0.5), (5.0, 0.3), (8.0, 0.9), (9.0, 0.9)]
-    assert front_accuracy_at(points, 1.0) == 0.1  # below the front: its cheapest point
-    assert front_accuracy_at(points, 4.0) == 0.5
-    assert front_accuracy_at(points, 6.0) == pytest.approx(0.7)  # (5, 0.3) is dominated, so 4 -> 8 is the segment
-    assert front_accuracy_at(points, 20.0) == 0.9
-    with pytest.raises(ValueError, match="at least one"):
-        front_accuracy_at([], 3.0)
-
-
-def _row(strategy, bl, nfe, acc):
-    return {
-        "strategy": strategy,
-        "budget": "-",
-        "block_length": bl,
-        "nfe_mean": nfe,
-        "accuracy_mean": acc,
-        "pareto": False,
-    }
-
-
-def test_merged_results_recompute_the_front_per_block_length():
-    meta = {"task": "t", "model": "m", "gen_length": 16, "strategies": ["a"]}
-    semi = EvaluationResult(rows=[_row("a", 8, 4.0, 0.5), _row("b", 8, 6.0, 0.4)], meta={**meta, "block_lengths": [8]})
-    full = EvaluationResult(rows=[_row("a", 16, 5.0, 0.2)], meta={**meta, "block_lengths": [16], "strategies": ["c"]})
-    both = semi.merged_with(full)
-    assert [r["pareto"] for r in both.rows] == [True, False, True]
-    assert both.meta["block_lengths"] == [8, 16] and both.meta["strategies"] == ["a", "c"]
-    assert not semi.rows[0]["pareto"]  # the inputs are left as they were
-    with pytest.raises(ValueError, match="different gen_length"):
-        semi.merged_with(EvaluationResult(rows=[], meta={**meta, "gen_length": 32}))
 
 
 def test_demo_compares_each_shipped_policy_in_the_panel_it_was_trained_for():

@@ -1,6 +1,6 @@
 """A tiny random dLLM, a character-level tokenizer and a toy task for the evaluation / CLI / demo tests.
 
-Not a test module (no `test_` prefix); imported by tests/test_evaluation.py, test_cli.py and test_demo.py.
+Not a test module (no `test_` prefix); imported by the tests of tests/evaluation/, test_cli.py and test_demo.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ PAD, EOS, UNK, MASK = 0, 1, 2, 3
 SPECIALS = ["[PAD]", "[EOS]", "[UNK]", "[MASK]"]
 CHARS = list("0123456789abcdefghijklmnopqrstuvwxyz +-=*.,:;?!()")
 VOCAB = 64  # 4 specials + 49 characters, rounded up
+L = 8  # generation length of the evaluation tests
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:

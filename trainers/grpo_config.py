@@ -13,6 +13,8 @@ from typing import Optional
 
 from trl import GRPOConfig
 
+from hf_unmask.generation import check_block_length
+
 REWARD_FORMS = ("multiplicative", "additive")
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
@@ -239,18 +241,8 @@ class UnmaskingGRPOConfig(GRPOConfig):
         if not isinstance(L, int) or isinstance(L, bool) or L <= 0:
             raise ValueError(f"gen_length (L) must be a positive integer, got {L!r}. Pass e.g. --gen_length 256.")
         for name in ("block_length", "expert_block_length") if self.expert_steering else ("block_length",):
-            BL = getattr(self, name)
-            if BL is None:
-                continue
-            if not isinstance(BL, int) or isinstance(BL, bool) or BL <= 0:
-                raise ValueError(f"{name} must be a positive integer or None (full diffusion), got {BL!r}.")
-            if L % BL != 0:
-                divisors = [d for d in range(1, L + 1) if L % d == 0]
-                closest = min(divisors, key=lambda d: (abs(d - BL), d))
-                raise ValueError(
-                    f"{name}={BL} does not divide gen_length={L}: blocks must tile the L generated positions. Use a "
-                    f"divisor of {L} (e.g. --{name} {closest}) or --{name} {L} for full diffusion."
-                )
+            if getattr(self, name) is not None:
+                check_block_length(getattr(self, name), L, name=name, length_name="gen_length")
         if self.num_generations is None or self.num_generations < 2:
             raise ValueError(
                 f"num_generations (G) must be >= 2, got {self.num_generations!r}: GRPO's advantage is the reward minus "

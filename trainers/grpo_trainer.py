@@ -107,38 +107,20 @@ def load_dllm(
     peft_adapter: Optional[str] = None,
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """Load a dLLM and its tokenizer: `"builtin"` / `"builtin:NAME"` (shipped tiny dLLM) or any Hub id / folder that
-    `hf_unmask.AutoDiffusionLM` loads (LLaDA, Dream, masked LMs), optionally with a PEFT adapter on top.
+    """Load a dLLM and its tokenizer with `hf_unmask.models.load_dllm`: `"builtin"` / `"builtin:NAME"` (shipped tiny
+    dLLM) or any Hub id / folder that `hf_unmask.AutoDiffusionLM` loads (LLaDA, Dream, masked LMs), optionally with a
+    PEFT adapter on top.
 
     Example:
         ```python
-        >>> model, tokenizer = load_dllm("builtin")  # doctest: +SKIP
+        >>> model, tokenizer = load_dllm("builtin")
+        >>> model.training
+        False
         ```
     """
-    torch_dtype = None
-    if dtype not in (None, "auto"):
-        torch_dtype = getattr(torch, str(dtype), None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise ValueError(f"Unknown dllm_dtype {dtype!r}. Use float32, bfloat16, float16 or auto.")
-    kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-    from hf_unmask.models.tiny import builtin_model_name, is_builtin_alias
+    from hf_unmask.models import load_dllm as load_any_dllm
 
-    if is_builtin_alias(name_or_path):
-        from hf_unmask.models.tiny import load_builtin_model
-
-        model, tokenizer = load_builtin_model(builtin_model_name(name_or_path), **kwargs)
-        if peft_adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, peft_adapter)
-        return model.eval(), tokenizer
-    from hf_unmask.models import AutoDiffusionLM, load_tokenizer
-
-    tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
-    model = AutoDiffusionLM.from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, peft_adapter=peft_adapter, tokenizer=tokenizer, **kwargs
-    )
-    return model.eval(), tokenizer
+    return load_any_dllm(name_or_path, dtype=dtype, peft_adapter=peft_adapter, trust_remote_code=trust_remote_code)
 
 
 def _reward_name(func: Any) -> str:

@@ -43,12 +43,11 @@ if __package__ in (None, ""):  # `python trainers/train_unmasking_policy.py`: ma
 
 from trl import TrlParser  # noqa: E402
 
+from hf_unmask.evaluation import DATA_FILE_BUILDERS, load_data_file  # noqa: E402
 from trainers.grpo_config import UnmaskingGRPOConfig  # noqa: E402
 from trainers.interrupt import TrainingInterrupted  # noqa: E402
 
 logger = logging.getLogger(__name__)
-
-_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
 
 @dataclass
@@ -169,8 +168,8 @@ def _load(path: str, name: Optional[str], split: Optional[str], data_files: Any 
         loaded = datasets.load_from_disk(path)
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) and split is not None else loaded
     suffix = Path(path).suffix.lower()
-    if os.path.isfile(path) and suffix in _FILE_BUILDERS:
-        loaded = datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=path, split="train")
+    if os.path.isfile(path) and suffix in DATA_FILE_BUILDERS:
+        loaded = load_data_file(path)
         return loaded  # a single file is one split
     return datasets.load_dataset(path, name=name, split=split, data_files=data_files)
 

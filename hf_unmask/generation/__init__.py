@@ -7,7 +7,8 @@ from .adapter import (
     resolve_adapter_class,
     unwrap_model,
 )
-from .config import DiffusionGenerationConfig
+from .config import DiffusionGenerationConfig, check_block_length
+from .eos import cut_at_eos, eos_id_list
 from .kv_cache import DiffusionKVCache
 from .loop import diffusion_generate
 from .mixin import DiffusionGenerationMixin, enable_diffusion_generate
@@ -38,8 +39,11 @@ __all__ = [
     "DiffusionTextOutput",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
+    "check_block_length",
+    "cut_at_eos",
     "diffusion_generate",
     "enable_diffusion_generate",
+    "eos_id_list",
     "num_transfer_tokens",
     "num_transfer_tokens_at",
 ]

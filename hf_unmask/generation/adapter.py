@@ -13,6 +13,9 @@ from typing import Any, ClassVar, Optional
 
 import torch
 
+from .eos import eos_id_list
+from .kv_cache import DiffusionKVCache
+
 ADAPTER_REGISTRY: dict[str, type[DiffusionAdapter]] = {}
 
 
@@ -100,10 +103,7 @@ class DiffusionAdapter:
 
     def eos_token_ids(self) -> list[int]:
         value = self._config_value("eos_token_id")
-        if value is None:
-            ids = list(self.default_eos_token_ids)
-        else:
-            ids = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+        ids = list(self.default_eos_token_ids) if value is None else [int(v) for v in eos_id_list(value)]
         if any(e in ids for e in self.default_eos_token_ids):
             ids += [e for e in self.end_of_turn_token_ids if e not in ids]
         return ids
@@ -165,8 +165,6 @@ class DiffusionAdapter:
 
     def new_cache(self) -> Any:
         """A fresh `DiffusionKVCache` for one generate call."""
-        from .kv_cache import DiffusionKVCache
-
         return DiffusionKVCache()
 
     def forward_refresh(self, inputs: dict[str, Any], cache: Any) -> torch.Tensor:

@@ -183,7 +183,7 @@ class DiffusionGenerationConfig(GenerationConfig):
             >>> DiffusionGenerationConfig(max_new_tokens=16, block_length=5)
             Traceback (most recent call last):
             ...
-            ValueError: block_length=5 does not divide max_new_tokens=16. Choose a block_length that divides L (e.g. 4), or block_length=None for full diffusion.
+            ValueError: block_length=5 does not divide max_new_tokens=16: ...
             ```
         """
         super().validate(strict=strict, user_set_attributes=user_set_attributes)
@@ -196,14 +196,7 @@ class DiffusionGenerationConfig(GenerationConfig):
         L = self.max_new_tokens
         if L <= 0:
             raise ValueError(f"max_new_tokens (L) must be a positive integer, got {L!r}. Pass e.g. max_new_tokens=64.")
-        BL = self.effective_block_length
-        if BL <= 0:
-            raise ValueError(f"block_length must be a positive integer, got {self.block_length!r}.")
-        if L % BL != 0:
-            raise ValueError(
-                f"block_length={BL} does not divide max_new_tokens={L}. Choose a block_length that divides L "
-                f"(e.g. {_largest_divisor_at_most(L, BL)}), or block_length=None for full diffusion."
-            )
+        BL = check_block_length(self.block_length, L)
         nb = L // BL
         if self.steps is not None:
             if self.steps <= 0:
@@ -247,11 +240,43 @@ class DiffusionGenerationConfig(GenerationConfig):
         return min(BL, self.max_steps // self.num_blocks)
 
 
-def _largest_divisor_at_most(n: int, k: int) -> int:
-    for d in range(min(n, max(k, 1)), 0, -1):
-        if n % d == 0:
-            return d
-    return n
+def check_block_length(
+    block_length: Any,
+    gen_length: int,
+    name: str = "block_length",
+    length_name: str = "max_new_tokens",
+    full: str = "None",
+) -> int:
+    """The block length BL that `block_length` stands for (`None` = full diffusion, BL = L = `gen_length`), or a
+    `ValueError` naming the problem and a block length that fits: BL must be a positive integer dividing L.
+
+    `name`, `length_name` and `full` are how the caller's users spell the block length, L and full diffusion in
+    their error message (e.g. `"--block-length"`, `"the generation length L"`, `"'full'"`).
+
+    Example:
+        ```python
+        >>> check_block_length(8, 32), check_block_length(None, 32)
+        (8, 32)
+        >>> check_block_length(12, 32)
+        Traceback (most recent call last):
+        ...
+        ValueError: block_length=12 does not divide max_new_tokens=32: blocks must tile the L generated positions.
+        Use a divisor of 32 such as 8 (divisors: 1, 2, 4, 8, 16, 32), or None for full diffusion.
+        ```
+    """
+    if block_length is None:
+        return int(gen_length)
+    if isinstance(block_length, bool) or not isinstance(block_length, numbers.Integral) or block_length <= 0:
+        raise ValueError(f"{name} must be a positive integer or {full} (full diffusion), got {block_length!r}.")
+    if gen_length % block_length != 0:
+        divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
+        closest = min(divisors, key=lambda d: (abs(d - block_length), d))
+        raise ValueError(
+            f"{name}={block_length} does not divide {length_name}={gen_length}: blocks must tile the L generated "
+            f"positions. Use a divisor of {gen_length} such as {closest} (divisors: {', '.join(map(str, divisors))}), "
+            f"or {full} for full diffusion."
+        )
+    return int(block_length)
 
 
 # transformers arguments that make no sense for diffusion; passing one is an error rather than silently ignored.

@@ -11,6 +11,7 @@ from transformers import GenerationConfig
 from .adapter import DiffusionAdapter, get_adapter, unwrap_model
 from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
+from .eos import eos_id_list
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .state import DenoisingState
 from .step_checks import (
@@ -127,7 +128,7 @@ def diffusion_generate(
         )
     mask_id = as_token_id("mask_token_id", mask_id, vocab)
     eos = config.eos_token_id if config.eos_token_id is not None else adapter.eos_token_ids()
-    eos_ids = [as_token_id("eos_token_id", e, vocab) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+    eos_ids = [as_token_id("eos_token_id", e, vocab) for e in eos_id_list(eos)]
     if config.stop_at_eos and not eos_ids:
         raise ValueError(
             "stop_at_eos=True needs an EOS token id: pass eos_token_id=... or set it in the model config."

@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 from transformers import GenerationMixin
 
 from .adapter import DiffusionAdapter, get_adapter, unwrap_model
+from .eos import eos_id_list
 from .inputs import normalize_generate_arguments
 from .loop import diffusion_generate
 
@@ -52,9 +53,14 @@ def enable_diffusion_generate(
 
     Example:
         ```python
-        >>> from transformers import AutoModelForMaskedLM, AutoTokenizer  # doctest: +SKIP
-        >>> model = enable_diffusion_generate(AutoModelForMaskedLM.from_pretrained(path), tokenizer=tok)  # doctest: +SKIP
-        >>> model.generate(input_ids, max_new_tokens=16, strategy="confidence_threshold")  # doctest: +SKIP
+        >>> import torch
+        >>> from transformers import BertConfig, BertForMaskedLM
+        >>> config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        ...                     intermediate_size=64)
+        >>> bert = BertForMaskedLM(config)  # e.g. AutoModelForMaskedLM.from_pretrained(...), then tokenizer=...
+        >>> model = enable_diffusion_generate(bert, mask_token_id=3)
+        >>> model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, strategy="confidence_threshold").shape
+        torch.Size([1, 7])
         ```
     """
     adapter_obj = get_adapter(model, adapter)
@@ -76,7 +82,7 @@ def enable_diffusion_generate(
         ids["mask_token_id"] = getattr(tokenizer, "mask_token_id", None)
     # EOS: the configured ids plus the family's own end tokens (e.g. LLaDA's <|eot_id|> next to <|endoftext|>).
     configured = gen_config.eos_token_id
-    eos = [] if configured is None else list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    eos = eos_id_list(configured)
     eos += [e for e in adapter_obj.eos_token_ids() if e not in eos]
     if not eos and tokenizer is not None and getattr(tokenizer, "eos_token_id", None) is not None:
         eos = [tokenizer.eos_token_id]

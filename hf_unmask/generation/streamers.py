@@ -9,6 +9,8 @@ from typing import Any, Optional, TextIO
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from .eos import cut_at_eos
+
 
 class DiffusionTextStreamer(BaseStreamer):
     """Redraws the decoded canvas after every denoising step, masks shown as `mask_placeholder`.
@@ -18,8 +20,13 @@ class DiffusionTextStreamer(BaseStreamer):
 
     Example:
         ```python
-        >>> streamer = DiffusionTextStreamer(tokenizer, mask_token_id=tokenizer.mask_token_id)  # doctest: +SKIP
-        >>> model.generate(input_ids, streamer=streamer, max_new_tokens=32)  # doctest: +SKIP
+        >>> import hf_unmask
+        >>> model, tokenizer = hf_unmask.load_builtin_model("tiny-dllm")
+        >>> ids = tokenizer("sort : 3 1 2", return_tensors="pt").input_ids
+        >>> streamer = DiffusionTextStreamer(tokenizer)  # here not a terminal: one line per step
+        >>> _ = model.generate(ids, streamer=streamer, strategy="confidence_threshold")
+        [step   1] 1 2 3________
+        [step   2] 1 2 3
         ```
     """
 
@@ -94,9 +101,7 @@ class _FinalTokensStreamer:
 
     def end(self) -> None:
         if self.last is not None:
-            tokens = self.last[0].tolist()
-            cut = next((i + 1 for i, t in enumerate(tokens) if t in self.eos_ids), len(tokens))
-            self.streamer.put(torch.tensor([tokens[:cut]]))
+            self.streamer.put(torch.tensor([cut_at_eos(self.last[0].tolist(), self.eos_ids, keep_eos=True)]))
         self.streamer.end()
 
 

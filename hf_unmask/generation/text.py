@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .adapter import get_adapter, unwrap_model
+from .eos import cut_at_eos, eos_id_list
 from .loop import diffusion_generate
 from .outputs import DiffusionGenerateOutput
 
@@ -83,11 +84,8 @@ class DiffusionTextGenerator:
         """The completions of `sequences` `[B, P + L]`: generated tokens up to the first EOS (`eos_token_id`, else the
         model's), decoded without special tokens."""
         eos = set(self._eos_ids(eos_token_id))
-        texts = []
-        for row in sequences[:, prompt_length:].tolist():
-            cut = next((i for i, token in enumerate(row) if token in eos), len(row))
-            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True))
-        return texts
+        rows = sequences[:, prompt_length:].tolist()
+        return [self.tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True) for row in rows]
 
     def __call__(self, prompts: Prompts, **generate_kwargs: Any) -> DiffusionTextOutput:
         """Generate one completion per prompt; `generate_kwargs` override the defaults given at construction."""
@@ -151,7 +149,7 @@ class DiffusionTextGenerator:
         if configured is None:
             adapter = getattr(self.model, "diffusion_adapter", None)
             configured = get_adapter(self.model, adapter).eos_token_ids()
-        ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+        ids = eos_id_list(configured)
         if self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
         return [int(i) for i in ids if i is not None]

@@ -10,6 +10,7 @@ from ..generation.adapter import (
 from .auto import AutoDiffusionLM, load_tokenizer
 from .dream import DreamAdapter, DreamConfig
 from .llada import LLaDAAdapter, LLaDAConfig
+from .loading import load_dllm
 from .masked_lm import RobertaMaskedLMAdapter
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "MaskedLMAdapter",
     "RobertaMaskedLMAdapter",
     "get_adapter",
+    "load_dllm",
     "load_tokenizer",
     "register_adapter",
     "resolve_adapter_class",

@@ -97,6 +97,14 @@ def load_tokenizer(
     Example:
         ```python
         >>> from hf_unmask.models import load_tokenizer
+        >>> from hf_unmask.models.tiny import builtin_model_path
+        >>> load_tokenizer(builtin_model_path("tiny-dllm")).mask_token
+        '[MASK]'
+        ```
+
+        Dream's (not run in tests: it downloads the tokenizer from the Hub):
+
+        ```python
         >>> tokenizer = load_tokenizer("Dream-org/Dream-v0-Instruct-7B")  # doctest: +SKIP
         >>> type(tokenizer).__name__, tokenizer.mask_token_id  # doctest: +SKIP
         ('Qwen2Tokenizer', 151666)
@@ -210,6 +218,15 @@ class AutoDiffusionLM:
     Example:
         ```python
         >>> from hf_unmask import AutoDiffusionLM
+        >>> from hf_unmask.models.tiny import builtin_model_path
+        >>> model = AutoDiffusionLM.from_pretrained(builtin_model_path("tiny-dllm"))  # a folder or a Hub id
+        >>> type(model.diffusion_adapter).__name__, model.generation_config.mask_token_id
+        ('TinyDLLMAdapter', 1)
+        ```
+
+        LLaDA-8B and a LoRA adapter (not run in tests: they need a GPU and the Hub):
+
+        ```python
         >>> model = AutoDiffusionLM.from_pretrained(  # doctest: +SKIP
         ...     "GSAI-ML/LLaDA-8B-Instruct", dtype="bfloat16", device_map="cuda"
         ... )

@@ -22,10 +22,10 @@ class VerifiableTask:
     Example:
         ```python
         >>> from hf_unmask.tasks import get_task
-        >>> task = get_task("program_trace")  # doctest: +SKIP
-        >>> ds = task.dataset(n_train=100, n_test=20, seed=0)  # doctest: +SKIP
-        >>> task.is_correct(ds["test"][0]["reference"], ds["test"][0]["reference"])  # doctest: +SKIP
-        True
+        >>> task = get_task("program_trace")
+        >>> ds = task.dataset(n_train=100, n_test=20, seed=0)
+        >>> ds["test"].num_rows, task.is_correct(ds["test"][0]["reference"], ds["test"][0]["reference"])
+        (20, True)
         ```
     """
 

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..generation import cut_at_eos, eos_id_list
 from .base import VerifiableTask
 
 
@@ -23,12 +24,7 @@ def decode_completion(tokenizer: Any, ids: Sequence[int], eos_token_ids: Optiona
         ```
     """
     eos = set(eos_token_ids) if eos_token_ids is not None else {tokenizer.eos_token_id}
-    ids = [int(i) for i in ids]
-    for i, token in enumerate(ids):
-        if token in eos:
-            ids = ids[:i]
-            break
-    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+    return tokenizer.decode(cut_at_eos((int(i) for i in ids), eos), skip_special_tokens=True).strip()
 
 
 @torch.no_grad()
@@ -55,7 +51,7 @@ def generate_completions(
     tokenizer.padding_side = "left"
     out: list[str] = []
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    eos_ids = None if eos is None else (list(eos) if isinstance(eos, (list, tuple)) else [eos])
+    eos_ids = None if eos is None else eos_id_list(eos)
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
         sequences = model.generate(

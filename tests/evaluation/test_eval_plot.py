@@ -1,12 +1,9 @@
-"""The plots: the Pareto plot (legend inside the figure, policies drawn above the heuristics, budget labels that do
-not overlap) and the training curves (every promised panel, a single logged point visible)."""
+"""hf_unmask.evaluation.plot: the Pareto plot (legend inside the figure, policies drawn above the heuristics, budget
+labels that do not overlap)."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import matplotlib
 
@@ -16,9 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from hf_unmask.evaluation import pareto_front  # noqa: E402
-from hf_unmask.plotting import pareto_figure, plot_pareto  # noqa: E402
+from hf_unmask.evaluation.plot import pareto_figure, plot_pareto  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 POLICIES = ["tiny-dllm-program_trace-bl8-alpha0.3", "tiny-dllm-program_trace-bl8-alpha3"]
 HEURISTICS = {  # family: (knob, values): a crowded panel like the benchmark's
     "top_k_confidence": ("steps", [2, 4, 6, 8, 10, 12, 16]),
@@ -100,26 +96,3 @@ def test_plot_pareto_writes_a_png(rows, tmp_path):
     path = plot_pareto(rows, tmp_path / "sub" / "pareto.png", highlight=POLICIES)
     image = matplotlib.image.imread(path)
     assert image.shape[1] > image.shape[0] > 400  # two panels side by side, legend below
-
-
-def _training_curves():
-    spec = importlib.util.spec_from_file_location("training_curves", BENCHMARKS / "training_curves.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("training_curves", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_training_curves_show_every_panel_and_a_single_logged_point():
-    curves = _training_curves()
-    one_row = [{"step": 1, "reward": 0.1, "correctness": 0.2, "nfe/mean": 15.0, "unmask_fraction": 0.12}]
-    many = [dict(one_row[0], step=s, reward=0.01 * s) for s in range(1, 41)]
-    fig = curves.curves_figure({"outputs/interrupted": one_row, "outputs/long": many})
-    try:
-        assert [ax.get_title() for ax in fig.axes] == ["reward", "correctness", "nfe/mean", "unmask_fraction"]
-        for ax in fig.axes:
-            single, long = ax.get_lines()
-            assert len(single.get_xdata()) == 1 and single.get_marker() not in (None, "None", "", " ")
-            assert single.get_markersize() > 0 and len(long.get_xdata()) == 40
-    finally:
-        plt.close(fig)

@@ -13,18 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["pareto_figure", "plot_pareto", "short_value"]
+from .specs import short_value
+
+__all__ = ["pareto_figure", "plot_pareto"]
 
 _HEURISTIC_MARKERS = "osD^v<>ph"
 _POLICY_MARKERS = "*PXd"
 # Candidate label offsets (points) around a marker, tried in order: right-up, right-down, left-up, left-down, above,
 # below, further right, further left.
 _LABEL_OFFSETS = ((4, 3), (4, -9), (-4, 3), (-4, -9), (0, 7), (0, -14), (9, -3), (-9, -3))
-
-
-def short_value(value: Any) -> str:
-    """A knob value as a label: floats without trailing zeros (`0.5`, `1`), anything else as `str`."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _varying_knobs(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,92 @@
+"""Correctness functions: is a completion right, given the reference? Selectable by name (`--correctness NAME`) or
+as `module:function`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Union
+
+__all__ = ["CORRECTNESS_FUNCTIONS", "CorrectnessFn", "exact_match", "math_verify_correct", "resolve_correctness"]
+
+CorrectnessFn = Callable[[str, str], bool]
+
+
+def _final_answer_text(text: str) -> str:
+    """The part after the last GSM8K-style `####` marker, or the whole text."""
+    return text.rsplit("####", 1)[-1].strip() if "####" in text else text
+
+
+def math_verify_correct(completion: str, reference: str) -> bool:
+    """GSM8K / MATH correctness with `math_verify`: parse the final answer of both and compare them symbolically.
+
+    A GSM8K reference (`... #### 72`) is reduced to what follows `####`; so is the completion when it uses the
+    marker. Otherwise `math_verify.parse` finds the answer (`\\boxed{}`, last number, LaTeX...).
+
+    Example:
+        ```python
+        >>> math_verify_correct("48 / 2 = 24, 48 + 24 = 72. The answer is 72.", "48/2 = 24 ... #### 72")
+        True
+        ```
+    """
+    try:
+        from math_verify import parse, verify
+    except ImportError as err:  # pragma: no cover - math-verify is in the [train] extra
+        raise ImportError(
+            "The 'math_verify' correctness function needs the math-verify package: pip install 'hf_unmask[train]' "
+            "(or pip install math-verify)."
+        ) from err
+    gold = parse(_final_answer_text(reference))
+    pred = parse(_final_answer_text(completion))
+    if not gold or not pred:
+        return False
+    return bool(verify(gold, pred))
+
+
+def exact_match(completion: str, reference: str) -> bool:
+    """True when the completion equals the reference after stripping whitespace at both ends.
+
+    Example:
+        ```python
+        >>> exact_match(" 42\\n", "42")
+        True
+        ```
+    """
+    return completion.strip() == reference.strip()
+
+
+#: Correctness functions selectable by name (`--correctness NAME`); any `module:function` works too.
+CORRECTNESS_FUNCTIONS: dict[str, CorrectnessFn] = {
+    "math_verify": math_verify_correct,
+    "exact_match": exact_match,
+}
+
+
+def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
+    """Turn a correctness spec into a function `(completion, reference) -> bool`.
+
+    `spec` is a callable, a name in `CORRECTNESS_FUNCTIONS` (`math_verify`, `exact_match`) or `module:function`
+    naming an importable Python function (e.g. `my_rewards:is_correct`; the current directory is importable).
+
+    Example:
+        ```python
+        >>> resolve_correctness("exact_match")("a", " a")
+        True
+        ```
+    """
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"correctness must be a function or a name, got {spec!r}.")
+    if spec in CORRECTNESS_FUNCTIONS:
+        return CORRECTNESS_FUNCTIONS[spec]
+    if ":" not in spec:
+        raise ValueError(
+            f"Unknown correctness function '{spec}'. Use one of {', '.join(sorted(CORRECTNESS_FUNCTIONS))}, or "
+            "'module:function' naming your own function (completion: str, reference: str) -> bool."
+        )
+    from .._importing import import_object
+
+    func = import_object(spec, "correctness function")
+    if not callable(func):
+        raise ValueError(f"Correctness function '{spec}' is a {type(func).__name__}, not a function.")
+    return func

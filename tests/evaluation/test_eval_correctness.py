@@ -1,0 +1,34 @@
+"""hf_unmask.evaluation.correctness: math-verify answers, exact match, and correctness functions by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_unmask.evaluation import exact_match, math_verify_correct, resolve_correctness
+
+
+def test_math_verify_correctness():
+    gsm8k_reference = (
+        "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 72"
+    )
+    assert math_verify_correct("She sold 24 in May, so 48 + 24 = 72 in total. The answer is 72.", gsm8k_reference)
+    assert math_verify_correct("so \\boxed{72}", gsm8k_reference)
+    assert math_verify_correct("... #### 72", gsm8k_reference)
+    assert not math_verify_correct("The answer is 71.", gsm8k_reference)
+    assert not math_verify_correct("", gsm8k_reference)
+    assert math_verify_correct("x = 0.5", "1/2")
+
+
+def test_resolve_correctness(tmp_path, monkeypatch):
+    assert resolve_correctness("math_verify") is math_verify_correct
+    assert resolve_correctness(exact_match) is exact_match
+    (tmp_path / "resolve_checks_mod.py").write_text("def first_char(c, r):\n    return c[:1] == r[:1]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fn = resolve_correctness("resolve_checks_mod:first_char")
+    assert fn("abc", "axe") and not fn("b", "a")
+    with pytest.raises(ValueError, match="Unknown correctness function 'nope'"):
+        resolve_correctness("nope")
+    with pytest.raises(ValueError, match="Cannot import module 'no_such_module_xyz'"):
+        resolve_correctness("no_such_module_xyz:f")
+    with pytest.raises(ValueError, match="has no attribute 'missing'"):
+        resolve_correctness("resolve_checks_mod:missing")
