@@ -16,7 +16,7 @@ from hf_unmask.strategies import ConfidenceThreshold, TopKConfidence, UnmaskingP
 from tests.grpo_toys import MatchReward, constant_reward, small_config, tiny_dllm, toy_dataset
 from trainers import grpo_trainer as grpo_module
 from trainers.grpo_config import UnmaskingGRPOConfig
-from trainers.grpo_trainer import UnmaskingGRPOTrainer, efficiency_reward
+from trainers.grpo_trainer import UnmaskingGRPOTrainer
 
 
 @pytest.fixture
@@ -90,16 +90,6 @@ def test_config_rejects_bad_values_with_the_fix(tmp_path, overrides, message):
     with pytest.raises(ValueError) as err:
         UnmaskingGRPOConfig(output_dir=str(tmp_path), **overrides)
     assert message in str(err.value)
-
-
-def test_efficiency_reward_forms():
-    r, nfe = torch.tensor([1.0, 1.0, 0.0, 0.5]), torch.tensor([1, 16, 4, 8])
-    mult = efficiency_reward(r, nfe, 16, alpha=2.0)
-    assert torch.allclose(mult, r * ((16 - nfe + 1) / 16) ** 2)
-    assert mult[0] == 1.0 and mult[2] == 0.0  # one step is free; a wrong answer gets nothing however fast
-    add = efficiency_reward(r, nfe, 16, alpha=2.0, form="additive")
-    assert torch.allclose(add, r - 2.0 * nfe / 16)
-    assert torch.equal(efficiency_reward(r, nfe, 16, alpha=0.0), r)
 
 
 # --------------------------------------------------------------------------------------------------- bad input

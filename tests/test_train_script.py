@@ -75,7 +75,7 @@ def test_local_jsonl_with_other_column_names(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     flags = ["--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
              "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path]  # fmt: skip
-    from trainers.rewards import get_reward_functions
+    from hf_unmask.rewards import get_reward_functions
 
     script_args, _ = parse(*flags, "--eval_num_examples", "2")
     train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))

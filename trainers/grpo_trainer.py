@@ -64,12 +64,12 @@ from trl.trainer.utils import identity, is_async_callable, start_event_loop_in_d
 from hf_unmask import hub
 from hf_unmask.generation.loop import diffusion_generate
 from hf_unmask.models.adapters import get_adapter, unwrap_model
+from hf_unmask.rewards import check_reward_output, efficiency_reward, required_columns
 from hf_unmask.strategies.fast_dllm import ConfidenceThreshold
 from hf_unmask.strategies.policy import LearnedUnmaskingPolicy, UnmaskingPolicy
 
 from .grpo_config import UnmaskingGRPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted
-from .rewards import check_reward_output, required_columns
 
 RewardFunc = Union[Callable[..., list], nn.Module]
 
@@ -77,28 +77,6 @@ __all__ = ["UnmaskingGRPOTrainer", "efficiency_reward", "load_dllm"]
 
 # Trajectory fields kept per rollout (leading axis = rollout, then step): what the loss reads.
 _STEP_FIELDS = ("confidence", "masked", "eligible", "action")
-
-
-def efficiency_reward(
-    task_reward: torch.Tensor, nfe: torch.Tensor, gen_length: int, alpha: float, form: str = "multiplicative"
-) -> torch.Tensor:
-    """Combine the task reward `r` with the number of forward passes NFE of each rollout.
-
-    `multiplicative`: `r * ((L - NFE + 1) / L) ** alpha` (the paper's reward); `additive`: `r - alpha * NFE / L`.
-
-    Example:
-        ```python
-        >>> import torch
-        >>> efficiency_reward(torch.tensor([1.0, 1.0, 0.0]), torch.tensor([4, 8, 4]), 8, alpha=1.0)
-        tensor([0.6250, 0.1250, 0.0000])
-        ```
-    """
-    nfe = nfe.to(task_reward.dtype)
-    if form == "multiplicative":
-        return task_reward * ((gen_length - nfe + 1) / gen_length) ** alpha
-    if form == "additive":
-        return task_reward - alpha * nfe / gen_length
-    raise ValueError(f"Unknown reward form {form!r}; use 'multiplicative' or 'additive'.")
 
 
 def load_dllm(

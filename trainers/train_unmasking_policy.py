@@ -20,7 +20,7 @@ Prompts come from a built-in task (`--task program_trace`), a dataset (`--datase
 `datasets:` in the YAML recipe (each entry: `path`, `name`, `split`, `data_files`, `prompt_column`, `answer_column`,
 `max_samples`). The prompt column becomes `prompt` and the answer column is renamed to the column the reward reads
 (`reference` for the task verifiers, `answer` for `math`). A single local file is one split: `--eval_num_examples` of
-its rows are held out for the final evaluation. Rewards are named as in `trainers.rewards.get_reward_function`
+its rows are held out for the final evaluation. Rewards are named as in `hf_unmask.rewards.get_reward_function`
 (`task:<name>`, `math`, `code`, `package.module:function`; a module in the current directory is found, as with
 `hf-unmask evaluate --correctness`).
 
@@ -115,7 +115,7 @@ class UnmaskingScriptArguments:
     reward_funcs: Optional[list[str]] = field(
         default=None,
         metadata={
-            "help": "Reward specs (trainers.rewards.get_reward_function): 'task:<name>', 'math', 'code' or "
+            "help": "Reward specs (hf_unmask.rewards.get_reward_function): 'task:<name>', 'math', 'code' or "
             "'module:function'. Default: the task's verifier for a built-in task, 'math' otherwise."
         },
     )
@@ -247,7 +247,7 @@ def _hold_out(dataset: Any, source: str, n: int) -> tuple[Any, Optional[Any]]:
 
 def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> tuple[Any, Optional[Any]]:
     """`(train, test)` datasets with a `prompt` column and the columns the rewards read."""
-    from trainers.rewards import required_columns
+    from hf_unmask.rewards import required_columns
 
     needed = sorted({c for f in reward_funcs for c in required_columns(f)})
     target = needed[0] if len(needed) == 1 else None
@@ -305,8 +305,8 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
     except ImportError as err:  # pragma: no cover - evaluation ships with hf_unmask
         logger.warning("Skipping the final evaluation: %s", err)
         return None
+    from hf_unmask.rewards import required_columns
     from hf_unmask.strategies import UnmaskingStrategy
-    from trainers.rewards import required_columns
 
     args = trainer.args
     policy = UnmaskingStrategy.from_pretrained(args.output_dir)  # the saved inference policy
@@ -359,8 +359,8 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
 # ----------------------------------------------------------------------------------------------------------------
 def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConfig) -> Any:
     """Train, save, evaluate and (optionally) push. Returns the trainer."""
+    from hf_unmask.rewards import get_reward_functions
     from trainers.grpo_trainer import UnmaskingGRPOTrainer
-    from trainers.rewards import get_reward_functions
 
     reward_funcs = get_reward_functions(script_args.reward_specs())
     train, test = load_prompts(script_args, reward_funcs)
