@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 
 from hf_unmask.models.tiny import TinyDLLMConfig, TinyDLLMForMaskedDiffusion, build_tokenizer
-from trainers.grpo_config import UnmaskingGRPOConfig
+from hf_unmask.trainer import UnmaskingGRPOConfig
 
 
 def tiny_dllm(seed: int = 0) -> tuple[TinyDLLMForMaskedDiffusion, Any]:

@@ -13,10 +13,9 @@ from datasets import Dataset
 
 from hf_unmask.generation.loop import diffusion_generate
 from hf_unmask.strategies import ConfidenceThreshold, TopKConfidence, UnmaskingPolicy, UnmaskingStrategy
+from hf_unmask.trainer import UnmaskingGRPOConfig, UnmaskingGRPOTrainer
+from hf_unmask.trainer import trainer as grpo_module
 from tests.grpo_toys import MatchReward, constant_reward, small_config, tiny_dllm, toy_dataset
-from trainers import grpo_trainer as grpo_module
-from trainers.grpo_config import UnmaskingGRPOConfig
-from trainers.grpo_trainer import UnmaskingGRPOTrainer
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import torch
 from interrupting import interrupt_when, subprocess_env
 
 from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
+from hf_unmask.trainer.script import UnmaskingScriptArguments, load_prompts, main, make_parser
 from tests.grpo_toys import tiny_dllm
-from trainers.train_unmasking_policy import UnmaskingScriptArguments, load_prompts, main, make_parser
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted((REPO / "trainers" / "recipes").glob("*.yaml"))
@@ -223,7 +223,7 @@ def test_first_ctrl_c_asks_to_stop_and_a_second_one_interrupts():
     import signal
     import threading
 
-    from trainers.interrupt import StopOnInterrupt
+    from hf_unmask.trainer import StopOnInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers can only be set in the main thread")

@@ -23,7 +23,7 @@ What is kept from TRL / transformers, and what is replaced:
   steering), `compute_loss` (GRPO over per-step action log-probabilities), `_save` / `_load_from_checkpoint`
   (the policy's own safetensors format and config), `create_model_card`, `push_to_hub`, `_push_from_checkpoint`
   (the policy's model card; never a pickle in the model repo), `train` (Ctrl-C finishes the step, saves a checkpoint
-  and raises `TrainingInterrupted`; see trainers/interrupt.py).
+  and raises `TrainingInterrupted`; see hf_unmask/trainer/interrupt.py).
 
 Loss (as in the reference code): for rollout i with advantage A_i and live steps t in S_i (steps that cost a dLLM
 forward pass), with `r_it = exp(log pi(u_it | s_it) - log pi_old(u_it | s_it))` the ratio of the *joint* probability
@@ -61,14 +61,12 @@ from trl import GRPOTrainer
 from trl.data_utils import is_conversational
 from trl.trainer.utils import identity, is_async_callable, start_event_loop_in_daemon
 
-from hf_unmask import hub
-from hf_unmask.generation.loop import diffusion_generate
-from hf_unmask.models.adapters import get_adapter, unwrap_model
-from hf_unmask.rewards import check_reward_output, efficiency_reward, required_columns
-from hf_unmask.strategies.fast_dllm import ConfidenceThreshold
-from hf_unmask.strategies.policy import LearnedUnmaskingPolicy, UnmaskingPolicy
-
-from .grpo_config import UnmaskingGRPOConfig
+from .. import hub
+from ..generation import diffusion_generate
+from ..models import get_adapter, unwrap_model
+from ..rewards import check_reward_output, efficiency_reward, required_columns
+from ..strategies import ConfidenceThreshold, LearnedUnmaskingPolicy, UnmaskingPolicy
+from .config import UnmaskingGRPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted
 
 RewardFunc = Union[Callable[..., list], nn.Module]
@@ -161,8 +159,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
     Example:
         ```python
         >>> from datasets import Dataset
-        >>> from trainers.grpo_config import UnmaskingGRPOConfig
-        >>> from trainers.grpo_trainer import UnmaskingGRPOTrainer
+        >>> from hf_unmask.trainer import UnmaskingGRPOConfig, UnmaskingGRPOTrainer
         >>> def exact(prompts, completions, answer, **kwargs):
         ...     return [float(c.strip() == a) for c, a in zip(completions, answer)]
         >>> exact.required_columns = ("answer",)
@@ -206,7 +203,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         if reward_funcs is None:
             raise ValueError(
                 "No reward function given. Pass reward_funcs=[f] with f(prompts, completions, **columns) -> list of "
-                "floats, e.g. a correctness reward from trainers/rewards.py."
+                "floats, e.g. a correctness reward from hf_unmask.rewards."
             )
         if not isinstance(reward_funcs, (list, tuple)):
             reward_funcs = [reward_funcs]
@@ -215,7 +212,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
             if isinstance(func, str) or not (callable(func) or isinstance(func, nn.Module)):
                 raise TypeError(
                     f"reward_funcs[{i}] is {func!r}; pass callables f(prompts, completions, **columns) -> list[float] "
-                    "(the training script resolves reward names from trainers/rewards.py)."
+                    "(hf_unmask.rewards.get_reward_function resolves reward names)."
                 )
         self.reward_funcs = reward_funcs
         self.reward_func_names = [_reward_name(f) for f in reward_funcs]
@@ -403,7 +400,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
         return policy.train()
 
     def _required_columns(self, func: Any) -> list[str]:
-        """Columns `func` declares (`required_columns`, see trainers/rewards.py), else `args.reward_columns`."""
+        """Columns `func` declares (`required_columns`, see hf_unmask.rewards), else `args.reward_columns`."""
         declared = list(required_columns(func))
         return declared if declared else list(self.args.reward_columns or [])
 
@@ -483,7 +480,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
     def trained_for(self) -> dict[str, Any]:
         """What the policy was trained for (saved in its config and shown on its model card)."""
         args = self.args
-        from hf_unmask.models.tiny import builtin_model_name, is_builtin_alias
+        from ..models.tiny import builtin_model_name, is_builtin_alias
 
         base_model = self._dllm_name
         if is_builtin_alias(base_model):
@@ -881,7 +878,7 @@ class UnmaskingGRPOTrainer(GRPOTrainer):
     def _write_card(self, folder: str) -> None:
         """The card of the policy saved in `folder`; its snippet loads the Hub repo when the run pushes, else the
         folder itself by its absolute path (a bare folder name would only resolve from one working directory)."""
-        from hf_unmask.model_card import write_model_card
+        from ..model_card import write_model_card
 
         if self.args.push_to_hub:
             repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).absolute().name

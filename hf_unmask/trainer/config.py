@@ -13,7 +13,8 @@ from typing import Optional
 
 from trl import GRPOConfig
 
-REWARD_FORMS = ("multiplicative", "additive")
+from ..rewards import REWARD_FORMS
+
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
 
@@ -38,7 +39,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
 
     Example:
         ```python
-        >>> from trainers.grpo_config import UnmaskingGRPOConfig
+        >>> from hf_unmask.trainer import UnmaskingGRPOConfig
         >>> config = UnmaskingGRPOConfig(output_dir="out", gen_length=64, block_length=16, alpha=1.0)
         >>> config.num_generations, config.epsilon, config.num_iterations, config.learning_rate
         (8, 0.5, 2, 3e-05)
