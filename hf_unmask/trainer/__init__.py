@@ -21,12 +21,12 @@ from typing import Any
 _LAZY = {
     "UnmaskingGRPOConfig": "config",
     "UnmaskingGRPOTrainer": "trainer",
-    "load_dllm": "trainer",
+    "load_dllm": "setup",
     "StopOnInterrupt": "interrupt",
     "TrainingInterrupted": "interrupt",
-    "DatasetSource": "script",
-    "UnmaskingScriptArguments": "script",
-    "load_prompts": "script",
+    "DatasetSource": "data",
+    "UnmaskingScriptArguments": "data",
+    "load_prompts": "data",
 }
 
 __all__ = sorted(_LAZY)

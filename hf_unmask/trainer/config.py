@@ -295,9 +295,28 @@ class UnmaskingGRPOConfig(GRPOConfig):
             raise ValueError(
                 f"rollout_batch_size must be a positive integer or None, got {self.rollout_batch_size!r}."
             )
+        self._check_trl_fields()
         heads, hidden = self.policy_num_heads, self.policy_hidden_size
         if heads <= 0 or hidden <= 0 or self.policy_ffn_size <= 0 or hidden % heads or (hidden // heads) % 2:
             raise ValueError(
                 f"policy_hidden_size={hidden} must split into policy_num_heads={heads} heads of even size (RoPE), and "
                 f"policy_ffn_size={self.policy_ffn_size} must be positive. Paper: 128 / 2 / 512."
+            )
+
+    def _check_trl_fields(self) -> None:
+        """TRL fields that assume an autoregressive LM trained in place: refused, naming the flag to drop."""
+        unsupported = {
+            "use_vllm": "rollouts are diffusion generate calls of the dLLM, not vLLM generations",
+            "use_transformers_continuous_batching": "rollouts are diffusion generate calls of the dLLM",
+            "cast_lm_head_to_fp32": "the trained model is the policy, which has no LM head (it trains in fp32)",
+            "use_liger_kernel": "the trained model is the policy, a single small block without Liger kernels",
+            "sync_ref_model": "the KL reference is a frozen copy of the initial policy",
+        }
+        for name, why in unsupported.items():
+            if getattr(self, name, False):
+                raise ValueError(f"{name}=True is not supported by UnmaskingGRPOTrainer: {why}. Drop --{name}.")
+        if getattr(self, "router_aux_loss_coef", None):
+            raise ValueError(
+                "router_aux_loss_coef is for Mixture-of-Experts LMs trained in place; the trained model here is the "
+                "policy. Drop --router_aux_loss_coef."
             )

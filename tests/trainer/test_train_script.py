@@ -14,13 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from grpo_toys import tiny_dllm
 from interrupting import interrupt_when, subprocess_env
 
 from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
 from hf_unmask.trainer.script import UnmaskingScriptArguments, load_prompts, main, make_parser
-from tests.grpo_toys import tiny_dllm
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "trainers" / "recipes").glob("*.yaml"))
 CPU_RECIPE = REPO / "trainers" / "recipes" / "builtin_cpu.yaml"
 # A tiny run: 2 prompts x 8 rollouts per step, a small policy, no checkpoints.
