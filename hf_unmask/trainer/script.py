@@ -46,6 +46,12 @@ __all__ = ["DatasetSource", "UnmaskingScriptArguments", "final_evaluation", "loa
 
 logger = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Train a learned unmasking policy with GRPO (TRL) on a frozen dLLM. Give a YAML recipe with --config (e.g. "
+    "trainers/recipes/builtin_cpu.yaml) and override any field with --field value. Ctrl-C finishes the current step, "
+    "saves a checkpoint and exits with 130."
+)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # final evaluation
@@ -177,7 +183,7 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
 def make_parser(prog: Optional[str] = None) -> TrlParser:
     """The parser of `hf-unmask train` and `trainers/train_unmasking_policy.py`: a YAML recipe (`--config`) and flags
     for every field of `UnmaskingScriptArguments` and `UnmaskingGRPOConfig` (flags override the recipe)."""
-    return TrlParser((UnmaskingScriptArguments, UnmaskingGRPOConfig), prog=prog)
+    return TrlParser((UnmaskingScriptArguments, UnmaskingGRPOConfig), prog=prog, description=DESCRIPTION)
 
 
 def report_interrupt(stop: KeyboardInterrupt, prog: str) -> int:

@@ -240,3 +240,24 @@ def test_first_ctrl_c_asks_to_stop_and_a_second_one_interrupts():
         os.kill(os.getpid(), signal.SIGINT)  # the second one interrupts at once
         pytest.fail("the second Ctrl-C did not interrupt")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_hf_unmask_train_runs_the_training_script(dllm_folder, tmp_path, capsys):
+    """`hf-unmask train` takes the script's recipe and flags; bad values are one error line naming the flag."""
+    from hf_unmask.cli import build_parser
+    from hf_unmask.cli import main as cli
+
+    assert "train" in build_parser().format_help()
+    with pytest.raises(SystemExit) as help_exit:
+        cli(["train", "--help"])
+    assert help_exit.value.code == 0 and capsys.readouterr().out.startswith("usage: hf-unmask train")
+    out = tmp_path / "policy"
+    flags = ["--config", CPU_RECIPE, "--dllm_name_or_path", dllm_folder, "--output_dir", out, *TINY_FLAGS]
+    assert cli([str(f) for f in ["train", *flags, "--max_steps", "1", "--eval_num_examples", "0"]]) == 0
+    policy = UnmaskingStrategy.from_pretrained(out)
+    assert policy.trained_for["training_steps"] == 1 and policy.trained_for["task"] == "program_trace"
+    assert policy.trained_for["base_model"] == str(dllm_folder)
+    capsys.readouterr()
+    assert cli([str(f) for f in ["train", *flags, "--block_length", "5"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hf-unmask train: error: block_length=5 does not divide gen_length=16"), err
