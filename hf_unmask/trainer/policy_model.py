@@ -15,8 +15,9 @@ __all__ = ["PolicyModel", "inference_mode_of", "policy_setting"]
 
 class PolicyModel(nn.Module):
     """The model `GRPOTrainer` trains: the unmasking policy, plus what TRL's constructor reads from a transformers
-    model: a `config` (TRL records the pad token in it), a `generation_config` whose `eos_token_id` lists the dLLM's
-    EOS ids (TRL turns it into `trainer.eos_token_ids`, where completions are cut) and `add_model_tags`. Calling it
+    model: a `config` and a `generation_config` holding the tokenizer's special ids, the latter's `eos_token_id`
+    listing every EOS id of the dLLM (TRL turns it into `trainer.eos_token_ids`, where completions are cut), and
+    `add_model_tags`. Calling it
     runs the policy network; the optimiser sees exactly the policy's parameters.
 
     Example:
@@ -31,11 +32,20 @@ class PolicyModel(nn.Module):
         ```
     """
 
-    def __init__(self, policy: nn.Module, eos_token_ids: Sequence[int], pad_token_id: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        policy: nn.Module,
+        eos_token_ids: Sequence[int],
+        bos_token_id: Optional[int] = None,
+        pad_token_id: Optional[int] = None,
+    ) -> None:
         super().__init__()
         self.policy = policy
-        self.config = PretrainedConfig(pad_token_id=pad_token_id)
-        self.generation_config = GenerationConfig(eos_token_id=list(eos_token_ids), pad_token_id=pad_token_id)
+        # the tokenizer's ids (its EOS first): transformers' Trainer then finds nothing to align and says nothing
+        eos = list(eos_token_ids)
+        ids = dict(bos_token_id=bos_token_id, pad_token_id=pad_token_id)
+        self.config = PretrainedConfig(eos_token_id=eos[0] if eos else None, **ids)
+        self.generation_config = GenerationConfig(eos_token_id=eos, **ids)
         self.model_tags: list[str] = []
 
     def forward(
