@@ -17,6 +17,7 @@ from ..rewards import REWARD_FORMS
 
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
+ROLLOUT_CACHE_MODES = ("prefix", "dual")  # generate's cache_mode values
 
 
 @dataclass
@@ -98,6 +99,22 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={
             "help": "Rows per dLLM generate call during rollouts (None = the whole local generation batch at once). "
             "Lower it to bound memory with large dLLMs."
+        },
+    )
+    rollout_use_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Run every rollout (the expert's too) and the final evaluation with generate's diffusion KV cache "
+            "(Fast-dLLM's, use_cache=True): fewer positions per forward pass, the same number of passes. Needs a dLLM "
+            "with a cache (LLaDA, Dream, the built-in tiny dLLM). The policy sees, and is trained on, the confidences "
+            "of the cached forward passes."
+        },
+    )
+    rollout_cache_mode: str = field(
+        default="prefix",
+        metadata={
+            "help": "With rollout_use_cache: 'prefix' (each step feeds the current block and everything after it) or "
+            "'dual' (the current block only; the positions after it are cached too)."
         },
     )
 
@@ -294,6 +311,13 @@ class UnmaskingGRPOConfig(GRPOConfig):
         if self.rollout_batch_size is not None and self.rollout_batch_size <= 0:
             raise ValueError(
                 f"rollout_batch_size must be a positive integer or None, got {self.rollout_batch_size!r}."
+            )
+        if not isinstance(self.rollout_use_cache, bool):
+            raise ValueError(f"rollout_use_cache must be true or false, got {self.rollout_use_cache!r}.")
+        if self.rollout_cache_mode not in ROLLOUT_CACHE_MODES:
+            raise ValueError(
+                f"Unknown rollout_cache_mode {self.rollout_cache_mode!r}. Use --rollout_cache_mode prefix or "
+                "--rollout_cache_mode dual."
             )
         self._check_trl_fields()
         heads, hidden = self.policy_num_heads, self.policy_hidden_size

@@ -14,7 +14,15 @@ import torch
 
 from ..generation import diffusion_generate
 
-__all__ = ["STEP_FIELDS", "decode_completions", "group_advantages", "pad_steps", "rollout", "step_log_probs"]
+__all__ = [
+    "STEP_FIELDS",
+    "decode_completions",
+    "group_advantages",
+    "pad_steps",
+    "rollout",
+    "step_log_probs",
+    "tokenize_prompts",
+]
 
 #: Trajectory fields of a rollout batch that the loss reads (leading axis = rollout, then step).
 STEP_FIELDS = ("confidence", "masked", "eligible", "action")
@@ -43,6 +51,25 @@ def concat_rollouts(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
         key: torch.cat([p[key] if key in ("sequences", "nfe") else pad_steps(p[key], steps) for p in parts], dim=0)
         for key in parts[0]
     }
+
+
+def tokenize_prompts(
+    tokenizer: Any, prompts: list[Any], chat_template_kwargs: dict[str, Any], device: torch.device
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """`(texts, input_ids, attention_mask)`: the prompt texts (chat prompts rendered with the tokenizer's template and
+    the generation prompt) and the left-padded batch on `device`."""
+    from trl import is_conversational
+
+    templated = is_conversational({"prompt": prompts[0]})
+    if templated:
+        texts = [
+            tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
+            for p in prompts
+        ]
+    else:
+        texts = [str(p) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not templated)
+    return texts, enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
 @torch.no_grad()

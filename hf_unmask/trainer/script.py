@@ -106,7 +106,11 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
             batch_size=script_args.eval_batch_size,
             temperature=args.dllm_temperature,
             chat_template=script_args.chat_template,
-            generation_kwargs={"stop_at_eos": args.stop_at_eos},
+            generation_kwargs={
+                "stop_at_eos": args.stop_at_eos,
+                "use_cache": args.rollout_use_cache,
+                "cache_mode": args.rollout_cache_mode,
+            },
             progress=not args.disable_tqdm,
             model_name=trainer.trained_for().get("base_model"),
         )

@@ -231,7 +231,12 @@ def prepare_dllm(dllm: Any, processing_class: Any, args: Any) -> tuple[Any, Any,
         raise ValueError(
             "Pass processing_class=<the dLLM's tokenizer>: prompts are tokenized and completions decoded with it."
         )
-    get_adapter(dllm)  # unknown families fail here, with the list of supported ones
+    adapter = get_adapter(dllm)  # unknown families fail here, with the list of supported ones
+    if args.rollout_use_cache and not adapter.supports_cache:
+        raise ValueError(
+            f"rollout_use_cache=True, but {type(unwrap_model(dllm)).__name__} has no diffusion KV cache (LLaDA, Dream "
+            "and the built-in tiny dLLM have one). Drop --rollout_use_cache."
+        )
     dllm.requires_grad_(False)
     dllm.eval()
     return dllm, processing_class, name

@@ -22,6 +22,8 @@ How it sits on TRL (1.16, see `hf_unmask.trainer._trl`):
   (Ctrl-C saves a checkpoint), and the saving hooks of `saving.py`. TRL's `rollout_func` does not fit: it must return
   token ids and per-token log-probs of an autoregressive completion, while a rollout here is a sequence of unmasking
   decisions.
+- TRL's private state written, as its own rollout does: the metric store `_metrics` (averaged by `log`) and the
+  completions table `_logs`, flushing `_pending_extra_logs` / `_pending_metrics` (what reward functions logged).
 """
 
 from __future__ import annotations
@@ -49,7 +51,15 @@ from .interrupt import StopOnInterrupt, TrainingInterrupted
 from .loss import clipped_surrogate, expert_mixture_log_prob, k3_kl, mean_over_rollouts
 from .metrics import loss_metrics, rollout_metrics
 from .policy_model import PolicyModel, policy_setting
-from .rollouts import STEP_FIELDS, concat_rollouts, decode_completions, group_advantages, rollout, step_log_probs
+from .rollouts import (
+    STEP_FIELDS,
+    concat_rollouts,
+    decode_completions,
+    group_advantages,
+    rollout,
+    step_log_probs,
+    tokenize_prompts,
+)
 from .saving import PolicySavingMixin
 from .setup import (
     build_policy,
@@ -143,7 +153,9 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         dllm, processing_class, self.dllm_name = prepare_dllm(dllm, processing_class, args)
         self.dllm = dllm
         policy = build_policy(model, args)
-        eos_ids = get_adapter(dllm).eos_token_ids()
+        eos = getattr(processing_class, "eos_token_id", None)
+        eos_ids = [*([eos] if eos is not None else []), *(i for i in get_adapter(dllm).eos_token_ids() if i != eos)]
+        special_ids = {k: getattr(processing_class, k, None) for k in ("bos_token_id", "pad_token_id")}
 
         # TRL would load a reference model from the checkpoint `model.config` names (an autoregressive LM) when
         # beta > 0; the KL reference here is a frozen copy of the policy (below), so TRL's constructor sees beta = 0.
@@ -151,7 +163,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         self._stop_on_interrupt = StopOnInterrupt()
         try:
             super().__init__(
-                model=PolicyModel(policy, eos_ids, pad_token_id=getattr(processing_class, "pad_token_id", None)),
+                model=PolicyModel(policy, eos_ids, **special_ids),
                 reward_funcs=reward_funcs,
                 args=args,
                 train_dataset=train_dataset,
@@ -196,24 +208,6 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         )
         return torch.Generator(device=device).manual_seed(seed % (2**62))
 
-    def _tokenize_prompts_for_rollout(self, prompts: list[Any]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-        """Prompt texts (chat prompts rendered with the tokenizer's template) and the left-padded batch."""
-        templated = is_conversational({"prompt": prompts[0]})
-        if templated:
-            texts = [
-                self.processing_class.apply_chat_template(
-                    p, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
-                )
-                for p in prompts
-            ]
-        else:
-            texts = [str(p) for p in prompts]
-        enc = self.processing_class(
-            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not templated
-        )
-        device = self.accelerator.device
-        return texts, enc["input_ids"].to(device), enc["attention_mask"].to(device)
-
     def _rollout(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, strategy: Any, block_length: Any,
                  generator: torch.Generator) -> dict[str, torch.Tensor]:  # fmt: skip
         args = self.args
@@ -228,6 +222,8 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
             temperature=args.dllm_temperature,
             stop_at_eos=args.stop_at_eos,
             batch_size=args.rollout_batch_size,
+            use_cache=args.rollout_use_cache,
+            cache_mode=args.rollout_cache_mode,
         )
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -244,7 +240,9 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         G = self.num_generations if mode == "train" else self.num_generations_eval
         n = len(inputs)
         prompts = [x["prompt"] for x in inputs]
-        texts, input_ids, attention_mask = self._tokenize_prompts_for_rollout(prompts)
+        texts, input_ids, attention_mask = tokenize_prompts(
+            self.processing_class, prompts, self.chat_template_kwargs, self.accelerator.device
+        )
         generator = self._rollout_generator(device, mode)
 
         # policy rollouts: the training distribution, or the inference setting for evaluation
