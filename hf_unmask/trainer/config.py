@@ -29,8 +29,9 @@ class UnmaskingGRPOConfig(GRPOConfig):
     checkpoints, `report_to`, `push_to_hub`, `hub_strategy`, `per_device_train_batch_size` (completions per device
     and step), `gradient_accumulation_steps`, `steps_per_generation`, ...). The fields below are added, or have the
     paper's defaults instead of TRL's. TRL's autoregressive generation fields (`max_completion_length`,
-    `temperature`, `top_p`, vLLM, tools, `loss_type`, ...) are not used; `max_completion_length` is set to
-    `gen_length`.
+    `temperature`, `top_p`, tools, `loss_type`, ...) are not used; `max_completion_length` is set to `gen_length`.
+    Those that would act on an autoregressive LM (`use_vllm`, `use_transformers_continuous_batching`,
+    `cast_lm_head_to_fp32`, `use_liger_kernel`, `sync_ref_model`, `router_aux_loss_coef`) are refused.
 
     Reward: the task reward `r` (the weighted sum of the reward functions, e.g. correctness in {0, 1}) is combined
     with the number of dLLM forward passes NFE of the rollout:

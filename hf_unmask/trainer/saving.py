@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 from torch import nn
 from transformers.trainer_utils import HubStrategy
 from transformers.utils.hub import PushInProgress, hf_api
 
-from .. import hub
 from .policy_model import inference_mode_of, policy_setting
 
 __all__ = ["PolicySavingMixin"]
@@ -91,17 +91,14 @@ class PolicySavingMixin:
         )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
-        """Load the policy weights of a checkpoint written by `_save` (safetensors, strict) into the policy (`model`,
-        whatever wraps it, is the same policy)."""
-        model = self.policy
-        weights = Path(resume_from_checkpoint) / hub.WEIGHTS_NAME
-        if not weights.is_file():
+        """Load the policy of a checkpoint written by `_save` into the trained policy (`model`, whatever wraps it, is
+        that policy): safetensors only, every weight of the same shape."""
+        if not Path(resume_from_checkpoint, SAFETENSORS_SINGLE_FILE).is_file():
             raise ValueError(
-                f"No {hub.WEIGHTS_NAME} in {resume_from_checkpoint}: not a checkpoint of UnmaskingGRPOTrainer."
+                f"No {SAFETENSORS_SINGLE_FILE} in {resume_from_checkpoint}: not a checkpoint of UnmaskingGRPOTrainer."
             )
-        state_dict = hub.load_weights(weights)
-        hub.check_state_dict(model.state_dict(), state_dict, source=str(weights))
-        model.load_state_dict(state_dict, strict=True)
+        saved = type(self.policy).from_pretrained(str(resume_from_checkpoint))
+        self.policy.load_state_dict(saved.state_dict(), strict=True)
 
     def create_model_card(self, model_name: Optional[str] = None, **kwargs: Any) -> None:
         """Write the policy's model card (`hf_unmask.model_card`) as `output_dir/README.md`."""
@@ -157,7 +154,7 @@ class PolicySavingMixin:
             return
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         output_dir = self.args.output_dir
-        files = [hub.CONFIG_NAME, hub.WEIGHTS_NAME, "README.md", "training_config.json"]
+        files = [CONFIG_NAME, SAFETENSORS_SINGLE_FILE, "README.md", "training_config.json"]
         for name in files:
             if os.path.isfile(os.path.join(checkpoint_folder, name)):
                 shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(output_dir, name))

@@ -1,8 +1,9 @@
 """Train a learned unmasking policy with GRPO (arXiv 2512.09106), TRL-style: YAML recipe + flag overrides.
 
-Usage:
+The code of `hf-unmask train` and `trainers/train_unmasking_policy.py` (the same parser and `main`). Usage:
 
     # built-in task and tiny dLLM, on CPU
+    hf-unmask train --config trainers/recipes/builtin_cpu.yaml
     python trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml
 
     # flags override the recipe

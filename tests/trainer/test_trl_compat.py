@@ -90,3 +90,17 @@ def test_an_untested_trl_warns_once(monkeypatch):
     with pytest.warns(UserWarning, match=r"tested with trl>=1.16,<1.17, but trl 9.0.0 is installed"):
         _trl.warn_if_untested()
     _trl.warn_if_untested()  # only once
+
+
+def test_the_trainer_and_rewards_packages_load_trl_and_math_verify_only_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hf_unmask.rewards, hf_unmask.trainer, hf_unmask.cli; "
+        "print(','.join(m for m in ('trl', 'math_verify') if m in sys.modules)); "
+        "hf_unmask.rewards.answers_match('1', '1'); hf_unmask.trainer.UnmaskingGRPOConfig; "
+        "print(','.join(m for m in ('trl', 'math_verify') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.splitlines() == ["", "trl,math_verify"], out.stdout  # nothing at import, both once used
