@@ -48,11 +48,10 @@ def load_dllm(
         if not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"Unknown dllm_dtype {dtype!r}. Use float32, bfloat16, float16 or auto.")
     kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+    from ..models import load_builtin_model
     from ..models.tiny import builtin_model_name, is_builtin_alias
 
     if is_builtin_alias(name_or_path):
-        from ..models.tiny import load_builtin_model
-
         model, tokenizer = load_builtin_model(builtin_model_name(name_or_path), **kwargs)
         if peft_adapter is not None:
             from peft import PeftModel
