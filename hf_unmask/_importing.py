@@ -2,7 +2,8 @@
 
 The current working directory is importable, as it is for `python -m`, so `--correctness my_checks:is_correct`
 and `--reward_funcs my_rewards:reward` find `my_checks.py` / `my_rewards.py` next to where the command runs, whether
-it is `hf-unmask evaluate` or `python trainers/train_unmasking_policy.py` (whose own `sys.path[0]` is `trainers/`).
+it is `hf-unmask evaluate`, `hf-unmask train` or `python trainers/train_unmasking_policy.py` (whose own `sys.path[0]` is
+`trainers/`).
 """
 
 from __future__ import annotations

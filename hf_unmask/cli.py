@@ -1,6 +1,7 @@
-"""The `hf-unmask` command line: `evaluate`, `demo` and `list`.
+"""The `hf-unmask` command line: `evaluate`, `train`, `demo` and `list`.
 
-Run `hf-unmask evaluate --help` for the strategy spec syntax and examples.
+Run `hf-unmask evaluate --help` for the strategy spec syntax and examples, `hf-unmask train --help` for every
+training flag.
 """
 
 from __future__ import annotations
@@ -282,12 +283,30 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train(argv: Sequence[str]) -> int:
+    """`hf-unmask train --config recipe.yaml [--flag value ...]`: train a policy as `trainers/train_unmasking_policy.py`
+    does (the same parser: a YAML recipe and flags for every field of the script arguments and
+    `UnmaskingGRPOConfig`, flags overriding the recipe). Ctrl-C saves a checkpoint; the exit code is then 130."""
+    try:
+        from .trainer import script
+    except ImportError as err:
+        raise ImportError(
+            f"Training needs the [train] extra (TRL, accelerate, math-verify): pip install 'hf_unmask[train]' ({err})."
+        ) from err
+    try:
+        script_args, training_args = script.make_parser(prog=f"{PROG} train").parse_args_and_config(list(argv))
+        script.main(script_args, training_args)
+    except KeyboardInterrupt as stop:
+        return script.report_interrupt(stop, f"{PROG} train")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `hf-unmask` argument parser with its subcommands."""
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Diffusion LMs with learnable unmasking strategies: evaluation and demo."
+        prog=PROG, description="Diffusion LMs with learnable unmasking strategies: evaluation, training and demo."
     )
     parser.add_argument("--version", action="version", version=f"hf_unmask {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -300,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(func=run_evaluate)
+
+    # listed for `hf-unmask --help`; `main` hands everything after `train` to the training script's own parser
+    sub.add_parser(
+        "train",
+        add_help=False,
+        help="train a learned unmasking policy with GRPO (TRL): --config recipe.yaml [--flag value ...]",
+    )
 
     from .demo import DEMO_DESCRIPTION, add_demo_arguments, run_demo_from_args
 
@@ -338,7 +364,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ```
     """
     parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv[:1] == ["train"]:
+        args = argparse.Namespace(command="train", func=lambda _: run_train(argv[1:]))
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

@@ -1,6 +1,6 @@
 """Run a training script as `__main__` (exactly as `accelerate launch script.py ...` would), then record what each
 process ended with: `<output_dir>/rank<i>.json` with the distributed type, world size, how the policy was wrapped and
-a checksum of its weights. Used by tests/test_train_script.py to check that the ranks trained one shared policy."""
+a checksum of its weights. Used by tests/trainer/test_train_script.py to check that the ranks trained one shared policy."""
 
 from __future__ import annotations
 

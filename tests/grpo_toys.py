@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 
 from hf_unmask.models.tiny import TinyDLLMConfig, TinyDLLMForMaskedDiffusion, build_tokenizer
-from trainers.grpo_config import UnmaskingGRPOConfig
+from hf_unmask.trainer import UnmaskingGRPOConfig, UnmaskingGRPOTrainer
 
 
 def tiny_dllm(seed: int = 0) -> tuple[TinyDLLMForMaskedDiffusion, Any]:
@@ -105,3 +105,26 @@ def small_config(output_dir: str, **overrides: Any) -> UnmaskingGRPOConfig:
     )
     values.update(overrides)
     return UnmaskingGRPOConfig(**values)
+
+
+def make_trainer(dllm, tmp_path, reward=constant_reward, dataset=None, **overrides):
+    """An `UnmaskingGRPOTrainer` on `dllm` = (model, tokenizer) with `small_config(tmp_path / "out", **overrides)`."""
+    model, tokenizer = dllm
+    return UnmaskingGRPOTrainer(
+        dllm=model,
+        processing_class=tokenizer,
+        reward_funcs=reward,
+        args=small_config(tmp_path / "out", **overrides),
+        train_dataset=dataset if dataset is not None else toy_dataset(),
+    )
+
+
+def state_of(module):
+    """A detached copy of the module's state dict."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def policy_inputs(trainer, rows):
+    """A generation batch as the dataloader gives it: each of `rows` repeated G times."""
+    data = trainer.train_dataset
+    return [data[i] for i in rows for _ in range(trainer.num_generations)]

@@ -151,7 +151,7 @@ def test_evaluation_and_trainer_loaders_delegate_to_it(tmp_path, builtin):
     model, tokenizer = load_model_and_tokenizer("builtin", str(tmp_path), dtype="bfloat16")
     assert next(model.parameters()).dtype == torch.bfloat16 and tokenizer.get_vocab() == builtin_tokenizer.get_vocab()
     pytest.importorskip("trl")
-    from trainers.grpo_trainer import load_dllm as trainer_load_dllm
+    from hf_unmask.trainer.setup import load_dllm as trainer_load_dllm
 
     model, _ = trainer_load_dllm("builtin", "bfloat16")  # positional, as the trainer calls it
     assert next(model.parameters()).dtype == torch.bfloat16 and not model.training

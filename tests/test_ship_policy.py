@@ -10,9 +10,11 @@ import sys
 
 import pytest
 from interrupting import REPO, subprocess_env
+from scripts import load_script
 
 from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
-from trainers import ship_builtin_policy
+
+ship_builtin_policy = load_script("ship_builtin_policy")
 
 START = "tiny-dllm-program_trace-bl8-alpha1"  # a shipped policy
 

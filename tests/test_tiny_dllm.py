@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
+from scripts import load_script
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 import hf_unmask
@@ -187,7 +188,7 @@ def _train_args(output_dir, *extra: str) -> list[str]:
 
 
 def test_training_script_short_run_writes_a_loadable_model(tmp_path) -> None:
-    from trainers.train_tiny_dllm import main
+    main = load_script("train_tiny_dllm").main
 
     main(_train_args(tmp_path / "run", "--max_steps", "3", "--save_steps", "0"))
     out = tmp_path / "run"
@@ -201,7 +202,7 @@ def test_training_script_short_run_writes_a_loadable_model(tmp_path) -> None:
 
 
 def test_training_resume_matches_uninterrupted_run(tmp_path) -> None:
-    from trainers.train_tiny_dllm import main
+    main = load_script("train_tiny_dllm").main
 
     main(_train_args(tmp_path / "full", "--max_steps", "4", "--save_steps", "2", "--save_total_limit", "3"))
     checkpoint = tmp_path / "full" / "checkpoints" / "checkpoint-2"

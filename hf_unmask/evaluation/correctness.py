@@ -11,35 +11,22 @@ __all__ = ["CORRECTNESS_FUNCTIONS", "CorrectnessFn", "exact_match", "math_verify
 CorrectnessFn = Callable[[str, str], bool]
 
 
-def _final_answer_text(text: str) -> str:
-    """The part after the last GSM8K-style `####` marker, or the whole text."""
-    return text.rsplit("####", 1)[-1].strip() if "####" in text else text
-
-
 def math_verify_correct(completion: str, reference: str) -> bool:
-    """GSM8K / MATH correctness with `math_verify`: parse the final answer of both and compare them symbolically.
-
-    A GSM8K reference (`... #### 72`) is reduced to what follows `####`; so is the completion when it uses the
-    marker. Otherwise `math_verify.parse` finds the answer (`\\boxed{}`, last number, LaTeX...).
+    r"""GSM8K / MATH correctness: the training reward's verifier, `hf_unmask.rewards.answers_match` (math-verify on
+    the final answers; a GSM8K `#### 72` reference or completion is read after its marker), so a policy is reported
+    on the metric it was trained on.
 
     Example:
         ```python
         >>> math_verify_correct("48 / 2 = 24, 48 + 24 = 72. The answer is 72.", "48/2 = 24 ... #### 72")
         True
+        >>> math_verify_correct("so the answer is $\\boxed{\\frac{1}{2}}$", "\\frac12")
+        True
         ```
     """
-    try:
-        from math_verify import parse, verify
-    except ImportError as err:  # pragma: no cover - math-verify is in the [train] extra
-        raise ImportError(
-            "The 'math_verify' correctness function needs the math-verify package: pip install 'hf_unmask[train]' "
-            "(or pip install math-verify)."
-        ) from err
-    gold = parse(_final_answer_text(reference))
-    pred = parse(_final_answer_text(completion))
-    if not gold or not pred:
-        return False
-    return bool(verify(gold, pred))
+    from ..rewards.math import answers_match
+
+    return answers_match(completion, reference)
 
 
 def exact_match(completion: str, reference: str) -> bool:

@@ -30,7 +30,7 @@ _FIRST_CTRL_C = (
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training; `str(err)` says what was saved, `checkpoint` is the checkpoint folder (or None).
 
-    Example:
+    Example (not run in tests: it needs a training run stopped by Ctrl-C; tests/trainer/ sends the SIGINT for real):
         ```python
         >>> try:  # doctest: +SKIP
         ...     trainer.train()

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from grpo_toys import tiny_dllm
 from interrupting import interrupt_when, subprocess_env
 
 from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
-from tests.grpo_toys import tiny_dllm
-from trainers.train_unmasking_policy import UnmaskingScriptArguments, load_prompts, main, make_parser
+from hf_unmask.trainer.script import UnmaskingScriptArguments, load_prompts, main, make_parser
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "trainers" / "recipes").glob("*.yaml"))
 CPU_RECIPE = REPO / "trainers" / "recipes" / "builtin_cpu.yaml"
 # A tiny run: 2 prompts x 8 rollouts per step, a small policy, no checkpoints.
@@ -75,7 +75,7 @@ def test_local_jsonl_with_other_column_names(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     flags = ["--dataset_name", path, "--prompt_column", "question", "--answer_column", "solution",
              "--prompt_template", "Q: {prompt} A:", "--output_dir", tmp_path]  # fmt: skip
-    from trainers.rewards import get_reward_functions
+    from hf_unmask.rewards import get_reward_functions
 
     script_args, _ = parse(*flags, "--eval_num_examples", "2")
     train, test = load_prompts(script_args, get_reward_functions(script_args.reward_specs()))
@@ -223,7 +223,7 @@ def test_first_ctrl_c_asks_to_stop_and_a_second_one_interrupts():
     import signal
     import threading
 
-    from trainers.interrupt import StopOnInterrupt
+    from hf_unmask.trainer import StopOnInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers can only be set in the main thread")
@@ -240,3 +240,24 @@ def test_first_ctrl_c_asks_to_stop_and_a_second_one_interrupts():
         os.kill(os.getpid(), signal.SIGINT)  # the second one interrupts at once
         pytest.fail("the second Ctrl-C did not interrupt")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_hf_unmask_train_runs_the_training_script(dllm_folder, tmp_path, capsys):
+    """`hf-unmask train` takes the script's recipe and flags; bad values are one error line naming the flag."""
+    from hf_unmask.cli import build_parser
+    from hf_unmask.cli import main as cli
+
+    assert "train" in build_parser().format_help()
+    with pytest.raises(SystemExit) as help_exit:
+        cli(["train", "--help"])
+    assert help_exit.value.code == 0 and capsys.readouterr().out.startswith("usage: hf-unmask train")
+    out = tmp_path / "policy"
+    flags = ["--config", CPU_RECIPE, "--dllm_name_or_path", dllm_folder, "--output_dir", out, *TINY_FLAGS]
+    assert cli([str(f) for f in ["train", *flags, "--max_steps", "1", "--eval_num_examples", "0"]]) == 0
+    policy = UnmaskingStrategy.from_pretrained(out)
+    assert policy.trained_for["training_steps"] == 1 and policy.trained_for["task"] == "program_trace"
+    assert policy.trained_for["base_model"] == str(dllm_folder)
+    capsys.readouterr()
+    assert cli([str(f) for f in ["train", *flags, "--block_length", "5"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hf-unmask train: error: block_length=5 does not divide gen_length=16"), err

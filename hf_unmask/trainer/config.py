@@ -13,11 +13,12 @@ from typing import Optional
 
 from trl import GRPOConfig
 
-from hf_unmask.generation import check_block_length
+from ..generation import check_block_length
+from ..rewards import REWARD_FORMS
 
-REWARD_FORMS = ("multiplicative", "additive")
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
+ROLLOUT_CACHE_MODES = ("prefix", "dual")  # generate's cache_mode values
 
 
 @dataclass
@@ -29,8 +30,9 @@ class UnmaskingGRPOConfig(GRPOConfig):
     checkpoints, `report_to`, `push_to_hub`, `hub_strategy`, `per_device_train_batch_size` (completions per device
     and step), `gradient_accumulation_steps`, `steps_per_generation`, ...). The fields below are added, or have the
     paper's defaults instead of TRL's. TRL's autoregressive generation fields (`max_completion_length`,
-    `temperature`, `top_p`, vLLM, tools, `loss_type`, ...) are not used; `max_completion_length` is set to
-    `gen_length`.
+    `temperature`, `top_p`, tools, `loss_type`, ...) are not used; `max_completion_length` is set to `gen_length`.
+    Those that would act on an autoregressive LM (`use_vllm`, `use_transformers_continuous_batching`,
+    `cast_lm_head_to_fp32`, `use_liger_kernel`, `sync_ref_model`, `router_aux_loss_coef`) are refused.
 
     Reward: the task reward `r` (the weighted sum of the reward functions, e.g. correctness in {0, 1}) is combined
     with the number of dLLM forward passes NFE of the rollout:
@@ -40,7 +42,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
 
     Example:
         ```python
-        >>> from trainers.grpo_config import UnmaskingGRPOConfig
+        >>> from hf_unmask.trainer import UnmaskingGRPOConfig
         >>> config = UnmaskingGRPOConfig(output_dir="out", gen_length=64, block_length=16, alpha=1.0)
         >>> config.num_generations, config.epsilon, config.num_iterations, config.learning_rate
         (8, 0.5, 2, 3e-05)
@@ -99,6 +101,22 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={
             "help": "Rows per dLLM generate call during rollouts (None = the whole local generation batch at once). "
             "Lower it to bound memory with large dLLMs."
+        },
+    )
+    rollout_use_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Run every rollout (the expert's too) and the final evaluation with generate's diffusion KV cache "
+            "(Fast-dLLM's, use_cache=True): fewer positions per forward pass, the same number of passes. Needs a dLLM "
+            "with a cache (LLaDA, Dream, the built-in tiny dLLM). The policy sees, and is trained on, the confidences "
+            "of the cached forward passes."
+        },
+    )
+    rollout_cache_mode: str = field(
+        default="prefix",
+        metadata={
+            "help": "With rollout_use_cache: 'prefix' (each step feeds the current block and everything after it) or "
+            "'dual' (the current block only; the positions after it are cached too)."
         },
     )
 
@@ -286,9 +304,35 @@ class UnmaskingGRPOConfig(GRPOConfig):
             raise ValueError(
                 f"rollout_batch_size must be a positive integer or None, got {self.rollout_batch_size!r}."
             )
+        if not isinstance(self.rollout_use_cache, bool):
+            raise ValueError(f"rollout_use_cache must be true or false, got {self.rollout_use_cache!r}.")
+        if self.rollout_cache_mode not in ROLLOUT_CACHE_MODES:
+            raise ValueError(
+                f"Unknown rollout_cache_mode {self.rollout_cache_mode!r}. Use --rollout_cache_mode prefix or "
+                "--rollout_cache_mode dual."
+            )
+        self._check_trl_fields()
         heads, hidden = self.policy_num_heads, self.policy_hidden_size
         if heads <= 0 or hidden <= 0 or self.policy_ffn_size <= 0 or hidden % heads or (hidden // heads) % 2:
             raise ValueError(
                 f"policy_hidden_size={hidden} must split into policy_num_heads={heads} heads of even size (RoPE), and "
                 f"policy_ffn_size={self.policy_ffn_size} must be positive. Paper: 128 / 2 / 512."
+            )
+
+    def _check_trl_fields(self) -> None:
+        """TRL fields that assume an autoregressive LM trained in place: refused, naming the flag to drop."""
+        unsupported = {
+            "use_vllm": "rollouts are diffusion generate calls of the dLLM, not vLLM generations",
+            "use_transformers_continuous_batching": "rollouts are diffusion generate calls of the dLLM",
+            "cast_lm_head_to_fp32": "the trained model is the policy, which has no LM head (it trains in fp32)",
+            "use_liger_kernel": "the trained model is the policy, a single small block without Liger kernels",
+            "sync_ref_model": "the KL reference is a frozen copy of the initial policy",
+        }
+        for name, why in unsupported.items():
+            if getattr(self, name, False):
+                raise ValueError(f"{name}=True is not supported by UnmaskingGRPOTrainer: {why}. Drop --{name}.")
+        if getattr(self, "router_aux_loss_coef", None):
+            raise ValueError(
+                "router_aux_loss_coef is for Mixture-of-Experts LMs trained in place; the trained model here is the "
+                "policy. Drop --router_aux_loss_coef."
             )

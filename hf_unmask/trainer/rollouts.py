@@ -1,0 +1,179 @@
+"""Rollouts: generations of the frozen dLLM steered by a strategy, recorded step by step for the GRPO loss.
+
+A rollout batch is a dict of tensors with the rollout as leading axis: `sequences [N, P + L]`, `nfe [N]` and the
+trajectory as `[N, T, ...]` (`confidence`, `masked`, `eligible`, `action`, `time`, `live`, `log_prob`), where step t
+of row i is a dLLM forward pass when `live[i, t]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Optional
+
+import torch
+
+from ..generation import diffusion_generate
+
+__all__ = [
+    "STEP_FIELDS",
+    "decode_completions",
+    "group_advantages",
+    "pad_steps",
+    "rollout",
+    "step_log_probs",
+    "tokenize_prompts",
+]
+
+#: Trajectory fields of a rollout batch that the loss reads (leading axis = rollout, then step).
+STEP_FIELDS = ("confidence", "masked", "eligible", "action")
+
+
+def pad_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Pad the step axis (dim 1) of `[N, T, ...]` with zeros / False up to `steps`.
+
+    Example:
+        ```python
+        >>> pad_steps(torch.ones(2, 1), 3).tolist()
+        [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+        ```
+    """
+    missing = steps - x.shape[1]
+    if missing <= 0:
+        return x
+    pad = torch.zeros((x.shape[0], missing, *x.shape[2:]), dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad], dim=1)
+
+
+def concat_rollouts(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One rollout batch from several (rows concatenated, step axes padded to the longest)."""
+    steps = max(p["live"].shape[1] for p in parts)
+    return {
+        key: torch.cat([p[key] if key in ("sequences", "nfe") else pad_steps(p[key], steps) for p in parts], dim=0)
+        for key in parts[0]
+    }
+
+
+def tokenize_prompts(
+    tokenizer: Any, prompts: list[Any], chat_template_kwargs: dict[str, Any], device: torch.device
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """`(texts, input_ids, attention_mask)`: the prompt texts (chat prompts rendered with the tokenizer's template and
+    the generation prompt) and the left-padded batch on `device`."""
+    from trl import is_conversational
+
+    templated = is_conversational({"prompt": prompts[0]})
+    if templated:
+        texts = [
+            tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
+            for p in prompts
+        ]
+    else:
+        texts = [str(p) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not templated)
+    return texts, enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+@torch.no_grad()
+def rollout(
+    dllm: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    strategy: Any,
+    *,
+    gen_length: int,
+    block_length: Optional[int],
+    generator: torch.Generator,
+    temperature: float = 0.0,
+    stop_at_eos: bool = False,
+    batch_size: Optional[int] = None,
+    use_cache: bool = False,
+    cache_mode: str = "prefix",
+) -> dict[str, torch.Tensor]:
+    """Generate with `strategy` (no progress fallback: an empty action costs a step) in calls of `batch_size` rows
+    and return the rollout batch. `use_cache` / `cache_mode` are `generate`'s diffusion KV cache; the trajectory
+    records the confidences the strategy saw either way."""
+    size = batch_size or input_ids.shape[0]
+    parts = []
+    for start in range(0, input_ids.shape[0], size):
+        out = diffusion_generate(
+            dllm,
+            input_ids[start : start + size],
+            attention_mask=attention_mask[start : start + size],
+            strategy=strategy,
+            generator=generator,
+            max_new_tokens=gen_length,
+            block_length=block_length,
+            steps=None,
+            max_steps=None,
+            temperature=temperature if temperature > 0 else None,
+            stop_at_eos=stop_at_eos,
+            progress_fallback=False,
+            use_cache=use_cache,
+            cache_mode=cache_mode,
+            output_trajectory=True,
+            return_dict_in_generate=True,
+        )
+        part = {"sequences": out.sequences, "nfe": out.nfe}
+        for name in (*STEP_FIELDS, "time", "live", "log_prob"):
+            value = getattr(out.trajectory, name)
+            if value is not None:
+                part[name] = value.transpose(0, 1).contiguous()  # [T, B, ...] -> [B, T, ...]
+        parts.append(part)
+    return concat_rollouts(parts)
+
+
+@torch.no_grad()
+def step_log_probs(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`[N, T]` log-probabilities of the recorded actions under `policy` in its current mode and temperature (0 on
+    steps that are not live)."""
+    live = batch["live"]
+    out = torch.zeros(live.shape, dtype=torch.float32, device=live.device)
+    rows, steps = live.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return out
+    logits = policy(batch["confidence"][rows, steps], batch["masked"][rows, steps], batch["time"][rows, steps])
+    log_prob, _ = policy.log_prob_from_logits(
+        logits.float(), batch["eligible"][rows, steps], batch["action"][rows, steps], with_entropy=False
+    )
+    out[rows, steps] = log_prob.float()
+    return out
+
+
+def decode_completions(
+    tokenizer: Any, sequences: torch.Tensor, prompt_length: int, eos_token_ids: Iterable[int]
+) -> tuple[list[str], list[list[int]]]:
+    """The completions as texts (decoded without special tokens, stripped) and token ids, each cut before its first
+    EOS."""
+    eos = set(eos_token_ids)
+    texts, ids = [], []
+    for row in sequences[:, prompt_length:].tolist():
+        cut = next((i for i, tok in enumerate(row) if tok in eos), len(row))
+        ids.append(row[:cut])
+        texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+    return texts, ids
+
+
+def group_advantages(
+    rewards: torch.Tensor, group_ids: torch.Tensor, scale: str = "none"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(advantages, per-group reward std)`: each reward minus the mean of its group (`group_ids`, 0..G-1 per
+    prompt), divided by the group's std (`scale="group"`, + 1e-4) or the batch's (`"batch"`), or not (`"none"`).
+
+    Example:
+        ```python
+        >>> adv, std = group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.5]), torch.tensor([0, 0, 1, 1]))
+        >>> adv.tolist(), std.tolist()
+        ([0.5, -0.5, 0.0, 0.0], [0.7071067690849304, 0.0])
+        ```
+    """
+    num_groups = int(group_ids.max()) + 1
+    zeros = torch.zeros(num_groups, dtype=rewards.dtype, device=rewards.device)
+    counts = zeros.index_add(0, group_ids, torch.ones_like(rewards))
+    means = zeros.index_add(0, group_ids, rewards) / counts
+    sq = zeros.index_add(0, group_ids, (rewards - means[group_ids]) ** 2)
+    stds = (sq / (counts - 1).clamp(min=1)).sqrt()
+    advantages = rewards - means[group_ids]
+    if scale == "group":
+        advantages = advantages / (stds[group_ids] + 1e-4)
+    elif scale == "batch" and rewards.numel() > 1:
+        advantages = advantages / (rewards.std() + 1e-4)
+    return advantages, stds

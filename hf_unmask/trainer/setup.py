@@ -1,0 +1,236 @@
+"""What the trainer checks and builds before any rollout: the dLLM, the policy, the reward functions and datasets."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from torch import nn
+
+from ..models import get_adapter, unwrap_model
+from ..rewards import check_reward_output, required_columns
+from ..strategies import LearnedUnmaskingPolicy, UnmaskingPolicy
+
+__all__ = [
+    "build_policy",
+    "check_dataset",
+    "check_reward_funcs",
+    "load_dllm",
+    "prepare_dllm",
+    "probe_reward_functions",
+    "warn_about_resume_points",
+]
+
+
+def load_dllm(
+    name_or_path: str,
+    dtype: Optional[str] = None,
+    peft_adapter: Optional[str] = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load a dLLM and its tokenizer: `"builtin"` / `"builtin:NAME"` (shipped tiny dLLM) or any Hub id / folder that
+    `hf_unmask.AutoDiffusionLM` loads (LLaDA, Dream, masked LMs), optionally with a PEFT adapter on top.
+
+    Example:
+        ```python
+        >>> model, tokenizer = load_dllm("builtin")
+        >>> type(model).__name__, model.training
+        ('TinyDLLMForMaskedDiffusion', False)
+        ```
+    """
+    from ..models.loading import load_dllm as load
+
+    return load(name_or_path, dtype=dtype, peft_adapter=peft_adapter, trust_remote_code=trust_remote_code)
+
+
+def build_policy(model: Any, args: Any) -> LearnedUnmaskingPolicy:
+    """The trained policy, in the training setting of `args` (action mode, temperature tau_pi, beta 1): `model`
+    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id), or a fresh `UnmaskingPolicy`
+    sized by `args.policy_*`."""
+    if model is None and args.policy_name_or_path is not None:
+        model = args.policy_name_or_path
+    if isinstance(model, (str, os.PathLike)):
+        policy = LearnedUnmaskingPolicy.from_pretrained(str(model))
+        if not isinstance(policy, LearnedUnmaskingPolicy):
+            raise TypeError(f"'{model}' holds a {type(policy).__name__}, not a learned unmasking policy.")
+    elif model is None:
+        policy = UnmaskingPolicy(
+            hidden_size=args.policy_hidden_size,
+            num_heads=args.policy_num_heads,
+            ffn_size=args.policy_ffn_size,
+            init_bias=args.policy_init_bias,
+        )
+    elif isinstance(model, LearnedUnmaskingPolicy):
+        policy = model
+    else:
+        raise TypeError(
+            f"model must be an UnmaskingPolicy, a saved policy (folder or Hub id) or None, got "
+            f"{type(model).__name__}. The dLLM goes in `dllm=`."
+        )
+    if policy.requires_hidden_states:
+        raise NotImplementedError(
+            f"{type(policy).__name__} reads dLLM hidden states; UnmaskingGRPOTrainer trains confidence policies "
+            "(UnmaskingPolicy) only."
+        )
+    policy.mode = args.action_mode
+    policy.temperature = float(args.policy_temperature)
+    policy.beta = 1.0
+    return policy.train()
+
+
+def reward_name(func: Any) -> str:
+    """How a reward function is named in errors (TRL names it the same way in the logs)."""
+    while hasattr(func, "func") and not hasattr(func, "__name__"):  # functools.partial
+        func = func.func
+    if isinstance(func, nn.Module):
+        return type(func).__name__
+    return getattr(func, "__name__", None) or type(func).__name__
+
+
+def is_async(func: Any) -> bool:
+    while hasattr(func, "func") and not hasattr(func, "__name__"):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
+def check_reward_funcs(reward_funcs: Any, reward_processing_classes: Any) -> tuple[list[Any], list[Any]]:
+    """`(reward_funcs, reward_processing_classes)` as lists, checked: callables `f(prompts, completions, **columns)`
+    or reward models with their tokenizer (names are not loaded: the training script resolves reward specs)."""
+    if reward_funcs is None:
+        raise ValueError(
+            "No reward function given. Pass reward_funcs=[f] with f(prompts, completions, **columns) -> list of "
+            "floats, e.g. a correctness reward from hf_unmask.rewards."
+        )
+    funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    for i, func in enumerate(funcs):
+        if isinstance(func, str) or not (callable(func) or isinstance(func, nn.Module)):
+            raise TypeError(
+                f"reward_funcs[{i}] is {func!r}; pass callables f(prompts, completions, **columns) -> list[float] "
+                "(hf_unmask.rewards.get_reward_function resolves reward names)."
+            )
+    if reward_processing_classes is None:
+        procs = [None] * len(funcs)
+    else:
+        procs = (
+            reward_processing_classes if isinstance(reward_processing_classes, list) else [reward_processing_classes]
+        )
+    if len(procs) != len(funcs):
+        raise ValueError("Give one reward processing class per reward function (None for plain functions).")
+    for func, proc in zip(funcs, procs):
+        if isinstance(func, nn.Module) and proc is None:
+            raise ValueError(
+                f"The reward model {type(func).__name__} needs its tokenizer in reward_processing_classes."
+            )
+    return funcs, procs
+
+
+def check_dataset(
+    dataset: Any, label: str, reward_funcs: Sequence[Any], reward_columns: Optional[Sequence[str]]
+) -> None:
+    """A dataset must have a `prompt` column and every column a reward function reads: the columns it declares
+    (`required_columns`), else `reward_columns` (the config's). Checked before any rollout."""
+    if dataset is None:
+        return
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:  # an IterableDataset without known features: checked on the first batch instead
+        return
+    if "prompt" not in columns:
+        raise ValueError(
+            f"{label} has no 'prompt' column (columns: {', '.join(columns)}). Rename the prompt column, e.g. "
+            "dataset.rename_column('question', 'prompt'), or pass --prompt_column to the training script."
+        )
+    for func in reward_funcs:
+        needed = list(required_columns(func)) or list(reward_columns or [])
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise ValueError(
+                f"The reward function '{reward_name(func)}' needs the column(s) {missing}, which {label} lacks "
+                f"(columns: {', '.join(columns)}). Add the reference answers under that name, e.g. "
+                f"dataset.rename_column('<your answer column>', '{missing[0]}'), or pass --answer_column to the "
+                "training script."
+            )
+
+
+def probe_reward_functions(dataset: Any, reward_funcs: Sequence[Any], trainer_state: Any) -> None:
+    """Call each plain reward function once on two dataset rows with empty completions, as TRL will call it: a
+    function that crashes or returns the wrong number of rewards is reported before any rollout."""
+    from datasets import IterableDataset
+    from trl import is_conversational
+
+    if dataset is None or isinstance(dataset, IterableDataset) or len(dataset) == 0:
+        return
+    rows = [dataset[i] for i in range(min(2, len(dataset)))]
+    prompts = [row["prompt"] for row in rows]
+    conversational = is_conversational({"prompt": prompts[0]})
+    completions = [[{"role": "assistant", "content": ""}] for _ in rows] if conversational else ["" for _ in rows]
+    kwargs = {k: [row[k] for row in rows] for k in rows[0] if k not in ("prompt", "completion", "completion_ids")}
+    kwargs.update(trainer_state=trainer_state, log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None)
+    for func in reward_funcs:
+        if isinstance(func, nn.Module) or is_async(func):
+            continue
+        name = reward_name(func)
+        try:
+            out = func(prompts=prompts, completions=completions, completion_ids=[[] for _ in rows], **kwargs)
+        except Exception as err:
+            raise RuntimeError(
+                f"The reward function '{name}' failed when called (before training) on {len(rows)} dataset rows "
+                f"with empty completions: {type(err).__name__}: {err}. Reward functions are called as "
+                "f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **dataset_columns) and "
+                "must accept **kwargs."
+            ) from err
+        check_reward_output(out, len(rows), name=name, allow_none=True)
+
+
+def prepare_dllm(dllm: Any, processing_class: Any, args: Any) -> tuple[Any, Any, Optional[str]]:
+    """`(dllm, tokenizer, name)`: the frozen environment (eval mode, no gradients), loaded from `dllm` or
+    `args.dllm_name_or_path` when given a name, and what `trained_for` records as its base model."""
+    if dllm is None or isinstance(dllm, (str, os.PathLike)):
+        source = str(dllm) if dllm is not None else args.dllm_name_or_path
+        if source is None:
+            raise ValueError(
+                "No dLLM: pass dllm=<model> (with processing_class=<tokenizer>) or set dllm_name_or_path (a Hub id, "
+                "a folder, or 'builtin' for the shipped tiny dLLM)."
+            )
+        dllm, tokenizer = load_dllm(source, args.dllm_dtype, args.dllm_peft_adapter, args.trust_remote_code)
+        processing_class = processing_class if processing_class is not None else tokenizer
+        name: Optional[str] = source
+    else:
+        if args.dllm_peft_adapter is not None:
+            raise ValueError(
+                "dllm_peft_adapter is only applied when the trainer loads the dLLM itself; pass a PeftModel as "
+                "dllm instead, or pass dllm=None with dllm_name_or_path."
+            )
+        config = getattr(unwrap_model(dllm), "config", None)
+        name = args.dllm_name_or_path or getattr(config, "_name_or_path", None) or None
+    if processing_class is None:
+        raise ValueError(
+            "Pass processing_class=<the dLLM's tokenizer>: prompts are tokenized and completions decoded with it."
+        )
+    adapter = get_adapter(dllm)  # unknown families fail here, with the list of supported ones
+    if args.rollout_use_cache and not adapter.supports_cache:
+        raise ValueError(
+            f"rollout_use_cache=True, but {type(unwrap_model(dllm)).__name__} has no diffusion KV cache (LLaDA, Dream "
+            "and the built-in tiny dLLM have one). Drop --rollout_use_cache."
+        )
+    dllm.requires_grad_(False)
+    dllm.eval()
+    return dllm, processing_class, name
+
+
+def warn_about_resume_points(args: Any) -> None:
+    """Warn when checkpoints fall inside a rollout batch: a run resumed there cannot match an uninterrupted one."""
+    generate_every = args.steps_per_generation * args.num_iterations
+    if args.save_strategy == "steps" and args.save_steps and generate_every > args.gradient_accumulation_steps:
+        steps_per_round = generate_every // args.gradient_accumulation_steps
+        if steps_per_round and int(args.save_steps) % steps_per_round:
+            warnings.warn(
+                f"save_steps={args.save_steps} is not a multiple of the {steps_per_round} optimiser steps that "
+                "share one rollout batch (num_iterations x steps_per_generation / gradient_accumulation_steps): "
+                "a run resumed from such a checkpoint draws new rollouts for the rest of that batch, so it will "
+                "not match an uninterrupted run exactly.",
+                UserWarning,
+                stacklevel=3,
+            )
