@@ -2,7 +2,7 @@
 
 Every public class and function is importable from here (`from hf_unmask import TopKConfidence, evaluate_strategies`).
 What pulls a heavy library is loaded on first use: the evaluation tools and the built-in tasks (`datasets`), the
-GRPO trainer (TRL).
+GRPO trainer (TRL, the `[train]` extra).
 """
 
 from ._paths import LocalFolderNotFoundError
@@ -55,6 +55,8 @@ _LAZY = {
     "evaluate_strategies": "hf_unmask.evaluation",
     "VerifiableTask": "hf_unmask.tasks",
     "get_task": "hf_unmask.tasks",
+    "UnmaskingGRPOConfig": "hf_unmask.trainer",
+    "UnmaskingGRPOTrainer": "hf_unmask.trainer",
 }
 
 __all__ = [

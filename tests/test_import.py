@@ -35,5 +35,12 @@ def test_every_public_name_imports_from_the_top_level_and_heavy_ones_stay_lazy()
     assert heavy == "[]" and int(count) >= 45
     import hf_unmask
 
-    for name in ("UnmaskingPolicy", "TopKConfidence", "ConfidenceThreshold", "evaluate_strategies", "get_task"):
+    for name in (
+        "UnmaskingPolicy",
+        "TopKConfidence",
+        "ConfidenceThreshold",
+        "evaluate_strategies",
+        "get_task",
+        "UnmaskingGRPOTrainer",
+    ):
         assert name in hf_unmask.__all__

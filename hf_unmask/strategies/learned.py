@@ -14,7 +14,6 @@ unmask probabilities, `p = min(1, beta * s)`; in DPLS it multiplies the odds of 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -41,18 +40,7 @@ from .action_models import (
 )
 from .base import UnmaskingStrategy
 from .policy_network import PolicyNetwork
-
-#: Keys of `trained_for` that hf_unmask reads (others are kept and shown on the model card as they are).
-TRAINED_FOR_KEYS = (
-    "base_model",  # Hub id (or path) of the dLLM the policy was trained with
-    "gen_length",  # L
-    "block_length",  # BL (None or L = full diffusion)
-    "alpha",  # efficiency exponent of the reward
-    "temperature",  # tau_pi used during training
-    "task",  # task name, e.g. "gsm8k"
-    "dataset",  # dataset id(s) of the training prompts
-    "training_steps",  # optimiser steps
-)
+from .trained_for import TRAINED_FOR_KEYS, checked_trained_for, setting_mismatches  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -109,19 +97,10 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
             raise ValueError(f"temperature (tau_pi) must be a positive number, got {temperature!r}.")
         if not (isinstance(beta, (int, float)) and beta > 0):
             raise ValueError(f"beta must be a positive number, got {beta!r}.")
-        trained_for = dict(trained_for or {})
-        try:
-            json.dumps(trained_for)
-        except TypeError as err:
-            raise TypeError(f"trained_for must hold JSON values (str, numbers, lists, dicts): {err}") from err
-        for key in ("gen_length", "block_length", "training_steps"):
-            value = trained_for.get(key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"trained_for[{key!r}] must be a positive integer (or None), got {value!r}.")
         self.mode = mode
         self.temperature = float(temperature)
         self.beta = float(beta)
-        self.trained_for = trained_for
+        self.trained_for = checked_trained_for(trained_for)
         self._warned: set[tuple[str, Any, Any]] = set()
 
     def _build_network(
@@ -355,27 +334,10 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
 
     # ---- the trained-for check ---------------------------------------------------------------------------------
     def _check_trained_for(self, state: DenoisingState) -> None:
-        trained = self.trained_for
-        trained_length = trained.get("gen_length")
-        if trained_length is None:
-            return
-        trained_block = trained.get("block_length") or trained_length
-        used_length, used_block = state.gen_length, state.config.effective_block_length
-        checks = [
-            ("gen_length (L)", int(trained_length), used_length, "max_new_tokens"),
-            ("block_length (BL)", int(trained_block), used_block, "block_length"),
-        ]
-        for name, expected, used, argument in checks:
-            key = (name, expected, used)
-            if expected != used and key not in self._warned:
-                self._warned.add(key)
-                warnings.warn(
-                    f"{type(self).__name__} was trained with {name} = {expected} but is used with {argument}={used}. "
-                    "It runs at any length, but its speed/accuracy trade-off was only learned for the training "
-                    f"setting (trained_for={self.trained_for}).",
-                    UserWarning,
-                    stacklevel=2,
-                )
+        for message in setting_mismatches(self.trained_for, state.gen_length, state.config.effective_block_length):
+            if message not in self._warned:
+                self._warned.add(message)
+                warnings.warn(f"{type(self).__name__} {message}", UserWarning, stacklevel=3)
 
     # ---- weights I/O ------------------------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
