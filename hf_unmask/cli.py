@@ -139,8 +139,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--correctness",
         default="math_verify",
         help="how a --dataset completion is judged: math_verify (final answers compared with math-verify, for "
-        "GSM8K/MATH; a '#### answer' suffix is understood), exact_match, or module:function naming your own "
-        "function(completion, reference) -> bool (default: math_verify). Built-in tasks use their own verifier.",
+        "GSM8K/MATH; a '#### answer' suffix is understood), code (the completion run against the reference's "
+        "assert lines in the training sandbox; needs HF_ALLOW_CODE_EVAL=1), exact_match, or module:function naming "
+        "your own function(completion, reference) -> bool (default: math_verify). Built-in tasks use their own verifier.",
     )
     data.add_argument("--prompt-template", help="format of each prompt, with {prompt} (e.g. 'Q: {prompt}\\nA:').")
     data.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template.")

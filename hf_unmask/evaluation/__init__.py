@@ -35,7 +35,14 @@ Example:
     ```
 """
 
-from .correctness import CORRECTNESS_FUNCTIONS, CorrectnessFn, exact_match, math_verify_correct, resolve_correctness
+from .correctness import (
+    CORRECTNESS_FUNCTIONS,
+    CorrectnessFn,
+    code_passes_tests,
+    exact_match,
+    math_verify_correct,
+    resolve_correctness,
+)
 from .data import DATA_FILE_BUILDERS, EvaluationData, load_data_file
 from .model_io import decode_completions
 from .pareto import front_accuracy_at, pareto_front
@@ -71,6 +78,7 @@ __all__ = [
     "load_data_file",
     "load_model_and_tokenizer",
     "math_verify_correct",
+    "code_passes_tests",
     "pareto_front",
     "plan_sweep",
     "plot_pareto",

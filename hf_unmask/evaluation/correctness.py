@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Union
 
-__all__ = ["CORRECTNESS_FUNCTIONS", "CorrectnessFn", "exact_match", "math_verify_correct", "resolve_correctness"]
+__all__ = [
+    "CORRECTNESS_FUNCTIONS",
+    "CorrectnessFn",
+    "code_passes_tests",
+    "exact_match",
+    "math_verify_correct",
+    "resolve_correctness",
+]
 
 CorrectnessFn = Callable[[str, str], bool]
 
@@ -29,6 +36,23 @@ def math_verify_correct(completion: str, reference: str) -> bool:
     return answers_match(completion, reference)
 
 
+def code_passes_tests(completion: str, reference: str) -> bool:
+    """Code correctness: the training reward's sandbox, `hf_unmask.rewards.passes_tests`. The completion (or its
+    first Markdown code fence) is run followed by the reference, test code with `assert` lines (MBPP style), in a
+    separate process with a time limit; it is correct when the program runs to the end. Executing model-written code
+    needs the opt-in `HF_ALLOW_CODE_EVAL=1` (a `PermissionError` says so otherwise).
+
+    Example (not run in tests: it executes code; tests/evaluation/test_eval_correctness.py opts in):
+        ```python
+        >>> code_passes_tests("def add(a, b):\\n    return a + b", "assert add(2, 3) == 5")  # doctest: +SKIP
+        True
+        ```
+    """
+    from ..rewards.code import passes_tests
+
+    return passes_tests(completion, reference)
+
+
 def exact_match(completion: str, reference: str) -> bool:
     """True when the completion equals the reference after stripping whitespace at both ends.
 
@@ -44,6 +68,7 @@ def exact_match(completion: str, reference: str) -> bool:
 #: Correctness functions selectable by name (`--correctness NAME`); any `module:function` works too.
 CORRECTNESS_FUNCTIONS: dict[str, CorrectnessFn] = {
     "math_verify": math_verify_correct,
+    "code": code_passes_tests,
     "exact_match": exact_match,
 }
 
@@ -51,7 +76,7 @@ CORRECTNESS_FUNCTIONS: dict[str, CorrectnessFn] = {
 def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
     """Turn a correctness spec into a function `(completion, reference) -> bool`.
 
-    `spec` is a callable, a name in `CORRECTNESS_FUNCTIONS` (`math_verify`, `exact_match`) or `module:function`
+    `spec` is a callable, a name in `CORRECTNESS_FUNCTIONS` (`math_verify`, `code`, `exact_match`) or `module:function`
     naming an importable Python function (e.g. `my_rewards:is_correct`; the current directory is importable).
 
     Example:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_unmask.evaluation import exact_match, math_verify_correct, resolve_correctness
+from hf_unmask.evaluation import code_passes_tests, exact_match, math_verify_correct, resolve_correctness
 
 
 def test_math_verify_correctness():
@@ -32,3 +32,21 @@ def test_resolve_correctness(tmp_path, monkeypatch):
         resolve_correctness("no_such_module_xyz:f")
     with pytest.raises(ValueError, match="has no attribute 'missing'"):
         resolve_correctness("resolve_checks_mod:missing")
+
+
+def test_code_correctness_is_the_training_sandbox(monkeypatch):
+    from hf_unmask.rewards import CodeReward
+
+    tests = "assert add(2, 3) == 5\nassert add(-1, 1) == 0"
+    right, wrong = "def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b"
+    monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
+    with pytest.raises(PermissionError, match="HF_ALLOW_CODE_EVAL"):
+        code_passes_tests(right, tests)
+    monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")
+    assert resolve_correctness("code") is code_passes_tests
+    assert code_passes_tests(right, tests) and not code_passes_tests(wrong, tests)
+    assert code_passes_tests("Here:\n```python\n" + right + "\n```", tests)  # the first fence is the program
+    # training (chat prompts: the completion is the whole function) scores the same completions the same way
+    reward = CodeReward(include_prompt=False, entry_point_column=None)
+    scores = reward(["q"] * 2, [right, wrong], test=[tests, tests])
+    assert scores == [1.0, 0.0]
