@@ -80,3 +80,25 @@ def test_ctrl_c_in_the_demo_counts_the_panels_not_started(tmp_path):
     heuristics = sum(len(spec.budgets()) for spec in demo.demo_strategies(16, 8))
     policies = demo.demo_policies("tiny-dllm", "program_trace", 16, 8)
     assert table["meta"]["settings_planned"] == 2 * heuristics + len(policies[8]) + len(policies[16])
+
+
+def test_ctrl_c_as_the_progress_bar_appears_still_gives_a_partial_result(monkeypatch):
+    """Ctrl-C lands as soon as "evaluate:" is printed, before the first setting starts: callers (the CLI, the
+    benchmarks) still get an `EvaluationInterrupted` with an empty, saveable result, not a bare KeyboardInterrupt."""
+    from hf_unmask import load_builtin_model
+    from hf_unmask.evaluation import EvaluationInterrupted, evaluate_strategies, runner
+
+    def interrupted_setup(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    model, tokenizer = load_builtin_model()
+    monkeypatch.setattr(runner, "_Sweep", interrupted_setup)
+    try:
+        evaluate_strategies(model, tokenizer, "program_trace", ["top_k_confidence:steps=16"], n_examples=2)
+    except EvaluationInterrupted as stop:
+        assert stop.result.rows == [] and stop.result.meta["complete"] is False
+        assert stop.result.meta["settings_done"] == 0
+    except KeyboardInterrupt:  # not an EvaluationInterrupted: the caller has nothing to save
+        raise AssertionError("a bare KeyboardInterrupt escaped evaluate_strategies") from None
+    else:
+        raise AssertionError("no EvaluationInterrupted")

@@ -286,13 +286,14 @@ def evaluate_strategies(
 
     batches = tokenize_batches(tokenizer, data.prompts, batch_size, chat_template)
     total = len(configs) * len(seeds) * len(batches)
-    bar = tqdm(total=total, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
-    sweep = _Sweep(model, tokenizer, data, batches, gen_length, temperature, generation_kwargs, keep_samples, bar)
     rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     policies: list[str] = []
     interrupted = False
-    try:
+    bar = None
+    try:  # from the bar's first print on, Ctrl-C gives an EvaluationInterrupted (a partial result to save)
+        bar = tqdm(total=total, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
+        sweep = _Sweep(model, tokenizer, data, batches, gen_length, temperature, generation_kwargs, keep_samples, bar)
         for spec, budget, strategy, bl in configs:
             if isinstance(strategy, torch.nn.Module):  # learned policies run next to the dLLM
                 if spec.label not in policies:
@@ -302,7 +303,8 @@ def evaluate_strategies(
     except KeyboardInterrupt:  # Ctrl-C: keep the settings finished so far (EvaluationInterrupted below)
         interrupted = True
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     flag_pareto_per_block_length(rows)
     meta = {
         "task": data.name,
@@ -315,7 +317,7 @@ def evaluate_strategies(
         "batch_size": batch_size,
         "strategies": [str(s) for s in specs],
         "generation_kwargs": {k: v for k, v in generation_kwargs.items() if _json_safe(v)},
-        "device": str(sweep.device),
+        "device": str(model_device(model)),
         "hf_unmask_version": _version(),
         "policies": policies,
         "complete": not interrupted,
