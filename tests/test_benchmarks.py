@@ -4,6 +4,7 @@ training curves show every promised panel and a single logged point."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -69,3 +70,41 @@ def test_training_curves_show_every_panel_and_a_single_logged_point():
             assert single.get_markersize() > 0 and len(long.get_xdata()) == 40
     finally:
         plt.close(fig)
+
+
+def test_kv_cache_speed_benchmark_counts_the_positions_each_mode_runs(tmp_path, monkeypatch):
+    """A small run of `benchmarks/kv_cache_speed.py`: every setting is timed against the same baseline, and the
+    positions run through the model follow from the modes (the timings themselves are not asserted)."""
+    speed = _load("kv_cache_speed")
+    out = tmp_path / "speed.json"
+    argv = ["kv_cache_speed.py", "--batch-sizes", "2", "--gen-length", "16", "--block-length", "8"]
+    argv += ["--prompt-length", "4", "--d-model", "32", "--layers", "1", "--heads", "2", "--mlp", "64"]
+    monkeypatch.setattr(sys, "argv", argv + ["--vocab", "64", "--threads", "1", "--output", str(out)])
+    speed.main()
+    report = json.loads(out.read_text())
+    rows = {row["setting"]: row for row in report["rows"]}
+    assert list(rows) == [label for label, _, _ in speed.SETTINGS]
+    assert rows["top-k, no cache"]["speedup"] == 1.0
+    assert rows["top-k, no cache"]["nfe"] == rows["top-k, dual cache"]["nfe"] == 16  # one token per step
+    assert rows["top-k, no cache"]["forward_positions"] == 16 * (4 + 16)  # every step runs prompt + canvas
+    # prefix: a refresh per block (20 positions), then the block and what follows; dual: the block only
+    assert rows["top-k, prefix cache"]["forward_positions"] == 2 * 20 + 7 * 16 + 7 * 8
+    assert rows["top-k, dual cache"]["forward_positions"] == 2 * 20 + 14 * 8
+    assert set(report["acceptance"]) == {f"batch 2: {name} >= {x}x" for name, x in speed.TARGETS.items()}
+
+
+def test_kv_cache_quality_benchmark_pairs_each_cached_run_with_the_uncached_one(tmp_path, monkeypatch):
+    quality = _load("kv_cache_quality")
+    out = tmp_path / "quality.json"
+    argv = ["kv_cache_quality.py", "--tasks", "program_trace", "--n", "6", "--batch-size", "6", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", argv + ["--output", str(out)])
+    quality.main()
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert len(rows) == 2 * 3 * 3  # panels x strategies x modes
+    for row in rows:
+        if row["mode"] == "no cache":
+            assert row["difference"] == row["difference_se"] == row["answers_changed"] == 0
+        # the accuracy difference is made of the answers that changed
+        assert round(abs(row["difference"]) * 6) <= row["answers_changed"] <= 6
+    assert report["pass"] == all(abs(r["difference"]) <= 0.01 + 1e-9 for r in rows)
