@@ -180,6 +180,28 @@ def attend(
     return out.reshape(batch, length, -1)
 
 
+def run_layers(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    layer_inputs: tuple[Any, ...],
+    norm: nn.Module,
+    keep_hidden: bool,
+    cache: Optional[DiffusionKVCache] = None,
+) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, ...]]]:
+    """Run the blocks, `x = layer(x, *layer_inputs, cache=cache)`, then the final norm. Returns the normed output and,
+    when `keep_hidden`, the hidden states in transformers' layout: the embeddings, the output of every block but the
+    last, and the normed output of the last."""
+    hidden_states: Optional[list[torch.Tensor]] = [] if keep_hidden else None
+    for layer in layers:
+        if hidden_states is not None:
+            hidden_states.append(x)
+        x = layer(x, *layer_inputs, cache=cache)
+    x = norm(x)
+    if hidden_states is not None:
+        hidden_states.append(x)
+    return x, tuple(hidden_states) if hidden_states is not None else None
+
+
 def cache_argument(cache: Any, kwargs: dict[str, Any]) -> Optional[DiffusionKVCache]:
     """The forward's `cache`, which must be a `DiffusionKVCache`; autoregressive cache arguments mean nothing to a
     diffusion forward and are refused rather than ignored."""

@@ -33,7 +33,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument
+from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_dream import DreamConfig
 
@@ -222,19 +222,12 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        hidden_states: Optional[list[torch.Tensor]] = [] if want_hidden else None
-        for layer in self.model.layers:
-            if hidden_states is not None:
-                hidden_states.append(x)
-            x = layer(x, position_embeddings, mask, cache=cache)
-        x = self.model.norm(x)
-        if hidden_states is not None:
-            hidden_states.append(x)
+        x, hidden_states = run_layers(
+            self.model.layers, x, (position_embeddings, mask), self.model.norm, want_hidden, cache
+        )
         logits = self.lm_head(x)
         loss = None
         if labels is not None:
             targets = labels.to(logits.device)[:, 1:].flatten()
             loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets, ignore_index=-100)
-        return MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=tuple(hidden_states) if hidden_states is not None else None
-        )
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=hidden_states)

@@ -36,7 +36,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument
+from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_llada import LLaDAConfig
 
@@ -251,20 +251,13 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         rope_dtype = torch.float32 if self.config.rope_full_precision else x.dtype
         position_embeddings = self.rotary(position_ids, rope_dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        hidden_states: Optional[list[torch.Tensor]] = [] if want_hidden else None
-        for block in transformer.blocks:
-            if hidden_states is not None:
-                hidden_states.append(x)
-            x = block(x, position_embeddings, mask, cache=cache)
-        x = transformer.ln_f(x)
-        if hidden_states is not None:
-            hidden_states.append(x)
+        x, hidden_states = run_layers(
+            transformer.blocks, x, (position_embeddings, mask), transformer.ln_f, want_hidden, cache
+        )
         logits = F.linear(x, transformer.wte.weight) if self.config.weight_tying else transformer.ff_out(x)
         if self.config.scale_logits:
             logits = logits * (1 / self.config.d_model**0.5)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.to(logits.device).flatten(), ignore_index=-100)
-        return MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=tuple(hidden_states) if hidden_states is not None else None
-        )
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=hidden_states)

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RotaryEmbedding, attend, attention_inputs, cache_argument
+from ..bidirectional import RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from .configuration_tiny_dllm import TinyDLLMConfig
 
 
@@ -191,18 +191,11 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
                 token_mask = token_mask[:, cache.window[0] : cache.window[1]]
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        hidden_states: Optional[list[torch.Tensor]] = [x] if want_hidden else None
-        for layer in self.layers:
-            x = layer(x, position_embeddings, mask, token_mask, cache=cache)
-            if hidden_states is not None:
-                hidden_states.append(x)
-        x = self.norm(x)
-        if hidden_states is not None:
-            hidden_states[-1] = x
+        x, hidden_states = run_layers(
+            self.layers, x, (position_embeddings, mask, token_mask), self.norm, want_hidden, cache
+        )
         logits = self.lm_head(x)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
-        return MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=tuple(hidden_states) if hidden_states is not None else None
-        )
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=hidden_states)
