@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..generation import cut_at_eos, eos_id_list
+from ..generation import cut_at_eos, eos_id_list, model_device
 from ..models import unwrap_model
 
 __all__ = [
@@ -28,17 +28,6 @@ def ensure_diffusion_generate(model: Any, tokenizer: Any) -> Any:
     if isinstance(unwrap_model(model), DiffusionGenerationMixin) or hasattr(model, "diffusion_adapter"):
         return model
     return enable_diffusion_generate(model, tokenizer=tokenizer)
-
-
-def model_device(model: Any) -> torch.device:
-    """The device of the model's parameters (CPU for a model without any)."""
-    device = getattr(model, "device", None)
-    if isinstance(device, torch.device):
-        return device
-    try:
-        return next(model.parameters()).device
-    except (StopIteration, AttributeError):
-        return torch.device("cpu")
 
 
 def completion_eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -217,6 +217,17 @@ def unwrap_model(model: Any) -> Any:
     return get_base() if callable(get_base) else model
 
 
+def model_device(model: Any) -> torch.device:
+    """The device of the model's parameters (of the model a PEFT wrapper holds; CPU for a model without any)."""
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return next(unwrap_model(model).parameters()).device
+    except (StopIteration, AttributeError, TypeError):
+        return torch.device("cpu")
+
+
 def get_adapter(model: Any, adapter: Optional[type[DiffusionAdapter] | DiffusionAdapter] = None) -> DiffusionAdapter:
     """Instantiate the adapter for `model` (the PEFT wrapper is kept, so LoRA layers run)."""
     if isinstance(adapter, DiffusionAdapter):

@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .adapter import get_adapter, unwrap_model
+from .adapter import get_adapter, model_device, unwrap_model
 from .eos import cut_at_eos, eos_id_list
 from .loop import diffusion_generate
 from .outputs import DiffusionGenerateOutput
@@ -75,7 +75,7 @@ class DiffusionTextGenerator:
             if ids:
                 input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                 attention_mask[row, width - len(ids) :] = 1
-        device = _device_of(self.model)
+        device = model_device(self.model)
         return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
 
     def decode(
@@ -153,10 +153,3 @@ class DiffusionTextGenerator:
         if self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
         return [int(i) for i in ids if i is not None]
-
-
-def _device_of(model: Any) -> torch.device:
-    try:
-        return next(unwrap_model(model).parameters()).device
-    except (StopIteration, AttributeError, TypeError):
-        return torch.device("cpu")
