@@ -6,11 +6,13 @@ import random
 
 import pytest
 
-from hf_unmask.tasks import TASK_REGISTRY, ProgramTrace, ShellGame, SortDigits, VerifiableTask, get_task
+from hf_unmask.tasks import TASK_REGISTRY, ProgramTrace, ShellGame, SortDigits, TraceUntil, VerifiableTask, get_task
 from hf_unmask.tasks.program_trace import INSTRUCTIONS, run_instruction
 from hf_unmask.tasks.shell_game import SWAPS
 
-BUILTIN = ["program_trace", "shell_game", "sort_digits"]
+BUILTIN = ["program_trace", "shell_game", "sort_digits", "trace_until"]
+#: the shortest buffer L each task is trained with (its answers must leave room for one EOS)
+SHORTEST_L = {"program_trace": 16, "shell_game": 16, "sort_digits": 16, "trace_until": 32}
 
 
 def test_builtin_tasks_are_registered() -> None:
@@ -121,5 +123,28 @@ def test_tokenizer_covers_the_task_and_fits_the_answer_length(name: str) -> None
         prompt = tokenizer(ex["prompt"]).input_ids
         answer = tokenizer(ex["reference"], add_special_tokens=False).input_ids
         assert tokenizer.unk_token_id not in prompt + answer
-        assert len(answer) < 16  # L = 16 leaves room for at least one EOS
+        assert len(answer) < SHORTEST_L[name]  # the shortest L leaves room for at least one EOS
         assert tokenizer.decode(answer) == ex["reference"]
+
+
+def test_trace_until_runs_the_program_until_the_value_is_zero() -> None:
+    task = TraceUntil()
+    lengths = set()
+    for ex in task.examples(300, seed=4):
+        head, slots = ex["prompt"].split(" | ")
+        program = slots.split()
+        assert len(program) == task.num_slots
+        value, trace = int(head.split(" : ")[1]), []
+        assert value != 0
+        for instruction in program:  # run until the accumulator is 0
+            value = run_instruction(value, instruction)
+            trace.append(value)
+            if value == 0:
+                break
+        assert trace[-1] == 0  # 0 is always reached within the listed program
+        chain, answer = ex["reference"].split(" ; ")
+        assert chain.split() == [str(v) for v in trace] and answer == f"answer : {len(trace)}"
+        lengths.add(len(trace))
+    # the answer's length varies over the whole range and is not written in the prompt
+    assert lengths == set(range(task.min_run, task.num_slots + 1))
+    assert len(ex["reference"].split()) <= task.max_answer_tokens

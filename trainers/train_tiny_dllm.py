@@ -27,6 +27,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,22 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="built-in task names to train on")
     p.add_argument("--task_weights", type=float, nargs="+", default=None, help="sampling weight per task")
     p.add_argument("--gen_length", type=int, default=16, help="answer length L (completion + EOS padding)")
+    p.add_argument(
+        "--min_gen_length",
+        type=int,
+        default=None,
+        help="train over a range of L: each batch draws L from min_gen_length, min_gen_length + gen_length_step, "
+        "..., gen_length (default: gen_length only)",
+    )
+    p.add_argument("--gen_length_step", type=int, default=8, help="spacing of the L drawn with --min_gen_length")
+    p.add_argument(
+        "--max_gen_length",
+        type=int,
+        default=None,
+        help="longest L the final check also runs at (e.g. 2x gen_length: RoPE and the local convolution are "
+        "relative, so the model runs beyond its training L); recorded as config.max_gen_length, below which "
+        "generate does not warn (default: gen_length)",
+    )
     p.add_argument("--block_length", type=int, default=8, help="default block length of generation_config.json")
     p.add_argument("--hidden_size", type=int, default=128)
     p.add_argument("--num_layers", type=int, default=4)
@@ -109,17 +126,32 @@ def encode_split(
     return prompt_ids, prompt_mask, answer_ids
 
 
+def training_gen_lengths(args: argparse.Namespace) -> list[int]:
+    """The answer lengths L a batch can be drawn at: `gen_length` alone, or the range from `--min_gen_length`."""
+    low = args.gen_length if args.min_gen_length is None else args.min_gen_length
+    if not 0 < low <= args.gen_length:
+        raise ValueError(f"--min_gen_length={low} must be between 1 and --gen_length={args.gen_length}.")
+    if args.gen_length_step < 1:
+        raise ValueError(f"--gen_length_step must be >= 1, got {args.gen_length_step}.")
+    lengths = list(range(low, args.gen_length + 1, args.gen_length_step))
+    return lengths if lengths[-1] == args.gen_length else [*lengths, args.gen_length]
+
+
 def build_training_data(
     args: argparse.Namespace, tokenizer: Any
 ) -> tuple[list[dict[str, torch.Tensor]], dict[str, list[dict[str, str]]]]:
     """Encode the train split of every task into its own pool; return the pools and the test rows per task.
 
     Batches are drawn from one task at a time, so a batch's left padding is only as long as that task needs.
+    Answers are padded with EOS to the longest L; a batch drawn at a shorter L keeps its first L columns, so every
+    answer must fit the shortest L with room for one EOS.
     """
     pools, tests = [], {}
+    shortest = min(training_gen_lengths(args))
     for name in args.tasks:
         splits = get_task(name).dataset(n_train=args.n_train, n_test=args.n_test, seed=args.data_seed)
-        prompt_ids, prompt_mask, answer_ids = encode_split(list(splits["train"]), tokenizer, args.gen_length)
+        prompt_ids, prompt_mask, answer_ids = encode_split(list(splits["train"]), tokenizer, shortest)
+        answer_ids = F.pad(answer_ids, (0, args.gen_length - shortest), value=tokenizer.eos_token_id)
         pools.append({"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "answer_ids": answer_ids})
         tests[name] = list(splits["test"])
     return pools, tests
@@ -228,6 +260,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     output_dir = Path(args.output_dir)
     tokenizer = build_tokenizer()
+    pools, tests = build_training_data(args, tokenizer)
+    gen_lengths = training_gen_lengths(args)
+    longest_prompt = max(int(pool["prompt_mask"].sum(1).max()) for pool in pools)
     config = TinyDLLMConfig(
         vocab_size=len(tokenizer),
         hidden_size=args.hidden_size,
@@ -235,14 +270,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         num_attention_heads=args.num_heads,
         intermediate_size=args.intermediate_size,
         conv_kernel_size=args.conv_kernel_size,
-        max_position_embeddings=128,
+        max_position_embeddings=max(128, longest_prompt + max(args.gen_length, args.max_gen_length or 0)),
         trained_gen_length=args.gen_length,
+        max_gen_length=args.max_gen_length if (args.max_gen_length or 0) > args.gen_length else None,
         mask_token_id=tokenizer.mask_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
-    pools, tests = build_training_data(args, tokenizer)
     weights = torch.tensor(args.task_weights if args.task_weights else [1.0] * len(pools), dtype=torch.float)
     if weights.numel() != len(pools):
         raise ValueError(f"--task_weights needs one weight per task ({len(pools)}), got {weights.numel()}.")
@@ -287,34 +322,71 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     bar = tqdm(total=args.max_steps, initial=step, desc="train", disable=args.no_progress, dynamic_ncols=True)
     smooth: Optional[float] = None
-    while step < args.max_steps:
-        pool = pools[int(torch.multinomial(weights, 1, generator=generator))]
-        index = torch.randint(0, pool["answer_ids"].shape[0], (args.batch_size,), generator=generator)
-        prompt_ids, prompt_mask = trim_left_padding(pool["prompt_ids"][index], pool["prompt_mask"][index])
-        loss = masked_diffusion_loss(
-            model, prompt_ids, prompt_mask, pool["answer_ids"][index], config.mask_token_id, args.eps, generator
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if args.save_steps > 0 and (step % args.save_steps == 0 or step == args.max_steps):
-            elapsed = elapsed_before + time.perf_counter() - start
-            save_checkpoint(
-                output_dir / "checkpoints" / f"checkpoint-{step}",
-                model,
-                optimizer,
-                scheduler,
-                generator,
-                step,
-                elapsed,
+    # Ctrl-C finishes the current step, then saves a resumable checkpoint (a second Ctrl-C stops at once)
+    interrupted: list[bool] = []
+    previous_handler = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while step < args.max_steps and not interrupted:
+            pool = pools[int(torch.multinomial(weights, 1, generator=generator))]
+            index = torch.randint(0, pool["answer_ids"].shape[0], (args.batch_size,), generator=generator)
+            prompt_ids, prompt_mask = trim_left_padding(pool["prompt_ids"][index], pool["prompt_mask"][index])
+            # a single L draws nothing, so single-length runs keep the random stream of earlier releases
+            L = (
+                gen_lengths[int(torch.randint(0, len(gen_lengths), (), generator=generator))]
+                if len(gen_lengths) > 1
+                else gen_lengths[0]
             )
-            prune_checkpoints(output_dir, args.save_total_limit)
+            loss = masked_diffusion_loss(
+                model,
+                prompt_ids,
+                prompt_mask,
+                pool["answer_ids"][index, :L],
+                config.mask_token_id,
+                args.eps,
+                generator,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if args.save_steps > 0 and (step % args.save_steps == 0 or step == args.max_steps):
+                elapsed = elapsed_before + time.perf_counter() - start
+                save_checkpoint(
+                    output_dir / "checkpoints" / f"checkpoint-{step}",
+                    model,
+                    optimizer,
+                    scheduler,
+                    generator,
+                    step,
+                    elapsed,
+                )
+                prune_checkpoints(output_dir, args.save_total_limit)
+
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    if interrupted:
+        bar.close()
+        folder = output_dir / "checkpoints" / f"checkpoint-{step}"
+        elapsed = elapsed_before + time.perf_counter() - start
+        save_checkpoint(folder, model, optimizer, scheduler, generator, step, elapsed)
+        print(
+            f"train_tiny_dllm.py: interrupted at step {step}; checkpoint saved to {folder} (continue with the same "
+            "command and --resume last)",
+            file=sys.stderr,
+        )
+        raise SystemExit(130)
     bar.close()
     elapsed = elapsed_before + time.perf_counter() - start
 
@@ -335,13 +407,30 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 model, tokenizer, get_task(name), rows[: args.eval_examples], strategy=TopKConfidence(), seed=0
             )
         summary["top_k_confidence_accuracy"] = accuracy
+        if config.max_gen_length is not None:  # the same check at the longest L the config promises
+            summary[f"top_k_confidence_accuracy_at_L{config.max_gen_length}"] = {
+                name: task_accuracy(
+                    model,
+                    tokenizer,
+                    get_task(name),
+                    rows[: args.eval_examples],
+                    strategy=TopKConfidence(),
+                    seed=0,
+                    max_new_tokens=config.max_gen_length,
+                )
+                for name, rows in tests.items()
+            }
     (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return summary
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    train(parse_args(argv))
+    try:
+        train(parse_args(argv))
+    except KeyboardInterrupt:  # before the first step (data generation): nothing to save
+        print("train_tiny_dllm.py: interrupted before training started; nothing was saved", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -296,7 +296,17 @@ def check_lengths(
                 )
                 break
     trained_l = getattr(config, "trained_gen_length", None) if config is not None else None
-    if isinstance(trained_l, int) and not isinstance(trained_l, bool) and 0 < trained_l < gen_length:
+    checked_l = getattr(config, "max_gen_length", None) if config is not None else None
+    if isinstance(checked_l, int) and not isinstance(checked_l, bool) and checked_l > 0:
+        if checked_l < gen_length:
+            warnings.warn(
+                f"{_model_name(model)} was checked to generate at most L = {checked_l} positions "
+                f"(config.max_gen_length; trained at L <= {trained_l}); max_new_tokens={gen_length} asks for more, so "
+                f"expect degraded output. Use max_new_tokens <= {checked_l}.",
+                UserWarning,
+                stacklevel=2,
+            )
+    elif isinstance(trained_l, int) and not isinstance(trained_l, bool) and 0 < trained_l < gen_length:
         warnings.warn(
             f"{_model_name(model)} was trained to generate L = {trained_l} positions (config.trained_gen_length); "
             f"max_new_tokens={gen_length} asks for more, so expect what it writes beyond position {trained_l} to be "

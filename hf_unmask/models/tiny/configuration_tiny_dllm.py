@@ -20,9 +20,12 @@ class TinyDLLMConfig(PretrainedConfig):
         conv_kernel_size: width of the depthwise convolution each block applies before attention (a local
             "token shift" that lets a token see its neighbours; odd, 0 disables it). It is translation-invariant,
             so the model still runs at any length.
-        max_position_embeddings: longest sequence seen in training (RoPE has no table: `generate` warns beyond it).
-        trained_gen_length: the L (generated positions: answer, then EOS padding) the model was trained with;
-            `generate` warns when asked for more (`None`: unknown).
+        max_position_embeddings: longest sequence (prompt + L) the model is meant for: seen in training, or up to
+            `max_gen_length` when that is set (RoPE has no table: `generate` warns beyond it).
+        trained_gen_length: the longest L (generated positions: answer, then EOS padding) the model was trained
+            with; `generate` warns when asked for more (`None`: unknown), unless `max_gen_length` says more is fine.
+        max_gen_length: the longest L the checkpoint was checked to generate correctly at (e.g. twice
+            `trained_gen_length` for a model trained over a range of L); `generate` warns only beyond it.
         layer_norm_eps: epsilon of the pre-norm LayerNorms.
         initializer_range: std of the normal initialisation.
         mask_token_id / pad_token_id / eos_token_id / bos_token_id: special token ids of the tokenizer.
@@ -49,6 +52,7 @@ class TinyDLLMConfig(PretrainedConfig):
         conv_kernel_size: int = 0,
         max_position_embeddings: int = 128,
         trained_gen_length: Optional[int] = None,
+        max_gen_length: Optional[int] = None,
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
         mask_token_id: int = 1,
@@ -74,6 +78,7 @@ class TinyDLLMConfig(PretrainedConfig):
         self.conv_kernel_size = conv_kernel_size
         self.max_position_embeddings = max_position_embeddings
         self.trained_gen_length = trained_gen_length
+        self.max_gen_length = max_gen_length
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.mask_token_id = mask_token_id

@@ -21,6 +21,9 @@ WORDS = (
     + [f"*{c}" for c in range(2, 10)]
     + ["".join(pair) for pair in itertools.combinations("abcde", 2)]
     + [":", ";", ",", "|", "=", ">"]
+    # appended later (ids above stay what the first shipped models saved): `trace_until` and its step counts
+    + ["until"]
+    + [str(n) for n in range(17, 33)]
 )
 
 
