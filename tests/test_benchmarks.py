@@ -108,3 +108,32 @@ def test_kv_cache_quality_benchmark_pairs_each_cached_run_with_the_uncached_one(
         # the accuracy difference is made of the answers that changed
         assert round(abs(row["difference"]) * 6) <= row["answers_changed"] <= 6
     assert report["pass"] == all(abs(r["difference"]) <= 0.01 + 1e-9 for r in rows)
+
+
+def test_long_buffer_regime_benchmark_reports_fronts_gaps_and_policy_margins(tmp_path, capsys):
+    regime = _load("long_buffer_regime")
+    assert regime.heuristic_specs(64, 8)[0] == "top_k_confidence:steps=8,16,24,32"
+    assert regime.heuristic_specs(32, 8)[0] == "top_k_confidence:steps=4,8,12,16"
+    policy = "tiny-dllm-program_trace-full-alpha1"
+    code = regime.main(
+        ["--model", "tiny-dllm", "--task", "program_trace", "--lengths", "16", "--n", "6", "--threads", "1",
+         "--strategies", "top_k_confidence:steps=2,8,16", "confidence_threshold:threshold=0.9",
+         "--policies", policy, "--policy-seeds", "0", "1", "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "regime.json").read_text())
+    rows = report["rows"]
+    assert {(r["mode"], r["block_length"]) for r in rows} == {("semi", 8), ("full", 16)}
+    assert len(rows) == 2 * (3 + 1 + 1)
+    for row in rows:
+        assert row["n"] == 6 * len(row["seeds"]) and 0 <= row["accuracy"] <= 1
+        assert row["seeds"] == ([0, 1] if row["policy"] else [0])
+        assert row["front"] is False or not row["policy"]  # policies are never part of the heuristics' front
+    top_k = {r["budget"]: r for r in rows if r["mode"] == "full" and r["strategy"] == "top_k_confidence"}
+    assert [top_k[b]["nfe_mean"] for b in ("steps=2", "steps=8", "steps=16")] == [2.0, 8.0, 16.0]
+    margins = report["policy_margins"]
+    assert {m["mode"] for m in margins} == {"semi", "full"} and all(m["policy"] == policy for m in margins)
+    for m in margins:
+        assert m["margin"] == pytest.approx(m["accuracy"] - m["front_accuracy"]) and m["margin_se"] >= 0
+    assert report["acceptance"] is False  # L = 16 < 64: the criterion cannot pass
+    assert "semi-AR front minus full-diffusion front" in capsys.readouterr().out
