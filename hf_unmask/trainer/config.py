@@ -8,6 +8,7 @@ warm-up steps, one epoch, L = 256 generated positions in blocks of BL = 32.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -213,6 +214,21 @@ class UnmaskingGRPOConfig(GRPOConfig):
         },
     )
 
+    # ---------------------------------------------------------------- robustness (off by default: the paper has none)
+    entropy_floor: float = field(
+        default=0.0,
+        metadata={
+            "help": "Entropy floor (nats per eligible position; a Bernoulli has at most ln 2 = 0.693): on every "
+            "policy step whose mean entropy per eligible position is below it, the loss adds "
+            "entropy_coef * (entropy_floor - entropy). It keeps the policy from turning deterministic, where most "
+            "groups of rollouts get identical rewards (frac_reward_zero_std -> 1) and GRPO stops learning or drifts "
+            "into never-unmask / everything-at-once. 0 = off (paper)."
+        },
+    )
+    entropy_coef: float = field(
+        default=1.0, metadata={"help": "Weight of the entropy-floor penalty (only used when entropy_floor > 0)."}
+    )
+
     # ---------------------------------------------------------------- optimiser defaults from the paper
     learning_rate: float = field(default=3e-5, metadata={"help": "AdamW learning rate (paper: 3e-5)."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
@@ -296,6 +312,15 @@ class UnmaskingGRPOConfig(GRPOConfig):
             raise ValueError(f"num_iterations must be an integer >= 1, got {self.num_iterations!r}. Paper: 2.")
         if self.beta < 0:
             raise ValueError(f"beta (KL weight) must be >= 0, got {self.beta!r}.")
+        if not 0.0 <= self.entropy_floor <= math.log(2):
+            raise ValueError(
+                f"entropy_floor must be between 0 (off) and ln 2 = 0.693 (the entropy of a fair coin), got "
+                f"{self.entropy_floor!r}. Try --entropy_floor 0.05."
+            )
+        if self.entropy_coef < 0:
+            raise ValueError(f"entropy_coef must be >= 0, got {self.entropy_coef!r}.")
+        if self.entropy_floor > 0 and self.action_mode == "dpls":
+            raise ValueError("entropy_floor needs the policy's entropy, which action_mode='dpls' does not give.")
         if self.dllm_temperature < 0:
             raise ValueError(f"dllm_temperature must be >= 0 (0 = greedy), got {self.dllm_temperature!r}.")
         if not 0.0 <= self.expert_threshold <= 1.0:

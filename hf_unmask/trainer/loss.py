@@ -6,6 +6,8 @@ over all eligible positions,
 
     loss = -(1 / N) * sum_i (1 / |S_i|) * sum_{t in S_i} min(r_it A_i, clip(r_it, 1 - eps_low, 1 + eps_high) A_i)
            [+ beta * the same average of the k3 KL estimate exp(q - p) - (q - p) - 1, q = log pi_ref, p = log pi]
+           [+ entropy_coef * the same average of max(0, entropy_floor - H_it / |eligible_it|) over the policy's own
+              steps, H_it the entropy of the step's action distribution]
 
 over the N rollouts of a micro-batch (gradient accumulation divides by the number of micro-batches). Each function
 takes the live steps flattened (`[S]` tensors) with `rollout_of_step [S]` naming their rollout.
@@ -17,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ["clipped_surrogate", "expert_mixture_log_prob", "k3_kl", "mean_over_rollouts"]
+__all__ = ["clipped_surrogate", "entropy_floor_penalty", "expert_mixture_log_prob", "k3_kl", "mean_over_rollouts"]
 
 
 def clipped_surrogate(
@@ -46,6 +48,22 @@ def k3_kl(ref_log_prob: torch.Tensor, log_prob: torch.Tensor) -> torch.Tensor:
     """
     delta = ref_log_prob - log_prob
     return torch.exp(delta) - delta - 1
+
+
+def entropy_floor_penalty(entropy: torch.Tensor, eligible: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per-step `max(0, floor - H / n)`: how far the mean entropy per eligible position (`H` the step's entropy,
+    `n` its eligible positions) is below `floor` (0 for steps without eligible positions).
+
+    Example:
+        ```python
+        >>> eligible = torch.tensor([[True, True, False], [True, False, False]])
+        >>> [round(v, 3) for v in entropy_floor_penalty(torch.tensor([0.1, 0.5]), eligible, 0.2).tolist()]
+        [0.15, 0.0]
+        ```
+    """
+    n = eligible.sum(-1)
+    per_position = entropy / n.clamp(min=1)
+    return torch.where(n > 0, (floor - per_position).clamp(min=0), torch.zeros_like(per_position))
 
 
 def mean_over_rollouts(per_step: torch.Tensor, rollout_of_step: torch.Tensor, n_rollouts: int) -> torch.Tensor:

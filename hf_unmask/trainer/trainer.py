@@ -48,7 +48,7 @@ from ..strategies import ConfidenceThreshold, LearnedUnmaskingPolicy
 from . import _trl
 from .config import UnmaskingGRPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted
-from .loss import clipped_surrogate, expert_mixture_log_prob, k3_kl, mean_over_rollouts
+from .loss import clipped_surrogate, entropy_floor_penalty, expert_mixture_log_prob, k3_kl, mean_over_rollouts
 from .metrics import loss_metrics, rollout_metrics
 from .policy_model import PolicyModel, policy_setting
 from .rollouts import (
@@ -377,6 +377,9 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         if self.beta > 0 and "ref_logps" in inputs:
             kl = k3_kl(inputs["ref_logps"][rows, steps], policy_logps)
             per_step = per_step + self.beta * kl
+        if self.args.entropy_floor > 0 and entropy is not None:  # robustness: keep the policy stochastic
+            below = entropy_floor_penalty(entropy, eligible, self.args.entropy_floor)
+            per_step = per_step + self.args.entropy_coef * torch.where(expert, torch.zeros_like(below), below)
         loss = mean_over_rollouts(per_step, rows, inputs["live"].shape[0])
 
         metrics = loss_metrics(
