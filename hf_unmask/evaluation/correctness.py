@@ -73,11 +73,25 @@ CORRECTNESS_FUNCTIONS: dict[str, CorrectnessFn] = {
 }
 
 
+def _require_code_opt_in_before_generation() -> None:
+    """`code` executes model-written code: refuse it by name, before any completion is generated, unless opted in."""
+    from ..rewards.sandbox import CODE_EVAL_ENV_VAR, code_execution_allowed
+
+    if not code_execution_allowed():
+        raise PermissionError(
+            "Correctness 'code' executes model-generated code in a separate, resource-limited process (not a security "
+            "sandbox: it can read your files and use the network). Run it inside a container or VM and opt in "
+            f"before generating: set the environment variable {CODE_EVAL_ENV_VAR}=1, e.g. "
+            f"`{CODE_EVAL_ENV_VAR}=1 hf-unmask evaluate ... --correctness code`."
+        )
+
+
 def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
     """Turn a correctness spec into a function `(completion, reference) -> bool`.
 
     `spec` is a callable, a name in `CORRECTNESS_FUNCTIONS` (`math_verify`, `code`, `exact_match`) or `module:function`
     naming an importable Python function (e.g. `my_rewards:is_correct`; the current directory is importable).
+    `code` needs the opt-in `HF_ALLOW_CODE_EVAL=1` already here, so an evaluation refuses it before generating.
 
     Example:
         ```python
@@ -89,6 +103,8 @@ def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
         return spec
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"correctness must be a function or a name, got {spec!r}.")
+    if spec == "code":
+        _require_code_opt_in_before_generation()
     if spec in CORRECTNESS_FUNCTIONS:
         return CORRECTNESS_FUNCTIONS[spec]
     if ":" not in spec:

@@ -42,6 +42,9 @@ def test_code_correctness_is_the_training_sandbox(monkeypatch):
     monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
     with pytest.raises(PermissionError, match="HF_ALLOW_CODE_EVAL"):
         code_passes_tests(right, tests)
+    # by name (as --correctness code) it is refused when resolved, before anything is generated
+    with pytest.raises(PermissionError, match="HF_ALLOW_CODE_EVAL=1 hf-unmask evaluate"):
+        resolve_correctness("code")
     monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")
     assert resolve_correctness("code") is code_passes_tests
     assert code_passes_tests(right, tests) and not code_passes_tests(wrong, tests)
@@ -50,3 +53,22 @@ def test_code_correctness_is_the_training_sandbox(monkeypatch):
     reward = CodeReward(include_prompt=False, entry_point_column=None)
     scores = reward(["q"] * 2, [right, wrong], test=[tests, tests])
     assert scores == [1.0, 0.0]
+
+
+def test_evaluate_refuses_code_correctness_before_generating(tmp_path, monkeypatch, capsys):
+    from hf_unmask import cli
+
+    monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
+    data = tmp_path / "code.jsonl"
+    data.write_text('{"prompt": "sort : 3 1 2", "reference": "assert True"}\n')
+    generated = []
+
+    def generate(*args, **kwargs):
+        generated.append(1)
+        raise RuntimeError("generated")
+
+    monkeypatch.setattr("hf_unmask.evaluation.runner._Sweep.run_seed", generate)
+    code = cli.main(["evaluate", "--model", "builtin", "--dataset", str(data), "--correctness", "code",
+                     "--strategy", "top_k_confidence:steps=16", "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    assert code != 0 and not generated and not (tmp_path / "out").exists()
+    assert "HF_ALLOW_CODE_EVAL=1" in capsys.readouterr().err
