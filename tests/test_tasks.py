@@ -10,9 +10,9 @@ from hf_unmask.tasks import TASK_REGISTRY, ProgramTrace, ShellGame, SortDigits, 
 from hf_unmask.tasks.program_trace import INSTRUCTIONS, run_instruction
 from hf_unmask.tasks.shell_game import SWAPS
 
-BUILTIN = ["program_trace", "shell_game", "sort_digits", "trace_until"]
+BUILTIN = ["program_trace", "shell_game", "sort_digits", "trace_until", "trace_until_short"]
 #: the shortest buffer L each task is trained with (its answers must leave room for one EOS)
-SHORTEST_L = {"program_trace": 16, "shell_game": 16, "sort_digits": 16, "trace_until": 32}
+SHORTEST_L = {"program_trace": 16, "shell_game": 16, "sort_digits": 16, "trace_until": 32, "trace_until_short": 32}
 
 
 def test_builtin_tasks_are_registered() -> None:
@@ -148,3 +148,17 @@ def test_trace_until_runs_the_program_until_the_value_is_zero() -> None:
     # the answer's length varies over the whole range and is not written in the prompt
     assert lengths == set(range(task.min_run, task.num_slots + 1))
     assert len(ex["reference"].split()) <= task.max_answer_tokens
+
+
+def test_trace_until_short_skews_the_same_examples_towards_short_runs() -> None:
+    from hf_unmask.tasks import TraceUntilShort
+
+    short = TraceUntilShort().examples(2000, seed=3)
+    uniform = TraceUntil().examples(2000, seed=3)
+    runs = [int(ex["reference"].rsplit(" ", 1)[1]) for ex in short]
+    assert min(runs) == 3 and max(runs) > 16
+    assert sum(runs) / len(runs) < 0.7 * sum(int(ex["reference"].rsplit(" ", 1)[1]) for ex in uniform) / len(uniform)
+    counts = [runs.count(n) for n in (3, 8, 13)]
+    assert counts[0] > counts[1] > counts[2]  # the keep probability decays with the run length
+    task = TraceUntil()
+    assert all(task.is_correct(ex["reference"], ex["reference"]) for ex in short[:50])

@@ -64,3 +64,31 @@ class TraceUntil(VerifiableTask):
         prompt = f"until : {start} | {' '.join(program)}"
         reference = " ".join(map(str, trace)) + f" ; answer : {n}"
         return {"prompt": prompt, "reference": reference}
+
+
+class TraceUntilShort(TraceUntil):
+    """`trace_until` with a length prior skewed short: a run of n steps is kept with probability
+    `length_decay ** (n - min_run)` (0.85: half the runs take at most 7 steps, about one in thirteen more than 16), so
+    long answers are rare. A dLLM trained on it and tested on the uniform lengths of `trace_until` has a length
+    prior that is wrong for the test, as an SFT mix is for GSM8K: in full diffusion it commits EOS where the prior
+    expects the answer to end, before the chain says so (README, "Long buffers").
+
+    Example:
+        ```python
+        >>> import random
+        >>> from hf_unmask.tasks import get_task
+        >>> lengths = [len(ex["reference"].split()) - 4 for ex in get_task("trace_until_short").examples(400, seed=0)]
+        >>> sorted(lengths)[200] <= 7 < 16 < max(lengths)
+        True
+        ```
+    """
+
+    name = "trace_until_short"
+    length_decay: ClassVar[float] = 0.85
+
+    def make_example(self, rng: random.Random) -> dict[str, str]:
+        while True:
+            example = super().make_example(rng)
+            n = int(example["reference"].rsplit(" ", 1)[1])
+            if rng.random() < self.length_decay ** (n - self.min_run):
+                return example
