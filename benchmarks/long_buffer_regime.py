@@ -71,6 +71,7 @@ def run_setting(
 ) -> list[DecodeRecord]:
     """Generate every row once and return its decode record (correctness, NFE, lengths, decision order)."""
     eos_ids = completion_eos_ids(model, tokenizer)
+    eos_tensor = torch.tensor(sorted(eos_ids))
     records = []
     for start, input_ids, attention_mask in tokenize_batches(tokenizer, [r["prompt"] for r in rows], batch_size):
         steps, callback = decision_steps_recorder(input_ids.shape[0], gen_length)
@@ -86,11 +87,10 @@ def run_setting(
         )
         P = input_ids.shape[1]
         texts = decode_completions(out.sequences, P, tokenizer, eos_ids)
-        generated = out.sequences[:, P:]
+        is_eos = torch.isin(out.sequences[:, P:], eos_tensor)
         for j, text in enumerate(texts):
             reference = rows[start + j]["reference"]
-            is_eos = torch.isin(generated[j], torch.tensor(sorted(eos_ids)))
-            first_eos = int(is_eos.nonzero()[0]) if bool(is_eos.any()) else None
+            first_eos = int(is_eos[j].nonzero()[0]) if bool(is_eos[j].any()) else None
             records.append(
                 DecodeRecord(
                     correct=bool(task.is_correct(text, reference)),

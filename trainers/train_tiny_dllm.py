@@ -401,25 +401,21 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
     }
     if args.eval_examples > 0:
-        accuracy = {}
-        for name, rows in tests.items():
-            accuracy[name] = task_accuracy(
-                model, tokenizer, get_task(name), rows[: args.eval_examples], strategy=TopKConfidence(), seed=0
-            )
-        summary["top_k_confidence_accuracy"] = accuracy
-        if config.max_gen_length is not None:  # the same check at the longest L the config promises
-            summary[f"top_k_confidence_accuracy_at_L{config.max_gen_length}"] = {
+
+        def accuracy_at(gen_length: Optional[int]) -> dict[str, float]:
+            """Top-k confidence accuracy per task; `None`: the generation config's L."""
+            extra = {} if gen_length is None else {"max_new_tokens": gen_length}
+            return {
                 name: task_accuracy(
-                    model,
-                    tokenizer,
-                    get_task(name),
-                    rows[: args.eval_examples],
-                    strategy=TopKConfidence(),
-                    seed=0,
-                    max_new_tokens=config.max_gen_length,
+                    model, tokenizer, get_task(name), rows[: args.eval_examples], strategy=TopKConfidence(), seed=0,
+                    **extra,
                 )
                 for name, rows in tests.items()
-            }
+            }  # fmt: skip
+
+        summary["top_k_confidence_accuracy"] = accuracy_at(None)
+        if config.max_gen_length is not None:  # the same check at the longest L the config promises
+            summary[f"top_k_confidence_accuracy_at_L{config.max_gen_length}"] = accuracy_at(config.max_gen_length)
     (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return summary

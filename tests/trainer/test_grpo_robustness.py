@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
-from grpo_toys import constant_reward, small_config, tiny_dllm, toy_dataset
+from grpo_toys import constant_reward, make_trainer, small_config, tiny_dllm, toy_dataset
 
-from hf_unmask.trainer import UnmaskingGRPOConfig, UnmaskingGRPOTrainer
+from hf_unmask.trainer import UnmaskingGRPOConfig
 from hf_unmask.trainer.loss import entropy_floor_penalty
 
 
@@ -39,25 +39,13 @@ def test_the_penalty_is_the_shortfall_per_eligible_position():
 
 
 def _run(tmp_path, **overrides):
-    model, tokenizer = tiny_dllm()
+    dllm = tiny_dllm()
     torch.manual_seed(0)
-    trainer = UnmaskingGRPOTrainer(
-        dllm=model,
-        processing_class=tokenizer,
-        reward_funcs=constant_reward,  # every answer "correct": the reward only ranks speed
-        train_dataset=toy_dataset(32),
-        args=small_config(
-            tmp_path,
-            alpha=1.0,
-            max_steps=14,
-            learning_rate=3e-2,
-            gen_length=16,
-            block_length=16,
-            per_device_train_batch_size=16,
-            num_iterations=1,
-            **overrides,
-        ),  # fmt: skip
-    )
+    trainer = make_trainer(
+        dllm, tmp_path, reward=constant_reward, dataset=toy_dataset(32),  # the reward only ranks speed
+        alpha=1.0, max_steps=14, learning_rate=3e-2, gen_length=16, block_length=16, per_device_train_batch_size=16,
+        num_iterations=1, **overrides,
+    )  # fmt: skip
     trainer.train()
     logs = [h for h in trainer.state.log_history if "entropy" in h]
     return [h["entropy"] for h in logs], [h["frac_reward_zero_std"] for h in logs]
