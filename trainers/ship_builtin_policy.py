@@ -54,7 +54,9 @@ def _lineage(run_dir: str, policy: UnmaskingStrategy, initialized_from: str | No
     return initialized_from
 
 
-def _evaluation_rows(evaluation_dir: str, labels: list[str]) -> tuple[list[dict[str, Any]], str]:
+def _evaluation_rows(
+    evaluation_dir: str, labels: list[str], command: str | None = None
+) -> tuple[list[dict[str, Any]], str]:
     """The rows of this policy (the first of `labels` the table has) and the heuristics in
     `evaluation_dir/evaluation.json`, and the setting line."""
     path = Path(evaluation_dir) / "evaluation.json"
@@ -78,11 +80,13 @@ def _evaluation_rows(evaluation_dir: str, labels: list[str]) -> tuple[list[dict[
             f"{', '.join(sorted(learned)) or 'none'}). Pass the policy's label in that table with --label."
         )
     rows = [r for r in rows if r["strategy"] == label or r["strategy"] not in learned]
+    model = str(meta.get("model") or "builtin:tiny-dllm").removeprefix("builtin:")
+    producer = f"`{command}`" if command else "`python benchmarks/policy_vs_heuristics.py`"
     setting = (
-        f"{meta['n_examples']} held-out examples of the built-in `{meta['task']}` task, built-in `tiny-dllm`, "
+        f"{meta['n_examples']} held-out examples of the built-in `{meta['task']}` task, built-in `{model}`, "
         f"L = {meta['gen_length']}, BL = {', '.join(str(b) for b in meta['block_lengths'])}, greedy dLLM, "
-        f"seeds {meta['seeds']} (accuracy and NFE are means over seeds); produced by "
-        "`python benchmarks/policy_vs_heuristics.py`, which also draws the Pareto plot."
+        f"seeds {meta['seeds']} (accuracy and NFE are means over seeds); produced by {producer}, which also "
+        "draws the Pareto plot."
     )
     return rows, setting
 
@@ -93,6 +97,7 @@ def ship(
     evaluation_dir: str | None = None,
     label: str | None = None,
     initialized_from: str | None = None,
+    evaluation_command: str | None = None,
 ) -> Path:
     """Copy the policy saved in `run_dir` to the package under `name`; returns its folder. Every check (lineage,
     evaluation table) runs before anything is written."""
@@ -102,7 +107,12 @@ def ship(
         policy.trained_for["initialized_from"] = str(start)
     # the benchmark labels a policy folder by its name, a shipped policy by its shipped name
     labels = [label] if label else [Path(run_dir).resolve().name, name]
-    rows, setting = _evaluation_rows(evaluation_dir, labels) if evaluation_dir is not None else (None, None)
+    rows, setting = (
+        _evaluation_rows(evaluation_dir, labels, evaluation_command) if evaluation_dir is not None else (None, None)
+    )
+    if rows is not None:  # the card names the policy by its shipped name, not by the folder it was evaluated from
+        learned_rows = set(labels)
+        rows = [dict(r, strategy=name) if r["strategy"] in learned_rows else r for r in rows]
     target = PRETRAINED_POLICY_DIR / name
     target.mkdir(parents=True, exist_ok=True)
     policy.save_pretrained(target)
@@ -122,6 +132,11 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="name to ship it under, <dLLM>-<task>-<bl8|full>-alpha<alpha>")
     parser.add_argument("--evaluation", default=None, help="folder with the evaluation.json of the comparison")
     parser.add_argument(
+        "--evaluation-command",
+        default=None,
+        help="the command that wrote that evaluation, quoted on the card (default: benchmarks/policy_vs_heuristics.py)",
+    )
+    parser.add_argument(
         "--label",
         default=None,
         help="the policy's strategy label in that table (default: the run folder's name, else --name)",
@@ -134,7 +149,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     try:
-        target = ship(args.run_dir, args.name, args.evaluation, args.label, args.initialized_from)
+        target = ship(
+            args.run_dir, args.name, args.evaluation, args.label, args.initialized_from, args.evaluation_command
+        )
     except (ValueError, OSError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(f"Shipped to {target}")

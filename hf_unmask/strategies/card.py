@@ -274,6 +274,8 @@ def _builtin_usage_code(
 def _architecture(policy: Any) -> str:
     if type(policy).__name__ == "HiddenStatePolicy":
         inputs = f"dLLM last hidden states ({policy.input_size}-d)"
+    elif getattr(policy, "confidence_feature", "probability") == "log_odds":
+        inputs = "dLLM confidence (as log-odds)"
     else:
         inputs = "dLLM confidence"
     return (

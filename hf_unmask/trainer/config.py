@@ -16,10 +16,12 @@ from trl import GRPOConfig
 
 from ..generation import check_block_length
 from ..rewards import REWARD_FORMS
+from ..strategies.confidence_policy import CONFIDENCE_FEATURES
 
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
 ROLLOUT_CACHE_MODES = ("prefix", "dual")  # generate's cache_mode values
+EXPERT_SCORINGS = ("expert", "policy")  # which eligible sets the expert rollout's actions are scored over
 
 
 @dataclass
@@ -147,6 +149,13 @@ class UnmaskingGRPOConfig(GRPOConfig):
     policy_hidden_size: int = field(default=128, metadata={"help": "Width d of the policy's transformer block."})
     policy_num_heads: int = field(default=2, metadata={"help": "Attention heads of the policy's block."})
     policy_ffn_size: int = field(default=512, metadata={"help": "FFN width of the policy's block."})
+    policy_confidence_feature: str = field(
+        default="probability",
+        metadata={
+            "help": "How the policy reads the dLLM confidence c: 'probability' (paper) or 'log_odds' "
+            "(log(c / (1 - c)), which separates the confidences near 1 that decide when an EOS may be committed)."
+        },
+    )
     policy_init_bias: float = field(
         default=-2.0,
         metadata={
@@ -169,6 +178,31 @@ class UnmaskingGRPOConfig(GRPOConfig):
     expert_block_length: Optional[int] = field(
         default=32,
         metadata={"help": "Block length of the expert rollout (paper: 32, semi-AR); must divide gen_length."},
+    )
+    expert_scoring: str = field(
+        default="expert",
+        metadata={
+            "help": "Which positions the expert's actions are scored over: 'expert' (paper: the expert's own "
+            "eligible sets, its blocks) or 'policy' (the sets the trained policy chooses from at the same state: "
+            "every masked position in full diffusion, the policy's block in semi-AR), so the policy also learns "
+            "where the expert did NOT unmask (e.g. the EOS tail while the answer is still open)."
+        },
+    )
+    expert_imitation_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of an imitation term on the expert rollouts: the loss adds coef * the expert action's "
+            "negative log-probability under pi per eligible position. The paper's mixture alone passes almost no "
+            "gradient while pi gives the expert's action a tiny probability (the mixture's floor 1/(G+1) "
+            "dominates), so a policy from scratch learns from the expert slowly. 0 = off (paper)."
+        },
+    )
+    expert_imitation_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Decay expert_imitation_coef linearly to 0 over this many optimiser steps, after which GRPO "
+            "alone trains (it can then improve on the expert). 0 = constant coefficient."
+        },
     )
 
     # ---------------------------------------------------------------- the dLLM
@@ -325,6 +359,38 @@ class UnmaskingGRPOConfig(GRPOConfig):
             raise ValueError(f"dllm_temperature must be >= 0 (0 = greedy), got {self.dllm_temperature!r}.")
         if not 0.0 <= self.expert_threshold <= 1.0:
             raise ValueError(f"expert_threshold must be in [0, 1], got {self.expert_threshold!r}. Paper: 0.9.")
+        if self.policy_confidence_feature not in CONFIDENCE_FEATURES:
+            raise ValueError(
+                f"Unknown policy_confidence_feature {self.policy_confidence_feature!r}. Use one of "
+                f"{CONFIDENCE_FEATURES} (paper: 'probability')."
+            )
+        if self.expert_scoring not in EXPERT_SCORINGS:
+            raise ValueError(
+                f"Unknown expert_scoring {self.expert_scoring!r}. Use one of {EXPERT_SCORINGS} (paper: 'expert')."
+            )
+        if not (isinstance(self.expert_imitation_coef, (int, float)) and self.expert_imitation_coef >= 0):
+            raise ValueError(
+                f"expert_imitation_coef must be a number >= 0 (0 = off), got {self.expert_imitation_coef!r}."
+            )
+        if not isinstance(self.expert_imitation_steps, int) or self.expert_imitation_steps < 0:
+            raise ValueError(
+                f"expert_imitation_steps must be an integer >= 0 (0 = constant), got {self.expert_imitation_steps!r}."
+            )
+        full = self.block_length is None or self.block_length == L
+        if (
+            self.expert_steering and self.expert_scoring == "policy" and not full
+            and self.expert_block_length is not None and self.block_length % self.expert_block_length
+        ):  # fmt: skip
+            raise ValueError(
+                f"expert_scoring='policy' scores the expert's actions inside the policy's block, so the policy's "
+                f"block_length ({self.block_length}) must be a multiple of expert_block_length "
+                f"({self.expert_block_length}) or full diffusion. Set --expert_block_length {self.block_length}."
+            )
+        if (self.expert_imitation_coef > 0 or self.expert_scoring != "expert") and not self.expert_steering:
+            raise ValueError(
+                "expert_imitation_coef and expert_scoring act on the expert rollouts, which only exist with "
+                "expert_steering: add --expert_steering true (or drop them)."
+            )
         if self.rollout_batch_size is not None and self.rollout_batch_size <= 0:
             raise ValueError(
                 f"rollout_batch_size must be a positive integer or None, got {self.rollout_batch_size!r}."

@@ -19,6 +19,7 @@ __all__ = [
     "decode_completions",
     "group_advantages",
     "pad_steps",
+    "policy_eligible",
     "rollout",
     "step_log_probs",
     "tokenize_prompts",
@@ -119,6 +120,26 @@ def rollout(
                 part[name] = value.transpose(0, 1).contiguous()  # [T, B, ...] -> [B, T, ...]
         parts.append(part)
     return concat_rollouts(parts)
+
+
+def policy_eligible(masked: torch.Tensor, block_length: int) -> torch.Tensor:
+    """The positions a policy decoding in blocks of `block_length` chooses from in each recorded state: the masked
+    positions of the leftmost block that still has one (every masked position when `block_length` = L).
+
+    `masked` is `[..., L]`; the result has its shape. Used to score an expert's actions as the policy would
+    (`expert_scoring="policy"`).
+
+    Example:
+        ```python
+        >>> masked = torch.tensor([[False, True, True, True], [False, False, True, True]])
+        >>> policy_eligible(masked, 2).tolist()
+        [[False, True, False, False], [False, False, True, True]]
+        ```
+    """
+    L = masked.shape[-1]
+    block = torch.arange(L, device=masked.device) // block_length
+    first = torch.where(masked, block, torch.full_like(block, L)).min(dim=-1, keepdim=True).values
+    return masked & (block == first)
 
 
 @torch.no_grad()

@@ -57,6 +57,12 @@ class PolicySavingMixin:
             record["initialized_from"] = str(args.policy_name_or_path)
         if args.expert_steering:
             record["expert_steering"] = {"threshold": args.expert_threshold, "block_length": args.expert_block_length}
+            if args.expert_scoring != "expert" or args.expert_imitation_coef > 0:  # beyond the paper's steering
+                record["expert_steering"].update(
+                    scoring=args.expert_scoring,
+                    imitation_coef=args.expert_imitation_coef,
+                    imitation_steps=args.expert_imitation_steps,
+                )
         return {k: v for k, v in record.items() if v is not None}
 
     def _save(self, output_dir: Optional[str] = None, state_dict: Optional[dict] = None) -> None:

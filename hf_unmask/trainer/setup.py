@@ -62,6 +62,7 @@ def build_policy(model: Any, args: Any) -> LearnedUnmaskingPolicy:
             num_heads=args.policy_num_heads,
             ffn_size=args.policy_ffn_size,
             init_bias=args.policy_init_bias,
+            confidence_feature=args.policy_confidence_feature,
         )
     elif isinstance(model, LearnedUnmaskingPolicy):
         policy = model

@@ -56,6 +56,7 @@ from .rollouts import (
     concat_rollouts,
     decode_completions,
     group_advantages,
+    policy_eligible,
     rollout,
     step_log_probs,
     tokenize_prompts,
@@ -262,8 +263,11 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
                 input_ids[firsts], attention_mask[firsts], ConfidenceThreshold(args.expert_threshold),
                 args.expert_block_length, generator,
             )  # fmt: skip
-            # pi_old of the expert's actions, on the states and eligible sets the expert visited (blocks of
-            # expert_block_length), as the reference implementation scores them; the mixture is applied in the loss.
+            # pi_old of the expert's actions on the states the expert visited, over the expert's own eligible sets
+            # (blocks of expert_block_length) as the reference implementation scores them, or over the sets the
+            # policy would choose from there (expert_scoring="policy"); the mixture is applied in the loss.
+            if args.expert_scoring == "policy":
+                expert["eligible"] = policy_eligible(expert["masked"], args.block_length or args.gen_length)
             with self._training_setting() as policy:
                 expert["log_prob"] = step_log_probs(policy, expert)
             batch = concat_rollouts([batch, expert])
@@ -377,6 +381,10 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         if self.beta > 0 and "ref_logps" in inputs:
             kl = k3_kl(inputs["ref_logps"][rows, steps], policy_logps)
             per_step = per_step + self.beta * kl
+        imitation = self._expert_imitation_coef()
+        if imitation > 0 and bool(expert.any()):  # imitation of the expert: its action's NLL per eligible position
+            nll = -policy_logps / eligible.sum(-1).clamp(min=1)
+            per_step = per_step + imitation * torch.where(expert, nll, torch.zeros_like(nll))
         if self.args.entropy_floor > 0 and entropy is not None:  # robustness: keep the policy stochastic
             below = entropy_floor_penalty(entropy, eligible, self.args.entropy_floor)
             per_step = per_step + self.args.entropy_coef * torch.where(expert, torch.zeros_like(below), below)
@@ -388,6 +396,13 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         for name, value in metrics.items():
             self._metrics[mode][name].append(value)
         return loss
+
+    def _expert_imitation_coef(self) -> float:
+        """`expert_imitation_coef`, decayed linearly to 0 over `expert_imitation_steps` (when > 0)."""
+        coef, steps = self.args.expert_imitation_coef, self.args.expert_imitation_steps
+        if coef <= 0 or steps <= 0:
+            return coef
+        return coef * max(0.0, 1.0 - self.state.global_step / steps)
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.train`, where Ctrl-C finishes the current optimiser step, logs it, saves `checkpoint-<step>/`
