@@ -61,3 +61,18 @@ def test_runs_at_half_and_twice_its_training_length(long_model, rows, gen_length
     with pytest.warns(UserWarning, match="gen_length"):
         value = accuracy(long_model, rows[:16], policy, gen_length)
     assert 0.0 <= value <= 1.0
+
+
+def test_the_semi_ar_policy_loads_and_matches_the_best_semi_ar_heuristic(long_model, rows):
+    policy = load_builtin_policy("tiny-dllm-long-trace_until-bl8-alpha1")
+    assert (policy.trained_for["block_length"], policy.temperature) == (8, 0.5)
+    model, tokenizer = long_model
+    task = get_task("trace_until")
+    scores = []
+    for strategy in (policy, ConfidenceThreshold(0.99)):
+        torch.manual_seed(0)
+        completions = generate_completions(
+            model, tokenizer, [r["prompt"] for r in rows], strategy=strategy, max_new_tokens=64, block_length=8
+        )
+        scores.append(sum(task.is_correct(c, r["reference"]) for c, r in zip(completions, rows)) / len(rows))
+    assert scores[0] >= 0.95 and scores[0] >= scores[1] - 0.03, scores
