@@ -55,7 +55,7 @@ def _lineage(run_dir: str, policy: UnmaskingStrategy, initialized_from: str | No
 
 
 def _evaluation_rows(
-    evaluation_dir: str, labels: list[str], command: str | None = None
+    evaluation_dir: str, labels: list[str], name: str, command: str | None = None
 ) -> tuple[list[dict[str, Any]], str]:
     """The rows of this policy (the first of `labels` the table has) and the heuristics in
     `evaluation_dir/evaluation.json`, and the setting line."""
@@ -79,7 +79,12 @@ def _evaluation_rows(
             f"{path} has no row for {' or '.join(repr(lab) for lab in labels)} (its learned policies: "
             f"{', '.join(sorted(learned)) or 'none'}). Pass the policy's label in that table with --label."
         )
-    rows = [r for r in rows if r["strategy"] == label or r["strategy"] not in learned]
+    # this policy's rows carry its shipped name, not the folder it was evaluated from
+    rows = [
+        dict(r, strategy=name) if r["strategy"] == label else r
+        for r in rows
+        if r["strategy"] not in learned or r["strategy"] == label
+    ]
     model = str(meta.get("model") or "builtin:tiny-dllm").removeprefix("builtin:")
     producer = f"`{command}`" if command else "`python benchmarks/policy_vs_heuristics.py`"
     setting = (
@@ -108,11 +113,10 @@ def ship(
     # the benchmark labels a policy folder by its name, a shipped policy by its shipped name
     labels = [label] if label else [Path(run_dir).resolve().name, name]
     rows, setting = (
-        _evaluation_rows(evaluation_dir, labels, evaluation_command) if evaluation_dir is not None else (None, None)
+        _evaluation_rows(evaluation_dir, labels, name, evaluation_command)
+        if evaluation_dir is not None
+        else (None, None)
     )
-    if rows is not None:  # the card names the policy by its shipped name, not by the folder it was evaluated from
-        learned_rows = set(labels)
-        rows = [dict(r, strategy=name) if r["strategy"] in learned_rows else r for r in rows]
     target = PRETRAINED_POLICY_DIR / name
     target.mkdir(parents=True, exist_ok=True)
     policy.save_pretrained(target)
