@@ -1,6 +1,8 @@
-"""The two-minute CPU demo: watch the built-in dLLM fill its canvas, then compare the unmasking heuristics.
+"""The two-minute CPU demo: watch the built-in dLLM fill its canvas, compare the unmasking heuristics with the
+shipped learned policies, then the long-buffer regime (full diffusion at L = 64) that the heuristics get wrong.
 
-Run `python -m hf_unmask.demo` or `hf-unmask demo` (`--n-examples 32` for a quicker look).
+Run `python -m hf_unmask.demo` or `hf-unmask demo` (`--n-examples 32` for a quicker look, `--no-long-buffer` to
+leave out the last stage).
 """
 
 from __future__ import annotations
@@ -28,9 +30,25 @@ The hf_unmask demo (CPU, about two minutes):
   2. streams one generation so you can watch the masked canvas fill in,
   3. evaluates the unmasking heuristics and the learned policies shipped for this dLLM and task on a built-in
      reasoning task, semi-autoregressive and full diffusion,
-  4. prints the accuracy/NFE table and writes it (CSV, JSON) with the Pareto plot (PNG) to --output-dir.
+  4. prints the accuracy/NFE table and writes it (CSV, JSON) with the Pareto plot (PNG) to --output-dir,
+  5. long buffers: loads tiny-dllm-long and compares, in full diffusion at L = 64 on trace_until (answers of
+     unknown length), its shipped learned policy with the heuristics that commit the EOS tail first and cut
+     answers short there; prints that table and a one-line verdict and writes them to --output-dir/long_buffer
+     (--no-long-buffer skips this stage).
 For your own model, task or budgets use `hf-unmask evaluate`.
 """
+
+#: Stage 5, the long-buffer panel: this built-in dLLM (trained over L = 32-64), evaluated on this task at this L in
+#: full diffusion (block length = L), with this shipped policy (trained for exactly that setting).
+LONG_BUFFER_MODEL = "tiny-dllm-long"
+LONG_BUFFER_TASK = "trace_until"
+LONG_BUFFER_POLICY = "tiny-dllm-long-trace_until-full-alpha1"
+LONG_BUFFER_GEN_LENGTH = 64
+#: Test examples of the long-buffer panel by default (fewer when the demo's `n_examples` is smaller): its five
+#: settings (`long_buffer_strategies`) then add about 20 s to the demo on two idle CPU cores.
+LONG_BUFFER_N_EXAMPLES = 64
+#: The long-buffer panel's files go to this sub-folder of the demo's output folder.
+LONG_BUFFER_DIR = "long_buffer"
 
 
 # The demo's task when the model's config names none: a chain where each value is computed from the previous one.
@@ -130,6 +148,200 @@ def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_bloc
     return found
 
 
+def long_buffer_strategies() -> list[StrategySpec]:
+    """What the long-buffer panel compares: the shipped policy, then points of the heuristics' full-diffusion front
+    at L = 64 (README "Long buffers: where the heuristics fail"): the confidence threshold at 0.99 and 0.9 and
+    EB-Sampler at gamma 0.01 (7-10 NFE), and top-k confidence with 32 steps, the accurate end at 32 NFE (no
+    full-diffusion heuristic of the README's sweep passes 91.4% there). Top-k with 16 steps, dominated by the
+    threshold, is left out for time.
+
+    Example:
+        ```python
+        >>> [str(s) for s in long_buffer_strategies()]  # doctest: +NORMALIZE_WHITESPACE
+        ['tiny-dllm-long-trace_until-full-alpha1', 'confidence_threshold:threshold=0.99,0.9',
+         'eb_sampler:gamma=0.01', 'top_k_confidence:steps=32']
+        ```
+    """
+    return [
+        StrategySpec(LONG_BUFFER_POLICY),
+        StrategySpec("confidence_threshold", {"threshold": [0.99, 0.9]}),
+        StrategySpec("eb_sampler", {"gamma": [0.01]}),
+        StrategySpec("top_k_confidence", {"steps": [32]}),
+    ]
+
+
+def long_buffer_missing() -> Optional[str]:
+    """Why the long-buffer panel cannot run in this install (its dLLM, policy or task is not shipped), or None.
+
+    Example:
+        ```python
+        >>> print(long_buffer_missing())
+        None
+        ```
+    """
+    from .models.tiny import list_builtin_models
+    from .strategies.builtin import list_builtin_policies
+    from .tasks import TASK_REGISTRY
+
+    if LONG_BUFFER_MODEL not in list_builtin_models():
+        return f"the built-in dLLM '{LONG_BUFFER_MODEL}' is not installed (hf_unmask/models/pretrained/)"
+    if LONG_BUFFER_POLICY not in list_builtin_policies():
+        return f"the shipped policy '{LONG_BUFFER_POLICY}' is not installed (hf_unmask/strategies/pretrained/)"
+    if LONG_BUFFER_TASK not in TASK_REGISTRY:
+        return f"the task '{LONG_BUFFER_TASK}' is not registered (hf_unmask.tasks)"
+    return None
+
+
+def _setting(row: dict[str, Any]) -> str:
+    return f"{row['strategy']} {row['budget']}" if row.get("budget") else str(row["strategy"])
+
+
+def _point(row: dict[str, Any]) -> str:
+    return f"{100 * row['accuracy_mean']:.1f}% at {row['nfe_mean']:.1f} NFE"
+
+
+def _points_versus(policy: dict[str, Any], other: dict[str, Any]) -> tuple[float, str]:
+    diff = 100 * (policy["accuracy_mean"] - other["accuracy_mean"])
+    if abs(diff) < 0.05:
+        return 0.0, "level with"
+    return diff, f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'}"
+
+
+def long_buffer_summary(rows: Sequence[dict[str, Any]], policy: str = LONG_BUFFER_POLICY) -> str:
+    """One sentence on a panel's rows: the policy's accuracy and NFE against the most accurate heuristic that uses
+    no more NFE than it, and against the most accurate heuristic overall; it says "wins" only when the policy is
+    more accurate than both. Every row that is not `policy` counts as a heuristic.
+
+    Example (hand-made rows; the demo passes the long-buffer panel's):
+        ```python
+        >>> def row(strategy, budget, accuracy, nfe):
+        ...     return {"strategy": strategy, "budget": budget, "accuracy_mean": accuracy, "nfe_mean": nfe}
+        >>> rows = [row("my-policy", "", 0.98, 10.0), row("confidence_threshold", "threshold=0.99", 0.88, 7.3),
+        ...         row("top_k_confidence", "steps=32", 0.91, 32.0)]
+        >>> print(long_buffer_summary(rows, policy="my-policy"))  # doctest: +NORMALIZE_WHITESPACE
+        The learned policy wins this panel: my-policy gets 98.0% at 10.0 NFE, 10.0 points above the best heuristic at
+        no more NFE (confidence_threshold threshold=0.99: 88.0% at 7.3 NFE) and 7.0 points above the best heuristic
+        overall (top_k_confidence steps=32: 91.0% at 32.0 NFE, 3.2x the policy's NFE).
+        >>> rows[0]["accuracy_mean"] = 0.85
+        >>> print(long_buffer_summary(rows, policy="my-policy"))  # doctest: +NORMALIZE_WHITESPACE
+        The learned policy does not win this panel: my-policy gets 85.0% at 10.0 NFE, 3.0 points below the best
+        heuristic at no more NFE (confidence_threshold threshold=0.99: 88.0% at 7.3 NFE) and 6.0 points below the
+        best heuristic overall (top_k_confidence steps=32: 91.0% at 32.0 NFE, 3.2x the policy's NFE).
+        ```
+    """
+    mine = [r for r in rows if r["strategy"] == policy]
+    heuristics = [r for r in rows if r["strategy"] != policy]
+    if not mine:
+        return f"The learned policy {policy} has no result in this panel, so there is no comparison to make."
+    if not heuristics:
+        return f"No heuristic has a result in this panel to compare the learned policy {policy} with."
+
+    def best(candidates: Sequence[dict[str, Any]]) -> dict[str, Any]:  # the most accurate; the cheaper on a tie
+        return max(candidates, key=lambda r: (r["accuracy_mean"], -r["nfe_mean"]))
+
+    own = best(mine)
+    overall = best(heuristics)
+    cheaper = [r for r in heuristics if r["nfe_mean"] <= own["nfe_mean"] + 1e-9]
+    diffs, parts = [], []
+    if cheaper:
+        at_most = best(cheaper)
+        diff, words = _points_versus(own, at_most)
+        diffs.append(diff)
+        parts.append(f"{words} the best heuristic at no more NFE ({_setting(at_most)}: {_point(at_most)})")
+    if not cheaper or overall is not best(cheaper):
+        diff, words = _points_versus(own, overall)
+        diffs.append(diff)
+        ratio = overall["nfe_mean"] / own["nfe_mean"] if own["nfe_mean"] > 0 else float("inf")
+        parts.append(
+            f"{words} the best heuristic overall ({_setting(overall)}: {_point(overall)}, "
+            f"{ratio:.1f}x the policy's NFE)"
+        )
+    else:
+        parts[-1] += ", which is also the best heuristic overall"
+    if all(d > 0 for d in diffs):
+        verdict = "The learned policy wins this panel"
+    elif cheaper and diffs[0] > 0:
+        verdict = "The learned policy beats the heuristics at no more NFE but not the best one overall"
+    else:
+        verdict = "The learned policy does not win this panel"
+    alone = "" if cheaper else " (no heuristic runs on as few NFE)"
+    return f"{verdict}: {own['strategy']} gets {_point(own)}{alone}, {' and '.join(parts)}."
+
+
+def run_long_buffer_panel(
+    n_examples: int = LONG_BUFFER_N_EXAMPLES,
+    output_dir: Union[str, Path] = Path("hf_unmask_demo") / LONG_BUFFER_DIR,
+    seeds: Sequence[int] = (0,),
+    batch_size: int = 64,
+    progress: bool = True,
+    out: Optional[TextIO] = None,
+) -> EvaluationResult:
+    """The demo's stage 5: load `tiny-dllm-long`, evaluate `long_buffer_strategies` in full diffusion (block length
+    = L = 64) on the first `n_examples` test examples of `trace_until`, print the table and `long_buffer_summary`,
+    and write CSV, JSON and the Pareto plot to `output_dir` (the demo's `output_dir/long_buffer`).
+
+    On Ctrl-C the settings finished so far are written to `output_dir` (`"complete": false`) and
+    `EvaluationInterrupted` is raised. A `ValueError` says what is missing when the install lacks the dLLM, the
+    policy or the task (`long_buffer_missing`).
+
+    Example:
+        ```python
+        >>> import io
+        >>> import tempfile
+        >>> result = run_long_buffer_panel(n_examples=2, output_dir=tempfile.mkdtemp(), progress=False,
+        ...                                out=io.StringIO())
+        >>> [(row["strategy"], row["block_length"], row["mode"]) for row in result.rows][:2]
+        [('tiny-dllm-long-trace_until-full-alpha1', 64, 'full_diffusion'), ('confidence_threshold', 64, 'full_diffusion')]
+        ```
+    """
+    from .models import load_dllm
+    from .tasks import get_task
+
+    out = out if out is not None else sys.stdout
+    missing = long_buffer_missing()
+    if missing:
+        raise ValueError(f"The long-buffer panel cannot run: {missing}.")
+    model, tokenizer = load_dllm(f"builtin:{LONG_BUFFER_MODEL}")
+    data = EvaluationData.from_task(get_task(LONG_BUFFER_TASK), n_examples=n_examples)
+    specs = long_buffer_strategies()
+    n_settings = len(plan_sweep(specs, [LONG_BUFFER_GEN_LENGTH], LONG_BUFFER_GEN_LENGTH))
+    _say(out, f"{LONG_BUFFER_MODEL} (trained over L = 32-64) on {data.name}: run a program until its value is 0; the")
+    _say(out, "answer's length is known only once the chain is computed. With one block of L tokens the heuristics")
+    _say(
+        out,
+        "tend to commit the EOS tail first and cut answers short; the shipped policy was trained for this setting.",
+    )
+    _say(
+        out,
+        f"Evaluating the shipped policy and {n_settings - 1} heuristic settings on {len(data)} examples, "
+        f"L = {LONG_BUFFER_GEN_LENGTH}, full diffusion (block length {LONG_BUFFER_GEN_LENGTH})",
+    )
+    try:
+        result = evaluate_strategies(
+            model,
+            tokenizer,
+            data,
+            strategies=specs,
+            block_lengths=[LONG_BUFFER_GEN_LENGTH],
+            seeds=seeds,
+            max_new_tokens=LONG_BUFFER_GEN_LENGTH,
+            batch_size=batch_size,
+            progress=progress,
+            model_name=f"hf_unmask built-in dLLM {LONG_BUFFER_MODEL}",
+        )
+    except EvaluationInterrupted as stop:  # Ctrl-C: write the settings finished so far
+        stop.save(output_dir)
+        raise
+    _say(out, result.format_table())
+    _say(out, long_buffer_summary(result.rows))
+    paths = result.save(output_dir)
+    _say(out, "")
+    _say(out, f"Table:        {paths['csv']}")
+    _say(out, f"              {paths['json']}")
+    _say(out, f"Pareto plot:  {paths['png']}")
+    return result
+
+
 def _stream_one(
     model: Any, tokenizer: Any, data: EvaluationData, gen_length: int, block_length: int, out: TextIO
 ) -> None:
@@ -182,24 +394,35 @@ def run_demo(
     extra_strategies: Sequence[Union[str, StrategySpec]] = (),
     max_new_tokens: Optional[int] = None,
     out: Optional[TextIO] = None,
+    long_buffer: Optional[bool] = None,
+    long_buffer_n_examples: Optional[int] = None,
 ) -> EvaluationResult:
-    """Run the demo and return the evaluation table; files go to `output_dir`.
+    """Run the demo and return the evaluation table of stages 3-4; files go to `output_dir`.
 
     `model`, `tokenizer`, `task` and `strategies` default to the built-in dLLM, a built-in reasoning task and the
     heuristics of `demo_strategies` (plus, with the built-in dLLM, the learned policies shipped for it and the task:
     `demo_policies`); tests pass small ones. `extra_strategies` adds families to the comparison
     (e.g. a learned policy folder swept over beta: `"path/to/policy:beta=0.5,1,2"`).
 
-    On Ctrl-C the settings finished so far are written to `output_dir` (`"complete": false` in `evaluation.json`)
-    and `EvaluationInterrupted` (a `KeyboardInterrupt`) is raised.
+    Stage 5, the long-buffer panel (`run_long_buffer_panel`: `tiny-dllm-long` in full diffusion at L = 64 on
+    `trace_until`, `long_buffer_n_examples` examples, by default `LONG_BUFFER_N_EXAMPLES` or `n_examples` when
+    smaller), writes its own table to `output_dir/long_buffer`. `long_buffer=None` runs it only when the demo loads
+    the built-in dLLM and picks the task itself (`model` and `task` not given), and skips it with the printed reason
+    when this install lacks its dLLM or policy; `True` runs it whatever the model (a `ValueError` when it cannot
+    run, before anything else), `False` leaves it out.
 
-    Example:
+    On Ctrl-C the settings finished so far are written to `output_dir` (`"complete": false` in `evaluation.json`)
+    and `EvaluationInterrupted` (a `KeyboardInterrupt`) is raised; in stage 5 the partial table goes to
+    `output_dir/long_buffer` (stages 3-4 are then complete in `output_dir`).
+
+    Example (stage 5 left out; `run_long_buffer_panel` shows it):
         ```python
         >>> import io
         >>> import tempfile
         >>> from hf_unmask.demo import run_demo
         >>> result = run_demo(n_examples=4, output_dir=tempfile.mkdtemp(), strategies=["top_k_confidence:steps=16"],
-        ...                   stream=False, progress=False, out=io.StringIO())  # out: the terminal by default
+        ...                   stream=False, progress=False, out=io.StringIO(),  # out: the terminal by default
+        ...                   long_buffer=False)
         >>> for row in result.rows:  # the shipped policies in the panel they were trained for
         ...     print(row["block_length"], row["strategy"])
         8 tiny-dllm-program_trace-bl8-alpha0.3
@@ -215,6 +438,15 @@ def run_demo(
 
     out = out if out is not None else sys.stdout
     started = time.perf_counter()
+    if long_buffer_n_examples is not None and long_buffer_n_examples <= 0:
+        raise ValueError(f"long_buffer_n_examples must be positive, got {long_buffer_n_examples}.")
+    long_buffer_skipped = None  # why stage 5 is left out, printed there
+    if long_buffer is None:
+        long_buffer = model is None and task is None
+        if long_buffer and long_buffer_missing():
+            long_buffer, long_buffer_skipped = False, long_buffer_missing()
+    elif long_buffer and long_buffer_missing():
+        raise ValueError(f"The long-buffer panel cannot run: {long_buffer_missing()}. Pass long_buffer=False.")
     builtin_name = None
     if model is None:
         from .models.tiny import DEFAULT_BUILTIN_MODEL
@@ -283,6 +515,21 @@ def run_demo(
     _say(out, f"Table:        {paths['csv']}")
     _say(out, f"              {paths['json']}")
     _say(out, f"Pareto plot:  {paths['png']}")
+    if long_buffer:
+        _say(
+            out,
+            f"\n== 5. Long buffers: full diffusion at L = {LONG_BUFFER_GEN_LENGTH}, the learned policy vs the heuristics",
+        )
+        run_long_buffer_panel(
+            n_examples=long_buffer_n_examples or min(n_examples, LONG_BUFFER_N_EXAMPLES),
+            output_dir=Path(output_dir) / LONG_BUFFER_DIR,
+            seeds=seeds,
+            batch_size=batch_size,
+            progress=progress,
+            out=out,
+        )
+    elif long_buffer_skipped:
+        _say(out, f"\n== 5. Long buffers: skipped, {long_buffer_skipped}.")
     _say(out, f"Done in {time.perf_counter() - started:.0f} s. Next: `hf-unmask evaluate --help` for your own sweeps.")
     return result
 
@@ -295,6 +542,18 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call (default: 64).")
     parser.add_argument("--no-stream", action="store_true", help="skip the step-by-step generation.")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    parser.add_argument(
+        "--no-long-buffer",
+        action="store_true",
+        help=f"skip stage 5, the long-buffer panel ({LONG_BUFFER_MODEL}, full diffusion at L = {LONG_BUFFER_GEN_LENGTH}).",
+    )
+    parser.add_argument(
+        "--long-buffer-n-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"test examples of the long-buffer panel (default: {LONG_BUFFER_N_EXAMPLES}, or --n-examples when smaller).",
+    )
     parser.add_argument(
         "--strategy",
         action="append",
@@ -309,6 +568,8 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
     """Run the demo from parsed arguments; returns the exit status."""
     if args.n_examples <= 0:
         raise ValueError(f"--n-examples must be positive, got {args.n_examples}.")
+    if args.long_buffer_n_examples is not None and args.long_buffer_n_examples <= 0:
+        raise ValueError(f"--long-buffer-n-examples must be positive, got {args.long_buffer_n_examples}.")
     run_demo(
         n_examples=args.n_examples,
         output_dir=args.output_dir,
@@ -317,6 +578,8 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         extra_strategies=[StrategySpec.parse(spec) for spec in args.strategy],
+        long_buffer=False if args.no_long_buffer else None,
+        long_buffer_n_examples=args.long_buffer_n_examples,
     )
     return 0
 

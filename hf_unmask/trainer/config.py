@@ -22,6 +22,9 @@ ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
 ROLLOUT_CACHE_MODES = ("prefix", "dual")  # generate's cache_mode values
 EXPERT_SCORINGS = ("expert", "policy")  # which eligible sets the expert rollout's actions are scored over
+#: What the trained policy reads per position (its `feature_name`): the dLLM's confidences (`UnmaskingPolicy`, the
+#: paper's policy) or the dLLM's last hidden states (`HiddenStatePolicy`, the paper's ablation).
+POLICY_TYPES = ("confidence", "hidden_states")
 
 
 @dataclass
@@ -126,7 +129,10 @@ class UnmaskingGRPOConfig(GRPOConfig):
     # ---------------------------------------------------------------- the policy
     policy_name_or_path: Optional[str] = field(
         default=None,
-        metadata={"help": "Start from a saved UnmaskingPolicy (folder or Hub id) instead of a fresh one."},
+        metadata={
+            "help": "Start from a saved policy (folder or Hub id) instead of a fresh one: an UnmaskingPolicy, or a "
+            "HiddenStatePolicy with --policy_type hidden_states."
+        },
     )
     action_mode: str = field(
         default="bernoulli",
@@ -146,14 +152,33 @@ class UnmaskingGRPOConfig(GRPOConfig):
             "semi-autoregressive training (BL < L) and 1.0 for full diffusion, the paper's best settings."
         },
     )
-    policy_hidden_size: int = field(default=128, metadata={"help": "Width d of the policy's transformer block."})
-    policy_num_heads: int = field(default=2, metadata={"help": "Attention heads of the policy's block."})
-    policy_ffn_size: int = field(default=512, metadata={"help": "FFN width of the policy's block."})
+    policy_type: str = field(
+        default="confidence",
+        metadata={
+            "help": "What a fresh policy reads per position: 'confidence' (UnmaskingPolicy, the paper's policy: the "
+            "dLLM's confidence, sized by policy_hidden_size / policy_num_heads / policy_ffn_size) or 'hidden_states' "
+            "(HiddenStatePolicy, the paper's ablation: the dLLM's last hidden states through one block as wide as "
+            "the dLLM, its width, heads and FFN read from the dLLM's config; the policy_* sizes do not apply). A "
+            "saved policy (policy_name_or_path) must be of this type. 'hidden_states' rules out expert_steering and "
+            "rollout_use_cache, and its rollouts keep the [steps, L, H] hidden states of every rollout in memory."
+        },
+    )
+    policy_hidden_size: int = field(
+        default=128,
+        metadata={"help": "Width d of the policy's transformer block (policy_type 'confidence' only)."},
+    )
+    policy_num_heads: int = field(
+        default=2, metadata={"help": "Attention heads of the policy's block (policy_type 'confidence' only)."}
+    )
+    policy_ffn_size: int = field(
+        default=512, metadata={"help": "FFN width of the policy's block (policy_type 'confidence' only)."}
+    )
     policy_confidence_feature: str = field(
         default="probability",
         metadata={
             "help": "How the policy reads the dLLM confidence c: 'probability' (paper) or 'log_odds' "
-            "(log(c / (1 - c)), which separates the confidences near 1 that decide when an EOS may be committed)."
+            "(log(c / (1 - c)), which separates the confidences near 1 that decide when an EOS may be committed). "
+            "policy_type 'confidence' only."
         },
     )
     policy_init_bias: float = field(
@@ -402,12 +427,41 @@ class UnmaskingGRPOConfig(GRPOConfig):
                 f"Unknown rollout_cache_mode {self.rollout_cache_mode!r}. Use --rollout_cache_mode prefix or "
                 "--rollout_cache_mode dual."
             )
+        self._check_policy_type()
         self._check_trl_fields()
         heads, hidden = self.policy_num_heads, self.policy_hidden_size
         if heads <= 0 or hidden <= 0 or self.policy_ffn_size <= 0 or hidden % heads or (hidden // heads) % 2:
             raise ValueError(
                 f"policy_hidden_size={hidden} must split into policy_num_heads={heads} heads of even size (RoPE), and "
                 f"policy_ffn_size={self.policy_ffn_size} must be positive. Paper: 128 / 2 / 512."
+            )
+
+    def _check_policy_type(self) -> None:
+        """`policy_type` is known, and a hidden-state policy is not combined with what cannot give it hidden states."""
+        if self.policy_type not in POLICY_TYPES:
+            raise ValueError(
+                f"Unknown policy_type {self.policy_type!r}. Use one of {POLICY_TYPES}: 'confidence' (UnmaskingPolicy, "
+                "the paper's) or 'hidden_states' (HiddenStatePolicy, which reads the dLLM's last hidden states)."
+            )
+        if self.policy_type != "hidden_states":
+            return
+        if self.policy_confidence_feature != "probability":
+            raise ValueError(
+                f"policy_confidence_feature={self.policy_confidence_feature!r} only applies to confidence policies; "
+                "policy_type='hidden_states' reads the dLLM's hidden states, not its confidence. Drop "
+                "--policy_confidence_feature (or use --policy_type confidence)."
+            )
+        if self.expert_steering:
+            raise ValueError(
+                "expert_steering=True with policy_type='hidden_states': the expert rollout (Fast-dLLM confidence "
+                "threshold) records no dLLM hidden states, so the hidden-state policy cannot score its actions. Drop "
+                "--expert_steering (or use --policy_type confidence)."
+            )
+        if self.rollout_use_cache:
+            raise ValueError(
+                "rollout_use_cache=True with policy_type='hidden_states': generate cannot give the dLLM's hidden "
+                "states of a cached forward pass, which the hidden-state policy reads at every step. Drop "
+                "--rollout_use_cache (or use --policy_type confidence)."
             )
 
     def _check_trl_fields(self) -> None:

@@ -50,13 +50,15 @@ class PolicyModel(nn.Module):
 
     def forward(
         self,
-        confidence: torch.Tensor,
+        feature: torch.Tensor,
         masked: torch.Tensor,
         time: torch.Tensor,
         padding_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """The policy's logits `[B, L]` (before temperature) for the states `(confidence, masked, time)`."""
-        return self.policy(confidence, masked, time, padding_mask)
+        """The policy's logits `[B, L]` (before temperature) for the states `(feature, masked, time)`, `feature`
+        being the per-position input the policy reads (`policy.feature_name`): the dLLM's confidences `[B, L]` for
+        an `UnmaskingPolicy`, its last hidden states `[B, L, H]` for a `HiddenStatePolicy`."""
+        return self.policy(feature, masked, time, padding_mask)
 
     def add_model_tags(self, tags: Any) -> None:
         """Record the tags TRL gives the model it trains."""

@@ -1,8 +1,9 @@
 """Rollouts: generations of the frozen dLLM steered by a strategy, recorded step by step for the GRPO loss.
 
 A rollout batch is a dict of tensors with the rollout as leading axis: `sequences [N, P + L]`, `nfe [N]` and the
-trajectory as `[N, T, ...]` (`confidence`, `masked`, `eligible`, `action`, `time`, `live`, `log_prob`), where step t
-of row i is a dLLM forward pass when `live[i, t]`.
+trajectory as `[N, T, ...]` (`confidence`, `masked`, `eligible`, `action`, `time`, `live`, `log_prob`, and
+`hidden_states [N, T, L, H]` when the strategy reads them, e.g. a `HiddenStatePolicy`), where step t of row i is a dLLM
+forward pass when `live[i, t]`. A policy reads its per-position input from the field named by its `feature_name`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ import torch
 from ..generation import diffusion_generate
 
 __all__ = [
+    "HIDDEN_STATES",
     "STEP_FIELDS",
     "decode_completions",
     "group_advantages",
     "pad_steps",
     "policy_eligible",
+    "policy_feature",
     "rollout",
     "step_log_probs",
     "tokenize_prompts",
 ]
 
-#: Trajectory fields of a rollout batch that the loss reads (leading axis = rollout, then step).
+#: Trajectory fields of a rollout batch that the loss reads (leading axis = rollout, then step); a hidden-state policy
+#: reads `hidden_states` too (`HIDDEN_STATES`, recorded only by strategies that read them).
 STEP_FIELDS = ("confidence", "masked", "eligible", "action")
+HIDDEN_STATES = "hidden_states"
 
 
 def pad_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -91,7 +96,8 @@ def rollout(
 ) -> dict[str, torch.Tensor]:
     """Generate with `strategy` (no progress fallback: an empty action costs a step) in calls of `batch_size` rows
     and return the rollout batch. `use_cache` / `cache_mode` are `generate`'s diffusion KV cache; the trajectory
-    records the confidences the strategy saw either way."""
+    records the confidences the strategy saw either way, and the dLLM's last hidden states `[N, T, L, H]` (in the
+    dLLM's dtype) when the strategy reads them (`requires_hidden_states`, never with the cache)."""
     size = batch_size or input_ids.shape[0]
     parts = []
     for start in range(0, input_ids.shape[0], size):
@@ -114,7 +120,7 @@ def rollout(
             return_dict_in_generate=True,
         )
         part = {"sequences": out.sequences, "nfe": out.nfe}
-        for name in (*STEP_FIELDS, "time", "live", "log_prob"):
+        for name in (*STEP_FIELDS, "time", "live", "log_prob", HIDDEN_STATES):
             value = getattr(out.trajectory, name)
             if value is not None:
                 part[name] = value.transpose(0, 1).contiguous()  # [T, B, ...] -> [B, T, ...]
@@ -145,18 +151,33 @@ def policy_eligible(masked: torch.Tensor, block_length: int) -> torch.Tensor:
 @torch.no_grad()
 def step_log_probs(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """`[N, T]` log-probabilities of the recorded actions under `policy` in its current mode and temperature (0 on
-    steps that are not live)."""
+    steps that are not live), the policy reading the recorded `batch[policy.feature_name]` (confidences or hidden
+    states)."""
     live = batch["live"]
     out = torch.zeros(live.shape, dtype=torch.float32, device=live.device)
     rows, steps = live.nonzero(as_tuple=True)
     if rows.numel() == 0:
         return out
-    logits = policy(batch["confidence"][rows, steps], batch["masked"][rows, steps], batch["time"][rows, steps])
+    feature = policy_feature(policy, batch)
+    logits = policy(feature[rows, steps], batch["masked"][rows, steps], batch["time"][rows, steps])
     log_prob, _ = policy.log_prob_from_logits(
         logits.float(), batch["eligible"][rows, steps], batch["action"][rows, steps], with_entropy=False
     )
     out[rows, steps] = log_prob.float()
     return out
+
+
+def policy_feature(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`batch[policy.feature_name]`: the recorded per-position input the policy reads (`[N, T, L]` confidences or
+    `[N, T, L, H]` hidden states); `KeyError` naming the field when the rollouts did not record it."""
+    name = getattr(policy, "feature_name", "confidence")
+    if name not in batch:
+        raise KeyError(
+            f"{type(policy).__name__} reads '{name}', which the rollout batch does not hold (fields: "
+            f"{', '.join(sorted(batch))}). Hidden states are only recorded by rollouts of a strategy that reads them "
+            "(requires_hidden_states = True), without the KV cache."
+        )
+    return batch[name]
 
 
 def decode_completions(

@@ -12,12 +12,13 @@ from torch import nn
 
 from ..models import get_adapter, unwrap_model
 from ..rewards import check_reward_output, required_columns
-from ..strategies import LearnedUnmaskingPolicy, UnmaskingPolicy
+from ..strategies import HiddenStatePolicy, LearnedUnmaskingPolicy, UnmaskingPolicy
 
 __all__ = [
     "build_policy",
     "check_dataset",
     "check_reward_funcs",
+    "fresh_hidden_state_policy",
     "load_dllm",
     "prepare_dllm",
     "probe_reward_functions",
@@ -46,16 +47,20 @@ def load_dllm(
     return load(name_or_path, dtype=dtype, peft_adapter=peft_adapter, trust_remote_code=trust_remote_code)
 
 
-def build_policy(model: Any, args: Any) -> LearnedUnmaskingPolicy:
+def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPolicy:
     """The trained policy, in the training setting of `args` (action mode, temperature tau_pi, beta 1): `model`
-    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id), or a fresh `UnmaskingPolicy`
-    sized by `args.policy_*`."""
+    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id), or a fresh one of
+    `args.policy_type`: an `UnmaskingPolicy` sized by `args.policy_*`, or a `HiddenStatePolicy` sized after the
+    config of `dllm` (one block as wide as the dLLM, as in the paper). A given or saved policy must read what
+    `args.policy_type` names (`policy.feature_name`)."""
     if model is None and args.policy_name_or_path is not None:
         model = args.policy_name_or_path
     if isinstance(model, (str, os.PathLike)):
         policy = LearnedUnmaskingPolicy.from_pretrained(str(model))
         if not isinstance(policy, LearnedUnmaskingPolicy):
             raise TypeError(f"'{model}' holds a {type(policy).__name__}, not a learned unmasking policy.")
+    elif model is None and args.policy_type == "hidden_states":
+        policy = fresh_hidden_state_policy(args, dllm)
     elif model is None:
         policy = UnmaskingPolicy(
             hidden_size=args.policy_hidden_size,
@@ -68,18 +73,71 @@ def build_policy(model: Any, args: Any) -> LearnedUnmaskingPolicy:
         policy = model
     else:
         raise TypeError(
-            f"model must be an UnmaskingPolicy, a saved policy (folder or Hub id) or None, got "
+            f"model must be an UnmaskingPolicy or a HiddenStatePolicy, a saved policy (folder or Hub id) or None, got "
             f"{type(model).__name__}. The dLLM goes in `dllm=`."
         )
-    if policy.requires_hidden_states:
-        raise NotImplementedError(
-            f"{type(policy).__name__} reads dLLM hidden states; UnmaskingGRPOTrainer trains confidence policies "
-            "(UnmaskingPolicy) only."
+    from .config import POLICY_TYPES  # not at import time: the config module imports TRL
+
+    reads = getattr(policy, "feature_name", None)
+    if reads != args.policy_type:
+        source = f"'{model}' holds" if isinstance(model, (str, os.PathLike)) else "The given policy is"
+        if reads not in POLICY_TYPES:
+            raise ValueError(
+                f"{source} a {type(policy).__name__}, which reads the dLLM's {reads!r}; UnmaskingGRPOTrainer trains "
+                f"policies that read one of {POLICY_TYPES} (UnmaskingPolicy, HiddenStatePolicy)."
+            )
+        raise ValueError(
+            f"{source} a {type(policy).__name__}, which reads the dLLM's {reads!r}, but policy_type is "
+            f"{args.policy_type!r}. Pass --policy_type {reads} (UnmaskingGRPOConfig(policy_type={reads!r}))."
         )
+    if policy.requires_hidden_states and dllm is not None:
+        check_hidden_size(policy, dllm)
     policy.mode = args.action_mode
     policy.temperature = float(args.policy_temperature)
     policy.beta = 1.0
     return policy.train()
+
+
+#: The policy_* sizes of the config, which a hidden-state policy does not read (it is as wide as the dLLM).
+_CONFIDENCE_POLICY_SIZES = {"policy_hidden_size": 128, "policy_num_heads": 2, "policy_ffn_size": 512}
+
+
+def fresh_hidden_state_policy(args: Any, dllm: Any) -> HiddenStatePolicy:
+    """A fresh `HiddenStatePolicy` sized after the dLLM's config (width, heads, FFN), with `args.policy_init_bias`;
+    warns when `args` sets policy_* sizes, which do not apply to it."""
+    config = getattr(unwrap_model(dllm), "config", None) if dllm is not None else None
+    if config is None:
+        raise ValueError(
+            "policy_type='hidden_states' sizes the policy after the dLLM's config, but no dLLM with a `config` was "
+            "given. Pass dllm=<model> (or dllm_name_or_path)."
+        )
+    changed = [f"{k}={getattr(args, k)}" for k, v in _CONFIDENCE_POLICY_SIZES.items() if getattr(args, k) != v]
+    if changed:
+        warnings.warn(
+            f"{', '.join(changed)} ignored: policy_type='hidden_states' builds a HiddenStatePolicy as wide as the "
+            "dLLM (hidden size, heads and FFN width of its config), as in the paper.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return HiddenStatePolicy.from_dllm_config(config, init_bias=args.policy_init_bias)
+
+
+def check_hidden_size(policy: Any, dllm: Any) -> None:
+    """A given or saved hidden-state policy must read hidden states of the dLLM's width (checked before rollouts)."""
+    from ..strategies.hidden_state_policy import _read_dllm_config
+
+    config = getattr(unwrap_model(dllm), "config", None)
+    try:
+        width = _read_dllm_config(config)["hidden"] if config is not None else None
+    except ValueError:  # a config without a known width: the first rollout checks the hidden states themselves
+        width = None
+    size = getattr(policy, "input_size", None)
+    if width is not None and size is not None and width != size:
+        raise ValueError(
+            f"The {type(policy).__name__} reads {size}-d hidden states, but the dLLM's hidden size is "
+            f"{width}. Train a policy made for this dLLM: drop --policy_name_or_path (a fresh policy is sized after "
+            "the dLLM) or give one saved for a dLLM of this width."
+        )
 
 
 def reward_name(func: Any) -> str:

@@ -1,9 +1,10 @@
 """`UnmaskingGRPOTrainer`: GRPO for learned unmasking policies (arXiv 2512.09106) on TRL's `GRPOTrainer`.
 
-The trained model is the *policy* (an `hf_unmask.strategies.UnmaskingPolicy`, ~331K parameters); the dLLM is a
-frozen environment. One rollout = one diffusion `generate` call in which the policy chooses, at every denoising step,
-which masked positions of the current block to unmask; the per-step record (the trajectory) is what the policy is
-trained on.
+The trained model is the *policy* (an `hf_unmask.strategies.UnmaskingPolicy`, ~331K parameters, or with
+`policy_type="hidden_states"` the paper's ablation `HiddenStatePolicy`, one block as wide as the dLLM reading its last
+hidden states); the dLLM is a frozen environment. One rollout = one diffusion `generate` call in which the policy
+chooses, at every denoising step, which masked positions of the current block to unmask; the per-step record (the
+trajectory) is what the policy is trained on.
 
 How it sits on TRL (1.16, see `hf_unmask.trainer._trl`):
 
@@ -57,6 +58,7 @@ from .rollouts import (
     decode_completions,
     group_advantages,
     policy_eligible,
+    policy_feature,
     rollout,
     step_log_probs,
     tokenize_prompts,
@@ -80,8 +82,10 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
     """Train an unmasking policy with GRPO, the dLLM being a frozen environment.
 
     Args:
-        model: the policy: an `UnmaskingPolicy`, a saved policy (folder / Hub id), or `None` for a fresh policy sized
-            by `args.policy_*` (or loaded from `args.policy_name_or_path`).
+        model: the policy: an `UnmaskingPolicy` or `HiddenStatePolicy` (of `args.policy_type`), a saved policy
+            (folder / Hub id), or `None` for a fresh policy of `args.policy_type`: an `UnmaskingPolicy` sized by
+            `args.policy_*`, or a `HiddenStatePolicy` sized after the dLLM's config (or loaded from
+            `args.policy_name_or_path`).
         dllm: the frozen dLLM (any model `hf_unmask` can generate with, a `PeftModel` included), a name for
             `load_dllm`, or `None` to load `args.dllm_name_or_path`. It is put in eval mode with
             `requires_grad_(False)` and never reaches the optimizer.
@@ -153,7 +157,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
             check_dataset(data, label, reward_funcs, args.reward_columns)
         dllm, processing_class, self.dllm_name = prepare_dllm(dllm, processing_class, args)
         self.dllm = dllm
-        policy = build_policy(model, args)
+        policy = build_policy(model, args, dllm)
         eos = getattr(processing_class, "eos_token_id", None)
         eos_ids = [*([eos] if eos is not None else []), *(i for i in get_adapter(dllm).eos_token_ids() if i != eos)]
         special_ids = {k: getattr(processing_class, k, None) for k in ("bos_token_id", "pad_token_id")}
@@ -232,8 +236,8 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
 
         Returns a dict of per-rollout tensors (leading axis = rollout, then denoising step) that `_prepare_inputs`
         shuffles, splits and buffers: the trajectory (`confidence`, `masked`, `eligible`, `action`, `time`,
-        `live`), `old_logps`, `ref_logps` (KL only), `advantages`, `is_expert`, and for inspection `rewards`,
-        `task_rewards` and `nfe`.
+        `live`, and `hidden_states` `[N, T, L, H]` for a hidden-state policy), `old_logps`, `ref_logps` (KL only),
+        `advantages`, `is_expert`, and for inspection `rewards`, `task_rewards` and `nfe`.
         """
         args = self.args
         device = self.accelerator.device
@@ -306,6 +310,8 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         self._log_rollouts(mode, batch, is_expert, scores, completion_ids, texts, completions_text)
 
         out: dict[str, Any] = {key: batch[key] for key in (*STEP_FIELDS, "time", "live")}
+        # what the policy reads: the confidences (above) or, for a HiddenStatePolicy, the dLLM's hidden states
+        out[self.policy.feature_name] = policy_feature(self.policy, batch)
         if mode == "train":
             out["old_logps"] = batch["log_prob"]
         if self.ref_policy is not None:
@@ -365,8 +371,10 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         policy = self.policy
         rows, steps = inputs["live"].nonzero(as_tuple=True)
         eligible, action = inputs["eligible"][rows, steps], inputs["action"][rows, steps]
-        # The forward goes through `model` (the DDP wrapper in multi-process runs) so gradients are synchronised.
-        logits = model(inputs["confidence"][rows, steps], inputs["masked"][rows, steps], inputs["time"][rows, steps])
+        # The forward goes through `model` (the DDP wrapper in multi-process runs) so gradients are synchronised; the
+        # policy reads its recorded feature (confidences, or the dLLM's hidden states for a HiddenStatePolicy).
+        feature = policy_feature(policy, inputs)[rows, steps]
+        logits = model(feature, inputs["masked"][rows, steps], inputs["time"][rows, steps])
         policy_logps, entropy = policy.log_prob_from_logits(logits.float(), eligible, action, with_entropy=True)
         old_logps = inputs["old_logps"][rows, steps] if "old_logps" in inputs else policy_logps.detach()
         expert = inputs["is_expert"][rows]

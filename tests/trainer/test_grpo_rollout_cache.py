@@ -8,25 +8,10 @@ import torch
 from grpo_toys import make_trainer, policy_inputs, small_config, state_of, toy_dataset
 
 from hf_unmask.trainer import UnmaskingGRPOConfig, UnmaskingGRPOTrainer
-from hf_unmask.trainer import rollouts as rollouts_module
 
 
 def varied(prompts, completions, **kwargs):
     return [float(i % 2) for i in range(len(completions))]
-
-
-@pytest.fixture
-def generate_calls(monkeypatch):
-    """The keyword arguments of every rollout generate call (the calls still run)."""
-    calls = []
-    real = rollouts_module.diffusion_generate
-
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rollouts_module, "diffusion_generate", recording)
-    return calls
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
