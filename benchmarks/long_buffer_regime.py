@@ -35,8 +35,8 @@ from hf_unmask.evaluation.pareto import pareto_front
 from hf_unmask.evaluation.regime import (
     DecodeRecord,
     decision_steps_recorder,
+    front_at,
     front_gaps,
-    interpolate_front,
     summarize_records,
 )
 from hf_unmask.models import load_dllm
@@ -140,10 +140,7 @@ def policy_margins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not r["policy"]:
             continue
         panel = [h for h in rows if not h["policy"] and h["gen_length"] == r["gen_length"] and h["mode"] == r["mode"]]
-        front = interpolate_front([(h["nfe_mean"], h["accuracy"], h["accuracy_se"]) for h in panel], r["nfe_mean"])
-        if front is None:  # cheaper than every heuristic: compare with the cheapest front point (no extrapolation)
-            cheapest = min(panel, key=lambda h: (h["nfe_mean"], -h["accuracy"]))
-            front = (cheapest["accuracy"], cheapest["accuracy_se"])
+        front = front_at([(h["nfe_mean"], h["accuracy"], h["accuracy_se"]) for h in panel], r["nfe_mean"])
         out.append(
             {
                 "gen_length": r["gen_length"],

@@ -18,7 +18,7 @@ of the same model, task, L and block length on held-out test examples:
 the multiplicative policy of (c) is also the paper-size confidence policy of (d) and the transferred policy of (f).
 
 Margins are the policy's accuracy minus the heuristics' front interpolated at the policy's mean NFE
-(hf_unmask.evaluation.regime.interpolate_front; below the front's cheapest point: that point). Standard errors are
+(hf_unmask.evaluation.regime.front_at; below the front's cheapest point: that point). Standard errors are
 binomial over the test examples, sqrt(p (1 - p) / n), combined as independent for a difference; policies are
 averaged over the sampling seeds `--seeds` (heuristics are greedy and deterministic: one run). Training seeds:
 `--train-seeds`, each a separate line. Results: `claims.md` (the README table) and `claims.json` in --output-dir;
@@ -55,7 +55,7 @@ from long_buffer_regime import heuristic_specs  # noqa: E402
 from policy_vs_heuristics import FULL_HEURISTICS, SEMI_AR_HEURISTICS  # noqa: E402
 
 from hf_unmask.evaluation import EvaluationInterrupted, evaluate_strategies  # noqa: E402
-from hf_unmask.evaluation.regime import interpolate_front  # noqa: E402
+from hf_unmask.evaluation.regime import binomial_se, front_at  # noqa: E402
 
 CLAIMS = "abcdefg"
 CPU_RECIPE = "trainers/recipes/builtin_cpu.yaml"
@@ -126,18 +126,6 @@ class Setting:
         return heuristic_specs(self.gen_length, self.block_length)
 
 
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of an accuracy `p` measured on `n` examples.
-
-    Example:
-        ```python
-        >>> round(binomial_se(0.5, 100), 3)
-        0.05
-        ```
-    """
-    return math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
-
-
 def margin_over_front(heuristic_rows: Sequence[dict[str, Any]], policy_row: dict[str, Any]) -> dict[str, Any]:
     """The policy row against the heuristics' front at its mean NFE: accuracy, front, margin and their SEs.
 
@@ -153,10 +141,7 @@ def margin_over_front(heuristic_rows: Sequence[dict[str, Any]], policy_row: dict
     points = [
         (r["nfe_mean"], r["accuracy_mean"], binomial_se(r["accuracy_mean"], r["n_examples"])) for r in heuristic_rows
     ]
-    front = interpolate_front(points, policy_row["nfe_mean"])
-    if front is None:  # cheaper than every heuristic: the cheapest front point, nothing extrapolated
-        cheapest = min(points, key=lambda p: (p[0], -p[1]))
-        front = (cheapest[1], cheapest[2])
+    front = front_at(points, policy_row["nfe_mean"])
     acc = policy_row["accuracy_mean"]
     se = binomial_se(acc, policy_row["n_examples"])
     return {
@@ -310,27 +295,26 @@ class Evaluator:
 
     def policy(self, setting: Setting, source: str) -> dict[str, Any]:
         """One policy (shipped name or folder) at its saved inference settings, averaged over the seeds."""
-        path = Path(source)
-        weights = path / "model.safetensors" if path.is_dir() else _shipped_weights(source)
+        weights = policy_folder(source) / "model.safetensors"
         fingerprint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-        rows = self._run(self.out_dir / "evals" / setting.key / path.name, setting, [source], self.seeds, fingerprint)
+        rows = self._run(self.out_dir / "evals" / setting.key / Path(source).name, setting, [source], self.seeds,
+                         fingerprint)  # fmt: skip
         (row,) = rows
         return row
 
 
-def _shipped_weights(name: str) -> Path:
+def policy_folder(source: str) -> Path:
+    """The folder of a policy given as a folder or by shipped name."""
     from hf_unmask.strategies.builtin import builtin_policy_path
 
-    return builtin_policy_path(name) / "model.safetensors"
+    return Path(source) if Path(source).is_dir() else builtin_policy_path(source)
 
 
 def policy_parameters(source: str) -> int:
     """Parameters of a policy given by shipped name or folder."""
     from hf_unmask.strategies import UnmaskingStrategy
-    from hf_unmask.strategies.builtin import builtin_policy_path, list_builtin_policies
 
-    path = builtin_policy_path(source) if source in list_builtin_policies() else Path(source)
-    return sum(p.numel() for p in UnmaskingStrategy.from_pretrained(str(path)).parameters())
+    return sum(p.numel() for p in UnmaskingStrategy.from_pretrained(str(policy_folder(source))).parameters())
 
 
 # --------------------------------------------------------------------------------------------------------- claims

@@ -60,6 +60,14 @@ def _say(out: TextIO, text: str = "") -> None:
     out.flush()
 
 
+def _say_paths(out: TextIO, paths: dict[str, Path]) -> None:
+    """Where a saved table went (the paths `EvaluationResult.save` returns)."""
+    _say(out, "")
+    _say(out, f"Table:        {paths['csv']}")
+    _say(out, f"              {paths['json']}")
+    _say(out, f"Pareto plot:  {paths['png']}")
+
+
 def _pick_task(model: Any) -> Any:
     """The task the model was trained on when its config names one, else the first built-in reasoning task."""
     from .tasks import TASK_REGISTRY, get_task
@@ -335,10 +343,7 @@ def run_long_buffer_panel(
     _say(out, result.format_table())
     _say(out, long_buffer_summary(result.rows))
     paths = result.save(output_dir)
-    _say(out, "")
-    _say(out, f"Table:        {paths['csv']}")
-    _say(out, f"              {paths['json']}")
-    _say(out, f"Pareto plot:  {paths['png']}")
+    _say_paths(out, paths)
     return result
 
 
@@ -441,12 +446,13 @@ def run_demo(
     if long_buffer_n_examples is not None and long_buffer_n_examples <= 0:
         raise ValueError(f"long_buffer_n_examples must be positive, got {long_buffer_n_examples}.")
     long_buffer_skipped = None  # why stage 5 is left out, printed there
+    missing = long_buffer_missing() if long_buffer is not False else None
     if long_buffer is None:
         long_buffer = model is None and task is None
-        if long_buffer and long_buffer_missing():
-            long_buffer, long_buffer_skipped = False, long_buffer_missing()
-    elif long_buffer and long_buffer_missing():
-        raise ValueError(f"The long-buffer panel cannot run: {long_buffer_missing()}. Pass long_buffer=False.")
+        if long_buffer and missing:
+            long_buffer, long_buffer_skipped = False, missing
+    elif long_buffer and missing:
+        raise ValueError(f"The long-buffer panel cannot run: {missing}. Pass long_buffer=False.")
     builtin_name = None
     if model is None:
         from .models.tiny import DEFAULT_BUILTIN_MODEL
@@ -511,10 +517,7 @@ def run_demo(
     _say(out, "\n== 4. Results (accuracy vs NFE; * = on the Pareto front of its block length)")
     _say(out, result.format_table())
     paths = result.save(output_dir)
-    _say(out, "")
-    _say(out, f"Table:        {paths['csv']}")
-    _say(out, f"              {paths['json']}")
-    _say(out, f"Pareto plot:  {paths['png']}")
+    _say_paths(out, paths)
     if long_buffer:
         _say(
             out,

@@ -9,7 +9,9 @@ import torch
 
 from hf_unmask.evaluation.regime import (
     DecodeRecord,
+    binomial_se,
     decision_steps_recorder,
+    front_at,
     front_gaps,
     interpolate_front,
     rank_correlation,
@@ -65,6 +67,13 @@ def test_front_interpolation_uses_only_the_front_and_never_extrapolates_below_it
     assert interpolate_front(points, 6.0) == (0.6, 0.04)
     assert interpolate_front(points, 9.0) == (0.6, 0.04)  # above the front: its best point
     assert interpolate_front(points, 1.9) is None
+
+
+def test_front_at_compares_a_policy_cheaper_than_every_heuristic_with_the_cheapest_point():
+    points = [(2.0, 0.2, 0.02), (2.0, 0.3, 0.03), (6.0, 0.6, 0.04)]  # two points at 2 NFE: the better one counts
+    assert front_at(points, 1.0) == (0.3, 0.03)
+    assert front_at(points, 4.0) == interpolate_front(points, 4.0)
+    assert binomial_se(0.9, 400) == pytest.approx(0.015) and binomial_se(1.0, 500) == 0.0
 
 
 def test_gaps_at_matched_nfe_skip_unmeasured_budgets_and_combine_errors():

@@ -22,7 +22,9 @@ from .pareto import pareto_front
 
 __all__ = [
     "DecodeRecord",
+    "binomial_se",
     "decision_steps_recorder",
+    "front_at",
     "front_gaps",
     "interpolate_front",
     "summarize_records",
@@ -111,6 +113,18 @@ def _share(flags: Sequence[bool]) -> Optional[float]:
     return sum(flags) / len(flags) if flags else None
 
 
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on `n` examples: sqrt(p (1 - p) / n).
+
+    Example:
+        ```python
+        >>> binomial_se(0.5, 100)
+        0.05
+        ```
+    """
+    return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
 def summarize_records(records: Sequence[DecodeRecord]) -> dict[str, Any]:
     """Accuracy with its binomial standard error, mean NFE, and the failure shares of a set of decode records.
 
@@ -133,7 +147,7 @@ def summarize_records(records: Sequence[DecodeRecord]) -> dict[str, Any]:
     return {
         "n": n,
         "accuracy": accuracy,
-        "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / n),
+        "accuracy_se": binomial_se(accuracy, n),
         "nfe_mean": sum(r.nfe for r in records) / n,
         "truncated_share_of_wrong": _share([r.truncated for r in wrong]),
         "right_to_left_share": _share([r.right_to_left for r in records]),
@@ -165,6 +179,23 @@ def interpolate_front(points: Sequence[tuple[float, float, float]], nfe: float) 
             w = 0.0 if n1 == n0 else (nfe - n0) / (n1 - n0)
             return round(a0 + w * (a1 - a0), 12), round(math.sqrt(((1 - w) * s0) ** 2 + (w * s1) ** 2), 3)
     return front[-1][1], front[-1][2]
+
+
+def front_at(points: Sequence[tuple[float, float, float]], nfe: float) -> tuple[float, float]:
+    """`(accuracy, standard error)` of the front of `(nfe, accuracy, se)` points to compare a policy at `nfe` with:
+    `interpolate_front`, or below the front's cheapest point that point itself (nothing is extrapolated).
+
+    Example:
+        ```python
+        >>> front_at([(2.0, 0.2, 0.02), (6.0, 0.6, 0.04)], 4.0), front_at([(2.0, 0.2, 0.02)], 1.0)
+        ((0.4, 0.022), (0.2, 0.02))
+        ```
+    """
+    front = interpolate_front(points, nfe)
+    if front is None:
+        cheapest = min(points, key=lambda p: (p[0], -p[1]))
+        front = (cheapest[1], cheapest[2])
+    return front
 
 
 def front_gaps(
