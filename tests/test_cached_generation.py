@@ -4,6 +4,8 @@ rows, learned policies reproduce their sampling log-probabilities, and misuse is
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hub_layouts import hub_checkpoint
@@ -130,10 +132,55 @@ def test_forward_positions_count_what_ran_through_the_model(tiny):
     plain = model.generate(**batch, **settings)
     assert int(plain.forward_positions[0]) == 16 * (real + 16)  # 16 full forwards
     prefix = model.generate(**batch, use_cache=True, cache_mode="prefix", **settings)
-    # per block: one refresh, then 7 steps over the block and what follows it (16, then 8 positions)
-    assert int(prefix.forward_positions[0]) == 2 * (real + 16) + 7 * 16 + 7 * 8
+    # the built-in model's local mixer reads 4 neighbours: 4 more positions before the window (and after it in dual)
+    assert model.diffusion_cache_margin == 4
+    # per block: one refresh, then 7 steps over the margin, the block and what follows it (4 + 16, then 4 + 8)
+    assert int(prefix.forward_positions[0]) == 2 * (real + 16) + 7 * 20 + 7 * 12
     dual = model.generate(**batch, use_cache=True, cache_mode="dual", **settings)
-    assert int(dual.forward_positions[0]) == 2 * (real + 16) + 14 * 8
+    # the first block's window has a margin on both sides (4 + 8 + 4), the last block's on the left only (4 + 8)
+    assert int(dual.forward_positions[0]) == 2 * (real + 16) + 7 * 16 + 7 * 12
+
+
+@pytest.fixture(scope="module")
+def one_layer_tiny(tiny):
+    """The built-in model cut to its first layer: there the cache's only error would be the local mixer's reach."""
+    model, tokenizer = tiny
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = 1
+    cut = type(model)(config)
+    cut.load_state_dict(model.state_dict(), strict=False)
+    cut.generation_config = copy.deepcopy(model.generation_config)
+    return cut.eval(), tokenizer
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_the_margin_keeps_every_cached_step_exact_on_a_one_layer_model(one_layer_tiny, mode, monkeypatch):
+    """With one layer, the keys and values the cache keeps change only where the mixer reads the window's tokens:
+    feeding the margin with the window makes every step equal the uncached run; without it they differ."""
+    model, tokenizer = one_layer_tiny
+    batch = _batch(tokenizer)
+    settings = dict(
+        max_new_tokens=16, block_length=8, strategy="confidence_threshold", output_trajectory=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    plain = model.generate(**batch, **settings)
+    cached = model.generate(**batch, use_cache=True, cache_mode=mode, **settings)
+    assert torch.equal(cached.sequences, plain.sequences)
+    assert torch.equal(cached.nfe, plain.nfe)
+    in_block = _in_block_positions(cached.trajectory.block, 8, 16)
+    diff = (cached.trajectory.confidence - plain.trajectory.confidence).abs()
+    assert diff[in_block.expand_as(diff)].max() < 1e-5
+    monkeypatch.setattr(type(model), "diffusion_cache_margin", 0)
+    stale = model.generate(**batch, use_cache=True, cache_mode=mode, **settings)
+    steps = min(len(stale.trajectory.block), len(plain.trajectory.block))
+    diff = (stale.trajectory.confidence[:steps] - plain.trajectory.confidence[:steps]).abs()
+    assert diff[in_block[:steps].expand_as(diff)].max() > 1e-3
+
+
+def _in_block_positions(blocks, block_length, gen_length):
+    """`[steps, 1, L]` True at the positions of each step's block."""
+    position = torch.arange(gen_length)
+    return ((position // block_length)[None] == blocks[:, None])[:, None, :]
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])

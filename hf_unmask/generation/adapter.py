@@ -163,6 +163,12 @@ class DiffusionAdapter:
         native LLaDA and Dream and the built-in tiny dLLM)."""
         return bool(getattr(unwrap_model(self.model), "supports_diffusion_cache", False))
 
+    @property
+    def cache_margin(self) -> int:
+        """Positions on each side of a cached step's window that are recomputed too, because the model mixes
+        neighbouring positions before attention (the model's `diffusion_cache_margin`; 0 for pure attention)."""
+        return int(getattr(unwrap_model(self.model), "diffusion_cache_margin", 0))
+
     def new_cache(self) -> Any:
         """A fresh `DiffusionKVCache` for one generate call."""
         return DiffusionKVCache()

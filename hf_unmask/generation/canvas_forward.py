@@ -12,7 +12,10 @@ Without a cache every step runs the model over the whole canvas `[prompt | L]`. 
 What a strategy sees at positions the step did not recompute: the logits of the block's refresh (so their
 confidence and proposal are those of the block's first step). The trajectory records exactly what the strategy
 saw. For families whose logits are shifted (Dream: position i is predicted at i - 1), the window starts one
-position earlier, so every position of the window gets a fresh prediction.
+position earlier, so every position of the window gets a fresh prediction. A model that mixes neighbouring
+positions before attention (the built-in tiny dLLM's local convolution) names a margin
+(`diffusion_cache_margin`): that many positions on each side of the window are fed with it, so that no position
+the window's tokens reach in the first layer keeps stale keys and values; their logits are not shown.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class CanvasForward:
         self.cache_mode = cache_mode
         self.cache = adapter.new_cache() if cache_mode is not None else None
         self._logits: Optional[torch.Tensor] = None  # the block's logits of the generated region (cache only)
+        self.shift = 1 if adapter.shift_logits else 0
+        self.margin = adapter.cache_margin if cache_mode is not None else 0
 
     def __call__(
         self, block_start: int, block_end: int, block_step: int
@@ -70,13 +75,19 @@ class CanvasForward:
         if block_step == 0:
             self._logits = self.adapter.forward_refresh(self.inputs, self.cache).narrow(1, self.P, self.L)
             return self._logits, None, self.real_lengths
-        # the window of generated positions to recompute, in canvas coordinates
+        # the generated positions whose logits this step recomputes, in canvas coordinates
         start = self.P + block_start
         end = self.P + (block_end if self.cache_mode == "dual" and self.BL < self.L else self.L)
-        shift = 1 if self.adapter.shift_logits else 0
-        raw = self.adapter.forward_window(self.inputs, self.cache, start - shift, end)
-        # raw row j predicts canvas position start - shift + j (+ shift): keep the rows of [start, end)
-        fresh = raw[:, : end - start] if shift else raw
-        self._logits[:, start - self.P : end - self.P] = fresh
-        fed = torch.full_like(self.real_lengths, end - start + shift)
-        return self._logits, None, fed
+        # what is fed: one position earlier for shifted logits, and the model's margin on both sides
+        lo = max(start - self.shift - self.margin, 0)
+        hi = min(end + self.margin, self.P + self.L)
+        raw = self.adapter.forward_window(self.inputs, self.cache, lo, hi)
+        # raw row j is canvas position lo + j, whose (aligned) logits predict position lo + j + shift
+        first = start - self.shift - lo
+        self._logits[:, start - self.P : end - self.P] = raw[:, first : first + end - start]
+        return self._logits, None, self._real_positions_in(lo, hi)
+
+    def _real_positions_in(self, lo: int, hi: int) -> torch.Tensor:
+        """How many of the canvas positions `[lo, hi)` are real tokens (not left padding) in each row."""
+        padding = self.P + self.L - self.real_lengths
+        return (hi - lo) - (padding - lo).clamp(0, hi - lo)

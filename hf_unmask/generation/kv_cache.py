@@ -10,7 +10,8 @@ everything after it; dual cache: the current block only; full diffusion caches t
 generated region).
 
 Layers that mix neighbouring positions before attention (the built-in tiny dLLM's local convolution) keep their
-inputs per position the same way (`update_state`).
+inputs per position the same way (`update_state`); such a model names how far they reach
+(`diffusion_cache_margin`) and the generation loop widens each window by that much.
 
 Built on transformers' `Cache` / `CacheLayerMixin`: one `DiffusionCacheLayer` per model layer, created on first use;
 `offloading=True` keeps layers on the CPU between uses.

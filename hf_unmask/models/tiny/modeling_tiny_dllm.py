@@ -116,6 +116,12 @@ class TinyDLLMPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     supports_gradient_checkpointing = True
 
+    @property
+    def diffusion_cache_margin(self) -> int:
+        """Positions on each side of a cached step's window that must be recomputed with it: the local mixer reads
+        `conv_kernel_size // 2` neighbours, so their keys and values change as soon as the window's tokens do."""
+        return self.config.conv_kernel_size // 2 if self.config.conv_kernel_size > 0 else 0
+
 
 class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedModel):
     """The built-in masked diffusion LM: `logits[:, i]` predict token i from the whole (partly masked) sequence.
