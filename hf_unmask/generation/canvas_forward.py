@@ -61,7 +61,7 @@ class CanvasForward:
         self.cache = adapter.new_cache() if cache_mode is not None else None
         self._logits: Optional[torch.Tensor] = None  # the block's logits of the generated region (cache only)
         self.shift = 1 if adapter.shift_logits else 0
-        self.margin = adapter.cache_margin if cache_mode is not None else 0
+        self.margin = adapter.cache_margin
 
     def __call__(
         self, block_start: int, block_end: int, block_step: int

@@ -119,8 +119,9 @@ class TinyDLLMPreTrainedModel(PreTrainedModel):
     @property
     def diffusion_cache_margin(self) -> int:
         """Positions on each side of a cached step's window that must be recomputed with it: the local mixer reads
-        `conv_kernel_size // 2` neighbours, so their keys and values change as soon as the window's tokens do."""
-        return self.config.conv_kernel_size // 2 if self.config.conv_kernel_size > 0 else 0
+        `conv_kernel_size // 2` neighbours (0 without a mixer: the config allows only 0 or an odd width), so their
+        keys and values change as soon as the window's tokens do."""
+        return self.config.conv_kernel_size // 2
 
 
 class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedModel):
