@@ -50,7 +50,10 @@ def test_callback_sees_every_step(tiny):
         assert torch.equal(s.live, out.trajectory.live[t])
         assert torch.equal(s.masked, s.generated == MASK) and s.prompt_length == ids.shape[1]
         assert s.block == int(out.trajectory.block[t]) and s.state.step == t
-        assert s.state.logits.shape == (2, 16, 95)
+        # the state covers the rows fed at this step: the live ones (a finished row leaves the forward batch)
+        fed = s.live.nonzero().squeeze(-1)
+        assert s.state.logits.shape == (len(fed), 16, 95)
+        assert s.state.rows is None if len(fed) == 2 else torch.equal(s.state.rows, fed)
     assert torch.equal(steps[-1].nfe, out.nfe)
 
 

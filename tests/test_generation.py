@@ -128,10 +128,14 @@ def test_nfe_counts_only_live_rows(model):
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
 
     def finish_row0_first(state):
+        # state.rows: the batch rows this step feeds (None: all); a finished row is left out of the step
+        rows = state.rows.tolist() if state.rows is not None else list(range(state.batch_size))
         sel = torch.zeros_like(state.eligible)
-        sel[0] = state.eligible[0]  # row 0 unmasks its whole block at once
-        first = state.eligible[1].nonzero()[:1, 0]
-        sel[1, first] = True  # row 1 one token per step
+        for i, row in enumerate(rows):
+            if row == 0:
+                sel[i] = state.eligible[i]  # row 0 unmasks its whole block at once
+            else:
+                sel[i, state.eligible[i].nonzero()[:1, 0]] = True  # row 1 one token per step
         return sel
 
     out = model.generate(

@@ -16,6 +16,9 @@ position earlier, so every position of the window gets a fresh prediction. A mod
 positions before attention (the built-in tiny dLLM's local convolution) names a margin
 (`diffusion_cache_margin`): that many positions on each side of the window are fed with it, so that no position
 the window's tokens reach in the first layer keeps stale keys and values; their logits are not shown.
+
+Rows with nothing left to decide in the current block are not fed (the loop passes the rows at work), with or
+without a cache; a row's logits do not depend on the other rows of the batch, so this changes no result.
 """
 
 from __future__ import annotations
@@ -29,20 +32,24 @@ CACHE_MODES = ("prefix", "dual")
 
 
 class CanvasForward:
-    """Calls the model for one step and returns `(logits [B, L, V] of the generated positions, hidden states of
-    them or None, positions run through the model per row [B])`.
+    """Calls the model for one step and returns `(logits [b, L, V] of the generated positions, hidden states of
+    them or None, positions run through the model per row [b])` for the `b` rows fed.
 
-    `model_inputs()` gives the keyword arguments of a forward over the whole `canvas`. The canvas is written in place
-    and the mask and positions never change, so one set serves the whole call, unless the adapter hands the model
-    a copy of the canvas (then they are rebuilt every step). The returned logits are this step's own tensor without a cache; with one, a tensor kept
-    for the block and updated over the window (do not keep references across steps).
+    `model_inputs(rows)` gives the keyword arguments of a forward over the whole `canvas` (`rows=None`) or over the
+    rows `rows` of it. The canvas is written in place and the mask and positions never change, so one set serves
+    every step that feeds all rows, unless the adapter hands the model a copy of the canvas (then they are rebuilt
+    every step). A step that feeds only some rows (the others have nothing left to decide in the block) builds
+    their inputs anew; with a cache, rows that leave are dropped from it (rows never come back within a block, and
+    the next block's refresh feeds every row at work again). The returned logits are this step's own tensor without
+    a cache; with one, a tensor kept for the block and updated over the window (do not keep references across
+    steps).
     """
 
     def __init__(
         self,
         adapter: Any,
         canvas: torch.Tensor,
-        model_inputs: Callable[[], dict[str, Any]],
+        model_inputs: Callable[[Optional[torch.Tensor]], dict[str, Any]],
         prompt_length: int,
         gen_length: int,
         block_length: int,
@@ -52,7 +59,7 @@ class CanvasForward:
     ) -> None:
         self.adapter = adapter
         self.model_inputs = model_inputs
-        self.inputs = model_inputs()
+        self.inputs = model_inputs(None)
         self.reuse_inputs = self.inputs.get("input_ids") is canvas
         self.P, self.L, self.BL = prompt_length, gen_length, block_length
         self.real_lengths = real_lengths
@@ -60,34 +67,54 @@ class CanvasForward:
         self.cache_mode = cache_mode
         self.cache = adapter.new_cache() if cache_mode is not None else None
         self._logits: Optional[torch.Tensor] = None  # the block's logits of the generated region (cache only)
+        self._cached_rows: Optional[torch.Tensor] = None  # the rows the cache holds (None: every row)
         self.shift = 1 if adapter.shift_logits else 0
         self.margin = adapter.cache_margin
 
     def __call__(
-        self, block_start: int, block_end: int, block_step: int
+        self, block_start: int, block_end: int, block_step: int, rows: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-        if not self.reuse_inputs:
-            self.inputs = self.model_inputs()
+        """One step over the rows `rows` (a sorted `[b]` long tensor of row indices; None: every row)."""
+        if rows is not None:
+            inputs = self.model_inputs(rows)
+        else:
+            if not self.reuse_inputs:
+                self.inputs = self.model_inputs(None)
+            inputs = self.inputs
+        real_lengths = self.real_lengths if rows is None else self.real_lengths.index_select(0, rows)
         if self.cache is None:
-            logits, hidden = self.adapter.forward_inputs(self.inputs, output_hidden_states=self.wants_hidden)
+            logits, hidden = self.adapter.forward_inputs(inputs, output_hidden_states=self.wants_hidden)
             hidden = None if hidden is None else hidden[:, self.P :]
-            return logits.narrow(1, self.P, self.L), hidden, self.real_lengths
+            return logits.narrow(1, self.P, self.L), hidden, real_lengths
         if block_step == 0:
-            self._logits = self.adapter.forward_refresh(self.inputs, self.cache).narrow(1, self.P, self.L)
-            return self._logits, None, self.real_lengths
+            self._logits = self.adapter.forward_refresh(inputs, self.cache).narrow(1, self.P, self.L)
+            self._cached_rows = rows
+            return self._logits, None, real_lengths
+        self._keep_cached_rows(rows)
         # the generated positions whose logits this step recomputes, in canvas coordinates
         start = self.P + block_start
         end = self.P + (block_end if self.cache_mode == "dual" and self.BL < self.L else self.L)
         # what is fed: one position earlier for shifted logits, and the model's margin on both sides
         lo = max(start - self.shift - self.margin, 0)
         hi = min(end + self.margin, self.P + self.L)
-        raw = self.adapter.forward_window(self.inputs, self.cache, lo, hi)
+        raw = self.adapter.forward_window(inputs, self.cache, lo, hi)
         # raw row j is canvas position lo + j, whose (aligned) logits predict position lo + j + shift
         first = start - self.shift - lo
         self._logits[:, start - self.P : end - self.P] = raw[:, first : first + end - start]
-        return self._logits, None, self._real_positions_in(lo, hi)
+        return self._logits, None, self._real_positions_in(real_lengths, lo, hi)
 
-    def _real_positions_in(self, lo: int, hi: int) -> torch.Tensor:
+    def _keep_cached_rows(self, rows: Optional[torch.Tensor]) -> None:
+        """Drop from the cache (and the block's logits) the rows that left since the last step: `rows` is a subset
+        of the cached rows, both sorted."""
+        cached = self._cached_rows
+        if rows is None or (cached is not None and rows.numel() == cached.numel()):
+            return
+        keep = rows if cached is None else torch.searchsorted(cached, rows)
+        self.cache.batch_select_indices(keep)
+        self._logits = self._logits.index_select(0, keep)
+        self._cached_rows = rows
+
+    def _real_positions_in(self, real_lengths: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """How many of the canvas positions `[lo, hi)` are real tokens (not left padding) in each row."""
-        padding = self.P + self.L - self.real_lengths
+        padding = self.P + self.L - real_lengths
         return (hi - lo) - (padding - lo).clamp(0, hi - lo)

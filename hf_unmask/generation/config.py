@@ -23,9 +23,11 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "output_trajectory": False,
     "output_history": False,
     "cache_mode": "prefix",
+    "drop_finished_rows": True,
 }
-# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `cache_mode` existed
-# lack it): their presence tells our files from other projects' generation_config.json.
+# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `cache_mode` and
+# `drop_finished_rows` existed lack those two): their presence tells our files from other projects'
+# generation_config.json.
 _SAVED_BY_US_MARKERS = (
     "block_length",
     "steps",
@@ -119,6 +121,9 @@ class DiffusionGenerationConfig(GenerationConfig):
         cache_mode (`str`): with `use_cache`, `"prefix"` (default: each step feeds the current block and everything
             after it; the prompt and finished blocks are cached) or `"dual"` (each step feeds the current block only;
             the positions after it are cached too). The cache is refreshed by a full forward at every block start.
+        drop_finished_rows (`bool`): a row with nothing left to decide in the current block (done early, stopped at
+            EOS or by the callback) leaves the model's forward batch until the next block (default). Results are the
+            same either way; `False` feeds every row at every step (a fixed batch shape, e.g. for CUDA graphs).
         return_dict_in_generate (`bool`): return a `DiffusionGenerateOutput` instead of a tensor.
 
     Example:
@@ -224,6 +229,11 @@ class DiffusionGenerationConfig(GenerationConfig):
             raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}.")
         if not isinstance(self.use_cache, (bool, type(None))):
             raise TypeError(f"use_cache must be True or False, got {self.use_cache!r}. Pass use_cache=True.")
+        if not isinstance(self.drop_finished_rows, bool):
+            raise TypeError(
+                f"drop_finished_rows must be True or False, got {self.drop_finished_rows!r}. Pass "
+                "drop_finished_rows=False to feed every row at every step."
+            )
         if self.cache_mode not in ("prefix", "dual"):
             raise ValueError(
                 f"cache_mode must be 'prefix' or 'dual', got {self.cache_mode!r}. 'prefix' feeds the current block and "
@@ -349,7 +359,7 @@ def resolve_generation_config(
             f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
             "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
             "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, use_cache, "
-            "cache_mode, return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
+            "cache_mode, drop_finished_rows, return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
         )
     for name in _UNSUPPORTED_OUTPUTS:
         if getattr(config, name, None):

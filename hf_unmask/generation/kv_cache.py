@@ -13,6 +13,9 @@ Layers that mix neighbouring positions before attention (the built-in tiny dLLM'
 inputs per position the same way (`update_state`); such a model names how far they reach
 (`diffusion_cache_margin`) and the generation loop widens each window by that much.
 
+Rows that finish while the others go on leave the cache with transformers' `batch_select_indices` (the generation
+loop then feeds only the rows still at work).
+
 Built on transformers' `Cache` / `CacheLayerMixin`: one `DiffusionCacheLayer` per model layer, created on first use;
 `offloading=True` keeps layers on the CPU between uses.
 """
@@ -66,6 +69,13 @@ class DiffusionCacheLayer(CacheLayerMixin):
         start, end = window
         self.states[name][:, start:end] = states
         return self.states[name]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices` (of the batch dimension) of every cached tensor."""
+        if self.is_initialized:
+            keep = indices.to(self.keys.device)
+            self.keys, self.values = self.keys[keep], self.values[keep]
+        self.states = {name: states[indices.to(states.device)] for name, states in self.states.items()}
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return (self.keys.shape[-2] if self.is_initialized else query_length), 0

@@ -13,7 +13,7 @@ from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
 from .eos import eos_id_list
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
-from .state import DenoisingState
+from .state import DenoisingState, spread_rows
 from .step_checks import (
     check_processed_scores,
     check_untouched,
@@ -193,10 +193,16 @@ def _denoise(
     L, BL, nb = config.gen_length, config.effective_block_length, config.num_blocks
     gen = x[:, P:]  # a view: writing into it writes the canvas
 
-    def build_model_inputs() -> dict[str, Any]:
-        inputs = adapter.model_inputs(x, attn)
+    def build_model_inputs(rows: Optional[torch.Tensor]) -> dict[str, Any]:
+        """The forward's inputs over every row (`rows` None) or over the rows `rows` only."""
+        if rows is None:
+            inputs = adapter.model_inputs(x, attn)
+            if token_types is not None:
+                inputs["token_type_ids"] = token_types
+            return inputs
+        inputs = adapter.model_inputs(x.index_select(0, rows), None if attn is None else attn.index_select(0, rows))
         if token_types is not None:
-            inputs["token_type_ids"] = token_types
+            inputs["token_type_ids"] = token_types.index_select(0, rows)
         return inputs
 
     wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
@@ -230,6 +236,7 @@ def _denoise(
 
     block_of_position = positions // BL if nb > 1 else None
     fallback = config.progress_fallback
+    drop_finished = config.drop_finished_rows
     pace_can_bind = _pace_can_bind(budget, BL, fallback)
     top_k, top_p = config.top_k, config.top_p
 
@@ -252,76 +259,91 @@ def _denoise(
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
                 raise RuntimeError("internal error: block step budget exceeded")
-            gen_logits, hidden, fed = forward(start, end, block_step)
+            # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
+            # (`rows`, their indices) and its results are written back into the whole batch.
+            rows = None
+            if drop_finished and not bool(live_count.all()):
+                rows = live_count.nonzero().squeeze(-1)
+            pick = _picker(rows)
+            gen_logits, hidden, fed = forward(start, end, block_step, rows)
             if mask_id >= gen_logits.shape[-1]:
                 raise ValueError(
                     f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
                     "model's tokenizer uses (tokenizer.mask_token_id)."
                 )
+            gen_s, masked_s, eligible_s = pick(gen), pick(masked), pick(eligible)
             if logits_processor is not None:
                 shape = tuple(gen_logits.shape)
                 # with a cache the logits tensor lives for the whole block: a processor gets its own copy
-                gen_logits = logits_processor(x, gen_logits if forward.cache is None else gen_logits.clone())
+                gen_logits = logits_processor(pick(x), gen_logits if forward.cache is None else gen_logits.clone())
                 check_processed_scores(gen_logits, shape)
             # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
             # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
             gen_logits.select(-1, mask_id).fill_(float("-inf"))
             if eligible_token_choice and gen_logits.numel() >= ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS:
-                proposal, confidence = _choose_tokens_at(gen_logits, gen, eligible)
+                proposal, confidence = _choose_tokens_at(gen_logits, gen_s, eligible_s)
             else:
-                proposal, confidence = choose_tokens(gen_logits, temperature, generator, top_k, top_p)
+                proposal, confidence = choose_tokens(gen_logits, temperature, generator, top_k, top_p, rows, B)
             # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
             if not float(confidence.amin()) >= 0.0:
-                raise_no_distribution(confidence.isnan(), step)
+                raise_no_distribution(confidence.isnan(), step, rows)
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,
-                masked=masked,
-                eligible=eligible,
-                nfe=nfe,
+                masked=masked_s,
+                eligible=eligible_s,
+                nfe=pick(nfe),
                 step=step,
                 block=block,
                 block_start=start,
                 block_end=end,
                 block_step=block_step,
-                block_mask_count=block_mask_count,
+                block_mask_count=pick(block_mask_count),
                 config=config,
                 generator=generator,
                 hidden_states=hidden,
+                rows=rows,
+                full_batch_size=None if rows is None else B,
                 _logits=gen_logits,
             )
             guarded = state_tensors(state)
             versions = read_versions(guarded)
-            selection, log_prob = normalise_selection(strategy(state), B, L)
+            selection, log_prob = normalise_selection(strategy(state), state.batch_size, L)
             check_untouched(guarded, versions, "strategy")
-            action = selection & eligible
+            action = selection & eligible_s
             # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
             # live row unmask at least one position per step.
             # (need never exceeds `remaining`: both terms of the maximum are at most `remaining`)
             if pace_can_bind:
-                need = torch.add(remaining, pace, alpha=-(budget - block_step - 1))
-                need = torch.maximum(need, live_count) if fallback else need.clamp_min(0)
+                need = torch.add(pick(remaining), pick(pace), alpha=-(budget - block_step - 1))
+                need = torch.maximum(need, pick(live_count)) if fallback else need.clamp_min(0)
             else:
-                need = live_count
-            unmask = _top_up(action, eligible, confidence, need)
-            torch.where(unmask, proposal, gen, out=gen)
+                need = pick(live_count)
+            unmask = _top_up(action, eligible_s, confidence, need)
+            if rows is None:
+                torch.where(unmask, proposal, gen, out=gen)
+                forward_positions += fed * live_count
+            else:
+                gen.index_copy_(0, rows, torch.where(unmask, proposal, gen_s))
+                forward_positions.index_add_(0, rows, fed)
+            time_before = nfe.to(torch.float32) / L if record else None
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
-            forward_positions += fed * live_count
             if config.stop_at_eos:
                 _fill_after_eos(gen, mask_id, eos_tensor, fill_id)
             if record:
-                traj["confidence"].append(confidence.float())
+                spread = _spreader(rows, B)
+                traj["confidence"].append(spread(confidence.float()))
                 traj["masked"].append(masked)
                 traj["eligible"].append(eligible)
-                traj["time"].append(state.time)
-                traj["action"].append(action)
-                traj["unmasked"].append(unmask)
+                traj["time"].append(time_before)
+                traj["action"].append(spread(action))
+                traj["unmasked"].append(spread(unmask))
                 traj["live"].append(remaining > 0)
                 traj["block"].append(torch.tensor(block, device=device))
                 if log_prob is not None:
-                    traj["log_prob"].append(log_prob.float())
+                    traj["log_prob"].append(spread(log_prob.float()))
                 if hidden is not None:
-                    traj["hidden_states"].append(hidden)
+                    traj["hidden_states"].append(spread(hidden))
             if history is not None:
                 history.append(x.clone())
             if streamer is not None:
@@ -361,6 +383,20 @@ def _denoise(
         stopped=stopped,
         forward_positions=forward_positions,
     )
+
+
+def _picker(rows: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Take the rows `rows` of a batch tensor (a copy), or the tensor itself when `rows` is None."""
+    if rows is None:
+        return lambda t: t
+    return lambda t: t.index_select(0, rows)
+
+
+def _spreader(rows: Optional[torch.Tensor], batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Put a tensor over the rows `rows` back into the whole batch (zeros / False in the other rows)."""
+    if rows is None:
+        return lambda t: t
+    return lambda t: spread_rows(t, rows, batch)
 
 
 def _choose_tokens_at(

@@ -89,7 +89,8 @@ class DiffusionStep:
         live: `[B]` bool, rows that took part in this step (and counted a forward pass).
         prompt_length: P, so `sequences[:, prompt_length:]` is the generated region.
         mask_token_id: the mask id of this call.
-        state: the `DenoisingState` the strategy saw at this step (confidence, proposal, logits / probs, ...).
+        state: the `DenoisingState` the strategy saw at this step (confidence, proposal, logits / probs, ...), over
+            the rows fed at this step (`state.rows`: their indices in the batch, None when every row was fed).
 
     Example:
         ```python

@@ -11,11 +11,26 @@ if TYPE_CHECKING:
     from .config import DiffusionGenerationConfig
 
 
+def spread_rows(values: torch.Tensor, rows: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """`values` `[b, ...]` of the rows `rows` put into a `[batch_size, ...]` tensor, zeros (False) elsewhere.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> spread_rows(torch.tensor([[1, 2]]), torch.tensor([2]), 3).tolist()
+        [[0, 0], [0, 0], [1, 2]]
+        ```
+    """
+    return values.new_zeros((batch_size, *values.shape[1:])).index_copy_(0, rows, values)
+
+
 @dataclass
 class DenoisingState:
-    """Read-only view of one denoising step, over the L generated positions of every row.
+    """Read-only view of one denoising step, over the L generated positions of the rows fed at this step.
 
-    All `[B, L]` tensors cover the generated region only (the prompt is excluded). A strategy returns a
+    All `[B, L]` tensors cover the generated region only (the prompt is excluded). B counts the rows fed: rows with
+    nothing left to decide in the current block are left out of the step (`rows` says which rows of the batch are
+    here; None: every row, in order). A strategy returns a
     boolean `[B, L]` selection; the loop intersects it with `eligible`, applies the progress fallback and
     writes `proposal` at the selected positions. A strategy must never modify these tensors: the loop checks their
     version counters after the call and raises a `ValueError` if one was written in place.
@@ -38,6 +53,9 @@ class DenoisingState:
         logits / probs: `[B, L, V]` processed logits of the generated region and their softmax (lazy).
         hidden_states: `[B, L, H]` last hidden states of the generated region, only when the strategy sets
             `requires_hidden_states = True`.
+        rows: `[B]` long, the indices in the whole batch of the rows this state covers, or None when every row of
+            the batch is here.
+        full_batch_size: the size of the whole batch (when `rows` is set).
 
     Example:
         ```python
@@ -63,6 +81,8 @@ class DenoisingState:
     config: DiffusionGenerationConfig
     generator: Optional[torch.Generator] = None
     hidden_states: Optional[torch.Tensor] = None
+    rows: Optional[torch.Tensor] = None
+    full_batch_size: Optional[int] = None
     _logits: Optional[torch.Tensor] = field(default=None, repr=False)
     _probs: Optional[torch.Tensor] = field(default=None, repr=False)
 
@@ -96,3 +116,34 @@ class DenoisingState:
         if self._probs is None:
             self._probs = torch.softmax(self.logits.float(), dim=-1)
         return self._probs
+
+    def over_full_batch(self) -> DenoisingState:
+        """This state over every row of the batch: itself when every row is here, else a copy in which the rows
+        left out of the step have nothing eligible, nothing masked, zero confidence and proposal (and no logits).
+
+        For strategies that draw random numbers: drawing for the whole batch and keeping the rows fed makes each
+        row's draws independent of which other rows finished early (the same draws as a step that fed every row).
+        """
+        if self.rows is None:
+            return self
+        B, rows = self.full_batch_size, self.rows
+
+        def spread(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if t is None else spread_rows(t, rows, B)
+
+        return DenoisingState(
+            confidence=spread(self.confidence),
+            proposal=spread(self.proposal),
+            masked=spread(self.masked),
+            eligible=spread(self.eligible),
+            nfe=spread(self.nfe),
+            step=self.step,
+            block=self.block,
+            block_start=self.block_start,
+            block_end=self.block_end,
+            block_step=self.block_step,
+            block_mask_count=spread(self.block_mask_count),
+            config=self.config,
+            generator=self.generator,
+            hidden_states=spread(self.hidden_states),
+        )

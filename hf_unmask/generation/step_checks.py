@@ -27,10 +27,13 @@ def check_processed_scores(scores: Any, expected: tuple[int, ...]) -> None:
         raise TypeError(f"logits_processor returned scores of dtype {scores.dtype}; they must stay floating point.")
 
 
-def raise_no_distribution(bad: torch.Tensor, step: int) -> None:
-    """Raise for positions (`bad`, `[B, L]` bool) whose logits are NaN, +inf or all -inf."""
+def raise_no_distribution(bad: torch.Tensor, step: int, rows: Optional[torch.Tensor] = None) -> None:
+    """Raise for positions (`bad`, `[b, L]` bool over the rows `rows` of the batch, or every row) whose logits are
+    NaN, +inf or all -inf."""
     where = bad.nonzero()
     row, col = (int(i) for i in where[0])
+    if rows is not None:
+        row = int(rows[row])
     more = f" (and {len(where) - 1} more positions)" if len(where) > 1 else ""
     raise ValueError(
         f"At step {step} the logits of row {row}, generated position {col}{more} give no distribution (NaN or +inf "

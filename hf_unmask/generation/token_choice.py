@@ -32,6 +32,8 @@ def choose_tokens(
     generator: Optional[torch.Generator] = None,
     top_k: Optional[int] = None,
     top_p: Optional[float] = None,
+    rows: Optional[torch.Tensor] = None,
+    batch_size: Optional[int] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Propose a token per position and return `(proposal, confidence)`.
 
@@ -44,6 +46,9 @@ def choose_tokens(
 
     Args:
         logits: `[..., V]` processed logits, e.g. `[B, L, V]` over the generated region.
+        rows, batch_size: when `logits` `[b, L, V]` hold only the rows `rows` of a batch of `batch_size`, the noise
+            is drawn for the whole batch and those rows taken, so a row's draw does not depend on which other rows
+            are fed.
     """
     scores = logits.float()
     if temperature is None or temperature <= 0:
@@ -57,7 +62,10 @@ def choose_tokens(
     if top_p is not None:
         restricted = filter_top_p(restricted, top_p)
     logits64 = restricted.to(torch.float64)
-    uniform = torch.rand(logits64.shape, generator=generator, device=logits.device, dtype=torch.float64)
+    shape = logits64.shape if rows is None else (batch_size, *logits64.shape[1:])
+    uniform = torch.rand(shape, generator=generator, device=logits.device, dtype=torch.float64)
+    if rows is not None:
+        uniform = uniform.index_select(0, rows)
     # exp(l) / (-log u)^T, taken in log space to avoid overflow; same argmax
     noisy = logits64 - temperature * torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))
     proposal = noisy.argmax(dim=-1)

@@ -73,12 +73,17 @@ def block_steps(state: DenoisingState, steps: Optional[int]) -> int:
 def uniform_like(state: DenoisingState) -> torch.Tensor:
     """`[B, L]` float32 uniforms in [0, 1) drawn from `state.generator` (the global RNG when it is `None`).
 
-    Drawn on the generator's device and moved, so a CPU generator also drives a model on GPU.
+    Drawn on the generator's device and moved, so a CPU generator also drives a model on GPU. Drawn for the whole
+    batch when the step feeds only some rows (`state.rows`), so a row's draws do not depend on which rows are fed.
     """
     reference = state.confidence
     generator = state.generator
     device = generator.device if generator is not None else reference.device
-    draws = torch.rand(reference.shape, generator=generator, device=device, dtype=torch.float32)
+    rows = state.rows
+    shape = reference.shape if rows is None else (state.full_batch_size, *reference.shape[1:])
+    draws = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
+    if rows is not None:
+        draws = draws.index_select(0, rows.to(device))
     return draws.to(reference.device)
 
 

@@ -148,11 +148,12 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         """Sample an action for one denoising step (no gradient): the strategy protocol."""
         self._check_trained_for(state)
         with torch.no_grad():
-            sample = self.sample(state, generator=state.generator)
-        return StrategyOutput(
-            selection=sample.action.to(state.eligible.device) & state.eligible,
-            log_prob=sample.log_prob.float().to(state.eligible.device),
-        )
+            # sampled over the whole batch, so a row's random draws do not depend on which rows the step feeds
+            sample = self.sample(state.over_full_batch(), generator=state.generator)
+        action, log_prob = sample.action.to(state.eligible.device), sample.log_prob.float().to(state.eligible.device)
+        if state.rows is not None:
+            action, log_prob = action[state.rows], log_prob[state.rows]
+        return StrategyOutput(selection=action & state.eligible, log_prob=log_prob)
 
     # ---- inputs ------------------------------------------------------------------------------------------------
     def _prepare_feature(self, value: Optional[torch.Tensor]) -> torch.Tensor:
