@@ -6,6 +6,7 @@ GRPO trainer (TRL, the `[train]` extra).
 """
 
 from ._paths import LocalFolderNotFoundError
+from ._threads import ThreadChoice, set_cpu_threads
 from ._version import __version__
 from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate
 from .generation import (
@@ -87,6 +88,7 @@ __all__ = [
     "RandomTimeGrid",
     "RandomTopK",
     "StrategyOutput",
+    "ThreadChoice",
     "TinyDLLMConfig",
     "TinyDLLMForMaskedDiffusion",
     "TopKConfidence",
@@ -104,6 +106,7 @@ __all__ = [
     "load_tokenizer",
     "push_custom_generate",
     "register_adapter",
+    "set_cpu_threads",
     *_LAZY,
 ]
 

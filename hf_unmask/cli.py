@@ -7,11 +7,13 @@ training flag.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
 from ._command import PROG, CLIError, run_command
+from ._threads import add_num_threads_argument, set_cpu_threads
 
 EVALUATE_DESCRIPTION = """\
 Evaluate unmasking strategies on a task and dLLM: every strategy x budget x block length x seed runs on the
@@ -52,6 +54,9 @@ examples:
   # is_correct(completion, reference) -> bool; any dLLM folder or Hub id with --model
   hf-unmask evaluate --dataset data.jsonl --prompt-column q --reference-column a \\
       --correctness my_checks:is_correct --strategy top_k_margin:steps=8,16
+
+  # data-parallel over 2 processes (one GPU each with CUDA): the same table as one process, written by rank 0
+  torchrun --nproc_per_node 2 -m hf_unmask.cli evaluate --task program_trace --strategy random:steps=4,8,16
 
 Ctrl-C writes the rows finished so far (evaluation.json says "complete": false) and exits with 130.
 """
@@ -114,7 +119,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "adapters), or 'builtin' / 'builtin:NAME' for the shipped tiny dLLM (default: builtin).",
     )
     model.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model's).")
-    model.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu).")
+    model.add_argument("--device", default="auto", help="torch device (default: cuda[:LOCAL_RANK] if any, else cpu).")
     model.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default: as saved).")
     model.add_argument(
         "--trust-remote-code",
@@ -177,11 +182,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--output-dir", default="hf_unmask_eval", help="where to write the table and plot.")
     out.add_argument("--save-completions", action="store_true", help="also write every completion to samples.jsonl.")
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    add_num_threads_argument(parser)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Run `hf-unmask evaluate` from parsed arguments; returns the exit status."""
-    from .evaluation import EvaluationData, EvaluationInterrupted, StrategySpec, evaluate_strategies, plan_sweep
+    """Run `hf-unmask evaluate` from parsed arguments; returns the exit status. Under `torchrun` or `accelerate
+    launch` each process evaluates its share of the batches and rank 0 writes the files."""
+    from .evaluation import EvaluationInterrupted, StrategySpec, evaluate_strategies, plan_sweep
+    from .evaluation.distributed import init_distributed, interrupt_once
     from .models import load_dllm
 
     if args.task and args.dataset:
@@ -204,59 +212,75 @@ def run_evaluate(args: argparse.Namespace) -> int:
     specs = [StrategySpec.parse(s) for s in args.strategy] if args.strategy else None
     block_lengths = _block_lengths(args.block_length)
     seeds = _seeds(args.seeds)
-    if args.max_new_tokens is not None and block_lengths is not None:
-        plan_sweep(
-            specs or [], block_lengths, args.max_new_tokens
-        )  # L is known: check the sweep before loading anything
+    if args.max_new_tokens is not None and block_lengths is not None:  # L is known: check the sweep before loading
+        plan_sweep(specs or [], block_lengths, args.max_new_tokens)
+    ctx = init_distributed()  # one process, or this rank of torchrun / accelerate launch (see the README)
+    try:
+        ctx.barrier()  # the ranks measure the idle cores together, each while the others sleep too
+        threads = set_cpu_threads(args.num_threads, local_processes=ctx.local_world_size)
+        if ctx.is_main:
+            print(threads.message(flag="--num-threads"), file=sys.stderr, flush=True)
+        data = _evaluation_data(args)
+        model, tokenizer = load_dllm(
+            args.model,
+            dtype=args.dtype,
+            device=ctx.device if ctx.world_size > 1 and args.device == "auto" else args.device,
+            tokenizer=args.tokenizer,
+            trust_remote_code=args.trust_remote_code,
+        )
+        # data-parallel: a launcher repeats Ctrl-C to each process, which must not cut the saving short
+        with interrupt_once() if ctx.world_size > 1 else contextlib.nullcontext():
+            try:
+                result = evaluate_strategies(
+                    model,
+                    tokenizer,
+                    data,
+                    strategies=specs,
+                    block_lengths=block_lengths,
+                    seeds=seeds,
+                    max_new_tokens=args.max_new_tokens,
+                    batch_size=args.batch_size,
+                    temperature=args.temperature,
+                    chat_template=args.chat_template,
+                    generation_kwargs={"stop_at_eos": True} if args.stop_at_eos else {},
+                    keep_samples=args.save_completions,
+                    progress=not args.no_progress,
+                    model_name=args.model,
+                )
+            except EvaluationInterrupted as stop:
+                if not ctx.is_main and stop.rank is None:  # gathered to rank 0, which writes it
+                    raise KeyboardInterrupt(f"rank {ctx.rank}'s finished work went to rank 0") from None
+                stop.save(args.output_dir)  # `main` reports it and exits with 130
+                raise
+            if ctx.is_main:
+                print(result.format_table())
+                paths = result.save(args.output_dir)
+                print()
+                for kind, path in paths.items():
+                    print(f"{kind:>7}: {path}")
+    finally:
+        ctx.close()
+    return 0
+
+
+def _evaluation_data(args: argparse.Namespace) -> Any:
+    """The examples of `hf-unmask evaluate`: a built-in task (--task) or a `datasets` dataset (--dataset)."""
+    from .evaluation import EvaluationData
+
     if args.task:
         from .tasks import get_task
 
-        data: Any = EvaluationData.from_task(get_task(args.task), n_examples=args.n_examples, split=args.split)
-    else:
-        data = EvaluationData.from_dataset(
-            args.dataset,
-            prompt_column=args.prompt_column,
-            reference_column=args.reference_column,
-            correctness=args.correctness,
-            split=args.split,
-            n_examples=args.n_examples,
-            config_name=args.dataset_config,
-            prompt_template=args.prompt_template,
-        )
-    model, tokenizer = load_dllm(
-        args.model,
-        dtype=args.dtype,
-        device=args.device,
-        tokenizer=args.tokenizer,
-        trust_remote_code=args.trust_remote_code,
+        return EvaluationData.from_task(get_task(args.task), n_examples=args.n_examples, split=args.split)
+    return EvaluationData.from_dataset(
+        args.dataset,
+        prompt_column=args.prompt_column,
+        reference_column=args.reference_column,
+        correctness=args.correctness,
+        split=args.split,
+        n_examples=args.n_examples,
+        config_name=args.dataset_config,
+        prompt_template=args.prompt_template,
     )
-    generation_kwargs = {"stop_at_eos": True} if args.stop_at_eos else {}
-    try:
-        result = evaluate_strategies(
-            model,
-            tokenizer,
-            data,
-            strategies=specs,
-            block_lengths=block_lengths,
-            seeds=seeds,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            temperature=args.temperature,
-            chat_template=args.chat_template,
-            generation_kwargs=generation_kwargs,
-            keep_samples=args.save_completions,
-            progress=not args.no_progress,
-            model_name=args.model,
-        )
-    except EvaluationInterrupted as stop:
-        stop.save(args.output_dir)  # `main` reports it and exits with 130
-        raise
-    print(result.format_table())
-    paths = result.save(args.output_dir)
-    print()
-    for kind, path in paths.items():
-        print(f"{kind:>7}: {path}")
-    return 0
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
 from ._command import PROG, run_command
+from ._threads import add_num_threads_argument, set_cpu_threads
 from .evaluation import (
     EvaluationData,
     EvaluationInterrupted,
@@ -565,6 +566,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="add a strategy family to the comparison, e.g. a learned policy: path/to/policy:beta=0.5,1,2 "
         "(syntax of `hf-unmask evaluate --strategy`; repeatable).",
     )
+    add_num_threads_argument(parser)
 
 
 def run_demo_from_args(args: argparse.Namespace) -> int:
@@ -573,6 +575,7 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-examples must be positive, got {args.n_examples}.")
     if args.long_buffer_n_examples is not None and args.long_buffer_n_examples <= 0:
         raise ValueError(f"--long-buffer-n-examples must be positive, got {args.long_buffer_n_examples}.")
+    print(set_cpu_threads(args.num_threads).message(flag="--num-threads"), flush=True)
     run_demo(
         n_examples=args.n_examples,
         output_dir=args.output_dir,

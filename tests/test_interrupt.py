@@ -92,7 +92,7 @@ def test_ctrl_c_as_the_progress_bar_appears_still_gives_a_partial_result(monkeyp
         raise KeyboardInterrupt
 
     model, tokenizer = load_builtin_model()
-    monkeypatch.setattr(runner, "_Sweep", interrupted_setup)
+    monkeypatch.setattr(runner, "Sweep", interrupted_setup)
     try:
         evaluate_strategies(model, tokenizer, "program_trace", ["top_k_confidence:steps=16"], n_examples=2)
     except EvaluationInterrupted as stop:

@@ -6,8 +6,9 @@ and draws the Pareto plot (accuracy vs mean NFE, one curve per strategy family, 
 
 One module per job: `data` (the examples: built-in tasks, `datasets` datasets, local files), `correctness` (is a
 completion right), `specs` (the strategy spec mini-language and the settings of a sweep), `model_io` (prompts to
-batches, generated ids to completions), `runner` (`evaluate_strategies`, Ctrl-C), `results` (the table, CSV /
-JSON), `pareto` (the Pareto front) and `plot` (the Pareto plot).
+batches, generated ids to completions), `runner` (`evaluate_strategies`, Ctrl-C), `sweep` (one setting on a
+process's batches, and its table row), `distributed` (data-parallel ranks under torchrun / accelerate launch),
+`results` (the table, CSV / JSON), `pareto` (the Pareto front) and `plot` (the Pareto plot).
 
 Example:
     ```python

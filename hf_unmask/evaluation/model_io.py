@@ -69,9 +69,15 @@ def decode_completions(
 
 
 def tokenize_batches(
-    tokenizer: Any, prompts: Sequence[str], batch_size: int, chat_template: bool = False
+    tokenizer: Any,
+    prompts: Sequence[str],
+    batch_size: int,
+    chat_template: bool = False,
+    add_special_tokens: bool = True,
 ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Left-padded `(start index, input_ids, attention_mask)` batches; the tokenizer is left as it was."""
+    """Left-padded `(start index, input_ids, attention_mask)` batches; the tokenizer is left as it was.
+
+    `add_special_tokens=False` encodes prompts that already hold them (rendered by a chat template elsewhere)."""
     if chat_template:
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("chat_template=True but the tokenizer has no chat template. Drop --chat-template.")
@@ -81,7 +87,7 @@ def tokenize_batches(
         ]
         add_special = False
     else:
-        texts, add_special = list(prompts), True
+        texts, add_special = list(prompts), add_special_tokens
     old_side, old_pad = tokenizer.padding_side, tokenizer.pad_token
     try:
         tokenizer.padding_side = "left"

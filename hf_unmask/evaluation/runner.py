@@ -4,10 +4,7 @@ Ctrl-C keeps the settings finished so far (`EvaluationInterrupted`)."""
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -16,25 +13,12 @@ import torch
 from ..models import unwrap_model
 from ..strategies import UnmaskingStrategy
 from .data import EvaluationData
-from .model_io import (
-    completion_eos_ids,
-    decode_completions,
-    default_gen_length,
-    ensure_diffusion_generate,
-    model_device,
-    tokenize_batches,
-)
+from .distributed import FINISH_WAIT_SECONDS, STOP_WAIT_SECONDS, DistributedContext, init_distributed
+from .model_io import default_gen_length, ensure_diffusion_generate, model_device, tokenize_batches
 from .pareto import flag_pareto_per_block_length
 from .results import EvaluationResult
-from .specs import (
-    StrategySpec,
-    as_spec,
-    budget_label,
-    check_block_lengths,
-    default_strategy_specs,
-    plan_sweep,
-    unique_family_labels,
-)
+from .specs import StrategySpec, as_spec, check_block_lengths, default_strategy_specs, plan_sweep, unique_family_labels
+from .sweep import SettingShard, Sweep, setting_row
 
 __all__ = ["EvaluationInterrupted", "evaluate_strategies", "load_model_and_tokenizer"]
 
@@ -52,7 +36,9 @@ _RESERVED_GENERATE_KWARGS = (
 class EvaluationInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped `evaluate_strategies`; `.result` holds the settings finished so far (`result.complete` is
     False). A `KeyboardInterrupt`, so code that handles Ctrl-C keeps working; `save(output_dir)` writes the partial
-    table like `EvaluationResult.save` and `str(err)` then names the files.
+    table like `EvaluationResult.save` and `str(err)` then names the files. In a data-parallel run whose ranks could
+    not all be gathered, `.rank` is this rank and `.result` its own batches only; `save` then writes to
+    `output_dir/rank<r>/`.
 
     Example (a step callback raises the `KeyboardInterrupt` that Ctrl-C would, in the third setting):
         ```python
@@ -76,137 +62,30 @@ class EvaluationInterrupted(KeyboardInterrupt):
         ```
     """
 
-    def __init__(self, result: EvaluationResult) -> None:
+    def __init__(self, result: EvaluationResult, rank: Optional[int] = None) -> None:
         super().__init__()
         self.result = result
+        self.rank = rank
         self.paths: dict[str, Path] = {}
 
     def save(self, output_dir: Union[str, Path]) -> dict[str, Path]:
-        """Write the partial table (CSV, JSON with `"complete": false`, plot, samples) to `output_dir`."""
-        self.paths = self.result.save(output_dir)
+        """Write the partial table (CSV, JSON with `"complete": false`, plot, samples) to `output_dir` (one rank's
+        own work: to `output_dir/rank<r>/`)."""
+        folder = Path(output_dir) if self.rank is None else Path(output_dir) / f"rank{self.rank}"
+        self.paths = self.result.save(folder)
         return self.paths
 
     def __str__(self) -> str:
         meta = self.result.meta
         done = f"{meta.get('settings_done', len(self.result.rows))} of {meta.get('settings_planned', '?')} settings"
+        if self.rank is not None:
+            done = f"{done} on rank {self.rank}'s own batches (the ranks could not be gathered)"
         if not self.paths:
             return f"evaluation interrupted after {done}; nothing written yet"
         return (
             f"evaluation interrupted after {done}; the finished rows are in {self.paths['json']} (marked "
             f'"complete": false) and {self.paths["csv"]}'
         )
-
-
-@dataclass
-class _Sweep:
-    """What every setting of a sweep shares: the model, the tokenized examples and the generation arguments."""
-
-    model: Any
-    tokenizer: Any
-    data: EvaluationData
-    batches: list[tuple[int, torch.Tensor, torch.Tensor]]
-    gen_length: int
-    temperature: float
-    generation_kwargs: dict[str, Any]
-    keep_samples: bool
-    bar: Any
-
-    def __post_init__(self) -> None:
-        self.device = model_device(self.model)
-        self.eos_ids = completion_eos_ids(self.model, self.tokenizer)
-
-    def run_seed(
-        self, label: str, budget: dict[str, Any], strategy: Any, bl: int, seed: int, samples: list
-    ) -> tuple[list[bool], list[int], float]:
-        """One seed of one setting over every batch: `(correct flags, NFE per example, generation seconds)`;
-        completions go to `samples` when they are kept."""
-        correct, nfes, elapsed = [], [], 0.0
-        for start, input_ids, attention_mask in self.batches:
-            t0 = time.perf_counter()
-            out = self.model.generate(
-                input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                strategy=strategy,
-                max_new_tokens=self.gen_length,
-                block_length=bl,
-                temperature=self.temperature,
-                seed=seed,
-                return_dict_in_generate=True,
-                **self.generation_kwargs,
-            )
-            elapsed += time.perf_counter() - t0
-            texts = decode_completions(out.sequences.cpu(), input_ids.shape[1], self.tokenizer, self.eos_ids)
-            for j, (text, nfe) in enumerate(zip(texts, out.nfe.cpu().tolist())):
-                i = start + j
-                ok = bool(self.data.is_correct(text, self.data.references[i]))
-                correct.append(ok)
-                nfes.append(int(nfe))
-                if self.keep_samples:
-                    samples.append(
-                        {
-                            "strategy": label,
-                            "budget": budget_label(budget),
-                            "block_length": bl,
-                            "seed": seed,
-                            "index": i,
-                            "prompt": self.data.prompts[i],
-                            "reference": self.data.references[i],
-                            "completion": text,
-                            "correct": ok,
-                            "nfe": int(nfe),
-                        }
-                    )
-            self.bar.update(1)
-        return correct, nfes, elapsed
-
-    def run_setting(
-        self, spec: StrategySpec, budget: dict[str, Any], strategy: Any, bl: int, seeds: list[int], samples: list
-    ) -> dict[str, Any]:
-        """Every seed of one setting, as one table row."""
-        acc_per_seed: list[float] = []
-        nfe_per_seed: list[float] = []
-        all_nfe: list[int] = []
-        elapsed = 0.0
-        # Without any random draw (greedy dLLM, deterministic strategy) every seed gives the same result: run it once
-        # and count it for each seed.
-        run_once = self.temperature == 0 and bool(getattr(strategy, "deterministic", False))
-        n = len(self.data)
-        for seed_index, seed in enumerate(seeds):
-            if run_once and seed_index > 0:
-                acc_per_seed.append(acc_per_seed[0])
-                nfe_per_seed.append(nfe_per_seed[0])
-                all_nfe.extend(all_nfe[:n])
-                if self.keep_samples:
-                    samples.extend(dict(s, seed=seed) for s in samples[-n:])
-                self.bar.update(len(self.batches))
-                continue
-            self.bar.set_postfix_str(f"{spec.label} {budget_label(budget)} BL={bl} seed={seed}".strip(), refresh=False)
-            correct, nfes, seconds = self.run_seed(spec.label, budget, strategy, bl, seed, samples)
-            acc_per_seed.append(sum(correct) / len(correct))
-            nfe_per_seed.append(sum(nfes) / len(nfes))
-            all_nfe.extend(nfes)
-            elapsed += seconds
-        acc_mean, acc_std = _mean_std(acc_per_seed)
-        nfe_mean, nfe_std = _mean_std(nfe_per_seed)
-        return {
-            "strategy": spec.label,
-            "budget": budget_label(budget),
-            "block_length": bl,
-            "mode": "full_diffusion" if bl == self.gen_length else "semi_ar",
-            "gen_length": self.gen_length,
-            "accuracy_mean": acc_mean,
-            "accuracy_std": acc_std,
-            "nfe_mean": nfe_mean,
-            "nfe_std": nfe_std,
-            "nfe_example_std": _mean_std(all_nfe)[1],
-            "wall_time_s": elapsed,
-            "n_examples": n,
-            "seeds": list(seeds),
-            "accuracy_per_seed": acc_per_seed,
-            "nfe_per_seed": nfe_per_seed,
-            "pareto": False,
-            "params": dict(budget),
-        }
 
 
 def evaluate_strategies(
@@ -225,6 +104,7 @@ def evaluate_strategies(
     keep_samples: bool = False,
     progress: bool = True,
     model_name: Optional[str] = None,
+    distributed: Optional[bool] = None,
 ) -> EvaluationResult:
     """Run every strategy x budget x block length x seed on the same examples and tabulate accuracy vs NFE.
 
@@ -246,14 +126,20 @@ def evaluate_strategies(
         chat_template: wrap each prompt as a user message with the tokenizer's chat template.
         generation_kwargs: extra `generate` arguments (e.g. `stop_at_eos=True`).
         keep_samples: keep every completion in `result.samples` (written to `samples.jsonl` by `save`).
-        progress: show a tqdm progress bar (one tick per `generate` call).
+        progress: show a tqdm progress bar (one tick per `generate` call; rank 0's batches when data-parallel).
         model_name: label for the table metadata.
+        distributed: `None` (default) runs data-parallel when the process is one of several (`torch.distributed`
+            initialised, or started by `torchrun` / `accelerate launch`: see `init_distributed`): batch i runs on rank
+            i % N, with the same seeds and batches as one process, so the rows and samples are those one process
+            gives; every rank returns the table, the samples are on rank 0, `wall_time_s` is the slowest rank's.
+            `False`: this process evaluates everything on its own.
 
     Returns:
         An `EvaluationResult`; `.rows` is the table, `.save(dir)` writes CSV, JSON and the Pareto plot.
 
     Raises:
-        EvaluationInterrupted: on Ctrl-C (a `KeyboardInterrupt`); its `.result` holds the settings finished so far.
+        EvaluationInterrupted: on Ctrl-C (a `KeyboardInterrupt`); its `.result` holds the settings finished so far
+            (data-parallel: by every rank, gathered; a rank that cannot reach the others keeps its own, `.rank` set).
 
     Example:
         ```python
@@ -284,28 +170,42 @@ def evaluate_strategies(
     unique_family_labels(specs)
     configs = plan_sweep(specs, bls, gen_length)
 
-    batches = tokenize_batches(tokenizer, data.prompts, batch_size, chat_template)
-    total = len(configs) * len(seeds) * len(batches)
-    rows: list[dict[str, Any]] = []
-    samples: list[dict[str, Any]] = []
+    ctx = init_distributed() if distributed is not False else DistributedContext()
+    ctx.start_run()
+    mine = ctx.shard(tokenize_batches(tokenizer, data.prompts, batch_size, chat_template))  # batch i: rank i % N
+    shards: list[SettingShard] = []  # one per finished setting, on this rank's batches
     policies: list[str] = []
     interrupted = False
     bar = None
     try:  # from the bar's first print on, Ctrl-C gives an EvaluationInterrupted (a partial result to save)
-        bar = tqdm(total=total, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
-        sweep = _Sweep(model, tokenizer, data, batches, gen_length, temperature, generation_kwargs, keep_samples, bar)
+        total = len(configs) * len(seeds) * len(mine)
+        bar = tqdm(
+            total=total, desc="evaluate", unit="batch", disable=not progress or not ctx.is_main, dynamic_ncols=True
+        )
+        sweep = Sweep(
+            model,
+            tokenizer,
+            data,
+            mine,
+            gen_length,
+            temperature,
+            generation_kwargs,
+            keep_samples,
+            bar,
+            ctx.stop_requested,
+        )
         for spec, budget, strategy, bl in configs:
             if isinstance(strategy, torch.nn.Module):  # learned policies run next to the dLLM
                 if spec.label not in policies:
                     policies.append(spec.label)
                 strategy.to(sweep.device).eval()
-            rows.append(sweep.run_setting(spec, budget, strategy, bl, seeds, samples))
+            shards.append(sweep.run_setting(spec.label, budget, strategy, bl, seeds))
     except KeyboardInterrupt:  # Ctrl-C: keep the settings finished so far (EvaluationInterrupted below)
         interrupted = True
+        ctx.request_stop()  # the other ranks stop at their next batch
     finally:
         if bar is not None:
             bar.close()
-    flag_pareto_per_block_length(rows)
     meta = {
         "task": data.name,
         "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__,
@@ -320,14 +220,47 @@ def evaluate_strategies(
         "device": str(model_device(model)),
         "hf_unmask_version": _version(),
         "policies": policies,
-        "complete": not interrupted,
-        "settings_done": len(rows),
-        "settings_planned": len(configs),
+        "world_size": ctx.world_size,
     }
-    result = EvaluationResult(rows=rows, meta=meta, samples=samples)
+    per_rank = [shards]
+    if ctx.world_size > 1:
+        gathered = ctx.gather_to_main((shards, interrupted), STOP_WAIT_SECONDS if interrupted else FINISH_WAIT_SECONDS)
+        if gathered is None:  # a rank never reached the gather: this rank's own work is all it can keep
+            meta.update(rank=ctx.rank, n_examples=sum(len(ids) for _, ids, _ in mine))
+            rows, samples = _table(configs, seeds, gen_length, [shards] if mine else [[]])
+            raise EvaluationInterrupted(_finish(rows, samples, meta, False, len(configs)), rank=ctx.rank)
+        if ctx.is_main:
+            per_rank = [rank_shards for rank_shards, _ in gathered]
+            interrupted = any(rank_interrupted for _, rank_interrupted in gathered)
+    rows, samples = _table(configs, seeds, gen_length, per_rank) if ctx.is_main else ([], [])
+    if ctx.world_size > 1:  # every rank returns the table; the samples stay on rank 0
+        rows, interrupted = ctx.broadcast_from_main((rows, interrupted))
+    result = _finish(rows, samples, meta, not interrupted, len(configs))
     if interrupted:
         raise EvaluationInterrupted(result)
     return result
+
+
+def _table(
+    configs: list, seeds: list[int], gen_length: int, per_rank: list[list[SettingShard]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows (and samples) of the settings every rank finished, from each rank's shards."""
+    rows: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    for k in range(min(len(shards) for shards in per_rank)):
+        spec, budget, _, bl = configs[k]
+        row, setting_samples = setting_row(spec.label, budget, bl, gen_length, seeds, [s[k] for s in per_rank])
+        rows.append(row)
+        samples.extend(setting_samples)
+    return rows, samples
+
+
+def _finish(
+    rows: list[dict[str, Any]], samples: list[dict[str, Any]], meta: dict[str, Any], complete: bool, planned: int
+) -> EvaluationResult:
+    flag_pareto_per_block_length(rows)
+    meta = dict(meta, complete=complete, settings_done=len(rows), settings_planned=planned)
+    return EvaluationResult(rows=rows, meta=meta, samples=samples)
 
 
 def load_model_and_tokenizer(
@@ -373,12 +306,6 @@ def _check_run_arguments(
         if reserved in generation_kwargs:
             raise ValueError(f"generation_kwargs may not set '{reserved}'; evaluate_strategies sets it.")
     return seeds, generation_kwargs
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / len(values)
-    return mean, math.sqrt(var)
 
 
 def _json_safe(value: Any) -> bool:

@@ -67,7 +67,7 @@ def test_evaluate_refuses_code_correctness_before_generating(tmp_path, monkeypat
         generated.append(1)
         raise RuntimeError("generated")
 
-    monkeypatch.setattr("hf_unmask.evaluation.runner._Sweep.run_seed", generate)
+    monkeypatch.setattr("hf_unmask.evaluation.sweep.Sweep.run_seed", generate)
     code = cli.main(["evaluate", "--model", "builtin", "--dataset", str(data), "--correctness", "code",
                      "--strategy", "top_k_confidence:steps=16", "--output-dir", str(tmp_path / "out")])  # fmt: skip
     assert code != 0 and not generated and not (tmp_path / "out").exists()
