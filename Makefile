@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: pip then takes the CPU build already on the machine instead of CUDA wheels.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[train,dev,lm_eval]"
+	$(PY) -m pip install --quiet -e ".[train,dev,lm-eval]"
 	touch $(STAMP)
 
 demo: $(STAMP)

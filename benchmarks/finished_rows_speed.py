@@ -20,6 +20,7 @@ Acceptance, at batch 16: >= 1.4x for threshold 0.9 without a cache and >= 1.2x w
 Usage:
     python benchmarks/finished_rows_speed.py                      # batch 16 and 64 (a long run on CPU)
     python benchmarks/finished_rows_speed.py --batch-sizes 16 --threads 2
+    python benchmarks/finished_rows_speed.py --batch-sizes 64 --only "dual cache" tiny-dllm-long
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-std", type=float, default=0.75, help="std of the output head's random weights")
     parser.add_argument("--policy-gen-length", type=int, default=64)
     parser.add_argument("--no-policy", action="store_true", help="skip the built-in model's policy setting")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TEXT", help="run only the settings whose label contains one of these texts"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="outputs/finished_rows_speed.json")
     args = parser.parse_args(argv)
@@ -149,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.append(
                 (POLICY_SETTING, long_model, inputs, dict(max_new_tokens=L, block_length=L, strategy=POLICY))
             )
+        if args.only:
+            settings = [setting for setting in settings if any(text in setting[0] for text in args.only)]
         for label, model, inputs, kwargs in settings:
             row = {"setting": label, "batch": batch, **timed_pair(model, inputs, **kwargs)}
             results.append(row)

@@ -138,3 +138,24 @@ def test_long_buffer_regime_benchmark_reports_fronts_gaps_and_policy_margins(tmp
     assert report["acceptance"] is None  # L = 16 < 64: the criterion is not checked (neither PASS nor FAIL)
     out = capsys.readouterr().out
     assert "semi-AR front minus full-diffusion front" in out and "not checked" in out
+
+
+def test_finished_rows_speed_benchmark_runs_both_paths_on_the_same_inputs(tmp_path):
+    """A small run of `benchmarks/finished_rows_speed.py`: both paths give the same tokens and NFE, the new one feeds
+    exactly the forward passes the rows count (the timings themselves are not asserted)."""
+    bench = _load("finished_rows_speed")
+    out = tmp_path / "rows.json"
+    argv = ["--batch-sizes", "3", "--gen-length", "16", "--block-length", "8", "--prompt-length", "4"]
+    argv += ["--d-model", "32", "--layers", "1", "--heads", "2", "--mlp", "64", "--vocab", "64", "--head-std", "3"]
+    argv += ["--policy-gen-length", "16", "--threads", "1", "--output", str(out)]
+    bench.main(argv)
+    report = json.loads(out.read_text())
+    rows = {row["setting"]: row for row in report["rows"]}
+    assert list(rows) == [label for label, _ in bench.LLADA_SETTINGS] + [bench.POLICY_SETTING]
+    for row in rows.values():
+        assert row["same_output"] and row["new_row_forwards"] == row["needed_row_forwards"]
+        assert row["needed_row_forwards"] == round(3 * row["nfe_mean"])
+        assert row["old_row_forwards"] >= row["new_row_forwards"] and row["ideal_speedup"] >= 1.0
+    assert report["acceptance"]["every setting gives the same tokens and NFE both ways"] is True
+    bench.main([*argv, "--only", "dual cache"])
+    assert [row["setting"] for row in json.loads(out.read_text())["rows"]] == ["threshold 0.9, dual cache"]

@@ -4,7 +4,7 @@ Importing this package registers the model with lm-eval as `hf_unmask` (lm-eval 
 models). Then `lm_eval.simple_evaluate(model="hf_unmask", model_args=...)` and
 `lm_eval.simple_evaluate(model=HFUnmaskLM(...))` work; `hf_unmask.lm_eval.simple_evaluate` (same arguments) also
 reports NFE per sample and per task, and `python -m hf_unmask.lm_eval ...` is lm-eval's own command line doing so.
-`import hf_unmask` does not import lm-eval: only this package does (the `[lm_eval]` extra).
+`import hf_unmask` does not import lm-eval: only this package does (the `[lm-eval]` extra).
 
 One module per job: `model_args` (the `--model_args` keys and their checks), `model` (`HFUnmaskLM`: generation,
 log-likelihood, chat templates, the multi-process calls), `likelihood` (the Monte-Carlo log-likelihood), `stats`
@@ -27,7 +27,7 @@ try:
     import lm_eval  # noqa: F401
 except ImportError as err:  # pragma: no cover - the message is the point
     raise ImportError(
-        "hf_unmask.lm_eval needs lm-evaluation-harness: pip install 'hf_unmask[lm_eval]' "
+        "hf_unmask.lm_eval needs lm-evaluation-harness: pip install 'hf_unmask[lm-eval]' "
         "(or pip install 'lm_eval>=0.4.13,<0.4.14' accelerate)."
     ) from err
 

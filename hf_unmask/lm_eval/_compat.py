@@ -14,7 +14,7 @@ from typing import Optional
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-#: The lm_eval versions hf_unmask.lm_eval is tested with; the same range as the `[lm_eval]` extra of pyproject.toml.
+#: The lm_eval versions hf_unmask.lm_eval is tested with; the same range as the `[lm-eval]` extra of pyproject.toml.
 LM_EVAL_REQUIREMENT = ">=0.4.13,<0.4.14"
 
 _warned = False
@@ -48,7 +48,7 @@ def warn_if_untested() -> None:
     warnings.warn(
         f"hf_unmask.lm_eval is tested with lm_eval{LM_EVAL_REQUIREMENT}, but lm_eval {installed_lm_eval_version()} "
         f"is installed: evaluation may fail or report NFE wrongly. Install a tested version: "
-        f"pip install 'lm_eval{LM_EVAL_REQUIREMENT}' (or pip install 'hf_unmask[lm_eval]').",
+        f"pip install 'lm_eval{LM_EVAL_REQUIREMENT}' (or pip install 'hf_unmask[lm-eval]').",
         UserWarning,
         stacklevel=3,
     )

@@ -19,7 +19,7 @@ from hf_unmask.lm_eval._compat import LM_EVAL_REQUIREMENT, is_supported_lm_eval
 from hf_unmask.lm_eval.tasks import program_trace_mc_rows, program_trace_rows, write_task_data
 
 REPO = Path(__file__).resolve().parents[2]
-FIX = f"hf_unmask.lm_eval is written for lm_eval{LM_EVAL_REQUIREMENT}; pip install 'hf_unmask[lm_eval]'"
+FIX = f"hf_unmask.lm_eval is written for lm_eval{LM_EVAL_REQUIREMENT}; pip install 'hf_unmask[lm-eval]'"
 
 
 def test_the_installed_lm_eval_is_in_the_tested_range():
@@ -30,12 +30,19 @@ def test_the_installed_lm_eval_is_in_the_tested_range():
 def test_pyproject_pins_the_tested_range():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    pins = [Requirement(r) for r in extras.get("lm_eval", []) if canonicalize_name(Requirement(r).name) == "lm-eval"]
-    assert pins, "pyproject.toml's [lm_eval] extra lists no lm_eval"
+    pins = [Requirement(r) for r in extras.get("lm-eval", []) if canonicalize_name(Requirement(r).name) == "lm-eval"]
+    assert pins, "pyproject.toml's [lm-eval] extra lists no lm_eval"
     assert all(p.specifier == Requirement(f"lm_eval{LM_EVAL_REQUIREMENT}").specifier for p in pins), (
         f"pyproject.toml pins {[str(p.specifier) for p in pins]}, hf_unmask/lm_eval/_compat.py says {LM_EVAL_REQUIREMENT}"
     )
-    assert "lm_eval" in (REPO / "Makefile").read_text().split(".[", 1)[1].split("]")[0]  # make test installs it
+    installed = (REPO / "Makefile").read_text().split(".[", 1)[1].split("]")[0].split(",")
+    assert "lm-eval" in installed  # make test installs it
+    # pip before 23.3 matches an extra's name as written against the normalized name setuptools records (lm_eval
+    # != lm-eval: "does not provide the extra", nothing installed): extras are named in normalized form
+    for extra in [*extras, *installed]:
+        assert extra == canonicalize_name(extra) and extra in extras, (
+            f"extra {extra!r}: use {canonicalize_name(extra)!r}"
+        )
 
 
 def test_an_untested_lm_eval_warns_once(monkeypatch):
