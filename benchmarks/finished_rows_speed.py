@@ -27,16 +27,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hf_unmask import LLaDAConfig, LLaDAModelLM
 from hf_unmask.evaluation import EvaluationData
 from hf_unmask.evaluation.model_io import tokenize_batches
 from hf_unmask.models import load_dllm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# the model and its arguments are the KV cache benchmark's
+from kv_cache_speed import add_model_arguments, build_model  # noqa: E402
 
 LLADA_SETTINGS = [
     ("threshold 0.9, no cache", {}),
@@ -46,19 +51,6 @@ POLICY = "tiny-dllm-long-trace_until-full-alpha1"
 POLICY_SETTING = f"{POLICY} (tiny-dllm-long, L = 64)"
 TARGETS = {"threshold 0.9, no cache": 1.4, "threshold 0.9, dual cache": 1.2}
 TARGET_BATCH = 16
-
-
-def build_llada(args: argparse.Namespace) -> LLaDAModelLM:
-    config = LLaDAConfig(
-        d_model=args.d_model, n_heads=args.heads, n_kv_heads=args.heads, n_layers=args.layers,
-        mlp_hidden_size=args.mlp, vocab_size=args.vocab, embedding_size=args.vocab, max_sequence_length=4096,
-        mask_token_id=args.vocab - 1, eos_token_id=args.vocab - 2, pad_token_id=args.vocab - 2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = LLaDAModelLM(config).eval()
-    with torch.no_grad():
-        model.model.transformer.ff_out.weight.normal_(0.0, args.head_std)
-    return model
 
 
 class RowCounter:
@@ -109,15 +101,7 @@ def timed_pair(model: Any, inputs: dict[str, torch.Tensor], **kwargs: Any) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--gen-length", type=int, default=256)
-    parser.add_argument("--block-length", type=int, default=32)
-    parser.add_argument("--prompt-length", type=int, default=128)
-    parser.add_argument("--d-model", type=int, default=384)
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--heads", type=int, default=6)
-    parser.add_argument("--mlp", type=int, default=1024)
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--head-std", type=float, default=0.75, help="std of the output head's random weights")
+    add_model_arguments(parser)
     parser.add_argument("--policy-gen-length", type=int, default=64)
     parser.add_argument("--no-policy", action="store_true", help="skip the built-in model's policy setting")
     parser.add_argument(
@@ -128,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    llada = build_llada(args).to(device)
+    llada = build_model(args).to(device)
     params = sum(p.numel() for p in llada.parameters()) / 1e6
     print(f"LLaDA-shaped model: {params:.1f}M parameters, {device}, {torch.get_num_threads()} threads")
     print(f"L = {args.gen_length}, BL = {args.block_length}, prompt {args.prompt_length}")

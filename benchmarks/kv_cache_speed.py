@@ -53,9 +53,8 @@ def build_model(args: argparse.Namespace) -> LLaDAModelLM:
     return model
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run's shape (L, BL, prompt) and the random LLaDA model's (`build_model`), with this benchmark's defaults."""
     parser.add_argument("--gen-length", type=int, default=256)
     parser.add_argument("--block-length", type=int, default=32)
     parser.add_argument("--prompt-length", type=int, default=128)
@@ -65,6 +64,12 @@ def main() -> None:
     parser.add_argument("--mlp", type=int, default=1024)
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--head-std", type=float, default=0.75, help="std of the output head's random weights")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    add_model_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="outputs/kv_cache_speed.json")
     args = parser.parse_args()
