@@ -11,9 +11,9 @@ from transformers import GenerationConfig
 from .adapter import DiffusionAdapter, get_adapter, unwrap_model
 from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
-from .eos import eos_id_list
+from .eos import eos_id_list, fill_after_eos
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
-from .state import DenoisingState, spread_rows
+from .state import DenoisingState, row_picker, row_spreader
 from .step_checks import (
     check_processed_scores,
     check_untouched,
@@ -264,7 +264,7 @@ def _denoise(
             rows = None
             if drop_finished and not bool(live_count.all()):
                 rows = live_count.nonzero().squeeze(-1)
-            pick = _picker(rows)
+            pick = row_picker(rows)
             gen_logits, hidden, fed = forward(start, end, block_step, rows)
             if mask_id >= gen_logits.shape[-1]:
                 raise ValueError(
@@ -329,9 +329,9 @@ def _denoise(
             time_before = nfe.to(torch.float32) / L if record else None
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
             if config.stop_at_eos:
-                _fill_after_eos(gen, mask_id, eos_tensor, fill_id)
+                fill_after_eos(gen, mask_id, eos_tensor, fill_id)
             if record:
-                spread = _spreader(rows, B)
+                spread = row_spreader(rows, B)
                 traj["confidence"].append(spread(confidence.float()))
                 traj["masked"].append(masked)
                 traj["eligible"].append(eligible)
@@ -385,20 +385,6 @@ def _denoise(
     )
 
 
-def _picker(rows: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Take the rows `rows` of a batch tensor (a copy), or the tensor itself when `rows` is None."""
-    if rows is None:
-        return lambda t: t
-    return lambda t: t.index_select(0, rows)
-
-
-def _spreader(rows: Optional[torch.Tensor], batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Put a tensor over the rows `rows` back into the whole batch (zeros / False in the other rows)."""
-    if rows is None:
-        return lambda t: t
-    return lambda t: spread_rows(t, rows, batch)
-
-
 def _choose_tokens_at(
     gen_logits: torch.Tensor, gen: torch.Tensor, where: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -408,20 +394,3 @@ def _choose_tokens_at(
     proposal = gen.index_put((rows, cols), chosen)  # out of place: a copy of the canvas
     confidence = torch.zeros(gen.shape, dtype=chosen_confidence.dtype, device=gen.device)
     return proposal, confidence.index_put_((rows, cols), chosen_confidence)
-
-
-def _fill_after_eos(gen: torch.Tensor, mask_id: int, eos: torch.Tensor, fill_id: int) -> None:
-    """Rows whose first decided EOS has no masked position before it are finished: fill their still-masked positions
-    after that EOS with `fill_id` (in later blocks too: they follow the end of the answer). Decided tokens are kept."""
-    masked = gen == mask_id
-    is_eos = torch.isin(gen, eos) & ~masked
-    has_eos = is_eos.any(-1)
-    if not bool(has_eos.any()):
-        return
-    L = gen.shape[-1]
-    positions = torch.arange(L, device=gen.device).unsqueeze(0)
-    first = torch.where(is_eos, positions, torch.full_like(positions, L)).min(-1).values
-    masked_before = (masked & (positions < first.unsqueeze(-1))).any(-1)
-    done = has_eos & ~masked_before
-    fill = done.unsqueeze(-1) & (positions > first.unsqueeze(-1)) & masked
-    gen.masked_fill_(fill, fill_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -22,6 +23,20 @@ def spread_rows(values: torch.Tensor, rows: torch.Tensor, batch_size: int) -> to
         ```
     """
     return values.new_zeros((batch_size, *values.shape[1:])).index_copy_(0, rows, values)
+
+
+def row_picker(rows: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Take the rows `rows` of a batch tensor (a copy), or the tensor itself when `rows` is None."""
+    if rows is None:
+        return lambda t: t
+    return lambda t: t.index_select(0, rows)
+
+
+def row_spreader(rows: Optional[torch.Tensor], batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Put a tensor over the rows `rows` back into the whole batch (zeros / False in the other rows)."""
+    if rows is None:
+        return lambda t: t
+    return lambda t: spread_rows(t, rows, batch)
 
 
 @dataclass
