@@ -254,15 +254,16 @@ def _denoise(
             if stopped is not None:
                 eligible = eligible & ~stopped.unsqueeze(-1)
             remaining = eligible.sum(-1)
-            if not bool(remaining.any()):
-                break
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
+            live_rows = int(live_count.sum())  # the step's one read of the device
+            if live_rows == 0:
+                break
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
                 raise RuntimeError("internal error: block step budget exceeded")
             # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
             # (`rows`, their indices) and its results are written back into the whole batch.
             rows = None
-            if drop_finished and not bool(live_count.all()):
+            if drop_finished and live_rows < B:
                 rows = live_count.nonzero().squeeze(-1)
             pick = row_picker(rows)
             gen_logits, hidden, fed = forward(start, end, block_step, rows)
