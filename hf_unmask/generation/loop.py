@@ -255,7 +255,7 @@ def _denoise(
                 eligible = eligible & ~stopped.unsqueeze(-1)
             remaining = eligible.sum(-1)
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
-            live_rows = int(live_count.sum())  # the step's one read of the device
+            live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
             if live_rows == 0:
                 break
             if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
