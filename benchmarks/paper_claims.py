@@ -197,7 +197,9 @@ def training_complete(folder: Path) -> bool:
 def training_command(name: str, seed: int, output_dir: Path) -> list[str]:
     """The training-script command of run `name` (see TRAINING) for one training seed."""
     _, flags = TRAINING[name]
+    # the claims read the policy each run ends with (claim (c): whether it collapsed), not its best checkpoint
     return [sys.executable, "trainers/train_unmasking_policy.py", *flags, "--eval_num_examples", "0",
+            "--eval_strategy", "no", "--load_best_model_at_end", "false",
             "--seed", str(seed), "--output_dir", str(output_dir)]  # fmt: skip
 
 

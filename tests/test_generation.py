@@ -491,3 +491,29 @@ def test_validate_covers_the_diffusion_fields_so_an_invalid_config_is_never_save
     assert not (tmp_path / "generation_config.json").exists()
     with pytest.raises(TypeError, match="block_length must be an integer"):
         config.update(block_length=2.5)
+
+
+@pytest.mark.parametrize("block_length", [4, 16])
+def test_without_finish_blocks_a_block_ends_after_its_budget_with_masks_left(model, block_length):
+    """The paper's training environment: no top-up; a strategy that never selects leaves every position [MASK]."""
+    ids, mask, _ = prompts()
+    kwargs = dict(attention_mask=mask, max_new_tokens=16, block_length=block_length, return_dict_in_generate=True)
+    out = model.generate(ids, strategy=_select_nothing, progress_fallback=False, finish_blocks=False, **kwargs)
+    assert (out.sequences[:, -16:] == MASK).all()
+    assert out.nfe.tolist() == [16] * 3  # BL steps in each block, each one a forward pass
+    # a smaller budget (max_steps = 8: half of each block's steps) ends the blocks earlier, again without a top-up
+    out = model.generate(ids, strategy=_garbage, progress_fallback=False, finish_blocks=False, max_steps=8, **kwargs)
+    assert (out.nfe <= 8).all()
+    # with the budget binding, only what the strategy chose is unmasked: what it left stays masked
+    half = model.generate(ids, strategy=_select_nothing, progress_fallback=True, finish_blocks=False, max_steps=8,
+                          **kwargs)  # fmt: skip
+    assert ((half.sequences[:, -16:] == MASK).sum(-1) == 8).all()  # the fallback unmasks one per step, 8 steps
+    # the default keeps the guarantee: the same call finishes every block
+    done = model.generate(ids, strategy=_select_nothing, progress_fallback=True, max_steps=8, **kwargs)
+    assert not (done.sequences[:, -16:] == MASK).any() and (done.nfe == 8).all()
+
+
+def test_finish_blocks_must_be_a_bool(model):
+    ids, _, _ = prompts()
+    with pytest.raises(TypeError, match="finish_blocks must be True or False"):
+        model.generate(ids, max_new_tokens=8, finish_blocks="no")

@@ -175,12 +175,15 @@ def _tiny_base_model(folder: Path) -> None:
     model.save_pretrained(folder)
 
 
-def test_usage_snippet_runs_as_written(tmp_path):
+def test_usage_snippet_runs_as_written(tmp_path, monkeypatch):
+    """Run where the folders were saved: the card names them relative to there, never by their absolute paths."""
+    monkeypatch.chdir(tmp_path)
     base = tmp_path / "base-dllm"
     _tiny_base_model(base)
     policy = UnmaskingPolicy(trained_for={"base_model": str(base), "gen_length": 16, "block_length": 8})
     policy.save_pretrained(tmp_path / "policy")
     card = build_model_card(policy, repo_id=str(tmp_path / "policy"))
+    assert str(tmp_path) not in card.text and 'load_tokenizer("base-dllm")' in card.text
     snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
@@ -207,8 +210,17 @@ def test_only_hub_dataset_ids_reach_the_yaml(tmp_path, monkeypatch):
         assert f"| training prompts | {recorded} |" in card.text  # still named where it was trained on
 
 
-def test_a_saved_policy_card_loads_its_folder_from_anywhere(tmp_path, monkeypatch):
+def test_a_saved_policy_card_names_its_folder_without_the_absolute_path(tmp_path, monkeypatch):
+    """The card's snippet loads the folder as named from where it was saved, never by an absolute path of this
+    machine (a card is made to be shared); an absolute path outside the working directory becomes its name."""
     monkeypatch.chdir(tmp_path)
-    UnmaskingPolicy(trained_for=TRAINED_FOR).save_pretrained("mypolicy2")
-    card = (tmp_path / "mypolicy2" / "README.md").read_text()
-    assert f'UnmaskingPolicy.from_pretrained("{tmp_path / "mypolicy2"}")' in card  # not the bare folder name
+    UnmaskingPolicy(trained_for=TRAINED_FOR).save_pretrained("runs/mypolicy2")
+    card = (tmp_path / "runs" / "mypolicy2" / "README.md").read_text()
+    assert 'UnmaskingPolicy.from_pretrained("runs/mypolicy2")  # this card\'s folder' in card
+    assert str(tmp_path) not in card
+    monkeypatch.chdir(tmp_path / "runs")
+    trained_for = dict(TRAINED_FOR, base_model=str(tmp_path / "my-bert"), dataset=str(tmp_path / "data.jsonl"))
+    card = build_model_card(UnmaskingPolicy(trained_for=trained_for), repo_id=str(tmp_path / "elsewhere" / "p"))
+    assert str(tmp_path) not in card.text
+    assert 'from_pretrained("p")' in card.text and 'load_tokenizer("my-bert")' in card.text
+    assert "| training prompts | data.jsonl |" in card.text and "| base dLLM | my-bert |" in card.text

@@ -78,6 +78,8 @@ def test_every_training_run_parses_with_the_training_script(name, tmp_path, monk
     script_args, training_args = make_parser().parse_args_and_config(args=cmd[2:])
     assert training_args.seed == 3 and training_args.output_dir == str(tmp_path / "out")
     assert script_args.eval_num_examples == 0
+    # each run ends with the policy the claims read (no best-checkpoint selection)
+    assert training_args.eval_strategy == "no" and not training_args.load_best_model_at_end
 
 
 def test_claim_settings_use_the_sweeps_of_the_other_benchmarks():

@@ -92,6 +92,8 @@ def resolve_correctness(spec: Union[str, CorrectnessFn]) -> CorrectnessFn:
     `spec` is a callable, a name in `CORRECTNESS_FUNCTIONS` (`math_verify`, `code`, `exact_match`) or `module:function`
     naming an importable Python function (e.g. `my_rewards:is_correct`; the current directory is importable).
     `code` needs the opt-in `HF_ALLOW_CODE_EVAL=1` already here, so an evaluation refuses it before generating.
+    The same `module:function` trains a policy as it is: `hf-unmask train --reward_funcs module:function` (the
+    reference is then the dataset's `reference` column; see `hf_unmask.rewards.forms`).
 
     Example:
         ```python

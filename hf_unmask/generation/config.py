@@ -20,13 +20,14 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "mask_token_id": None,
     "stop_at_eos": False,
     "progress_fallback": True,
+    "finish_blocks": True,
     "output_trajectory": False,
     "output_history": False,
     "cache_mode": "prefix",
     "drop_finished_rows": True,
 }
-# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `cache_mode` and
-# `drop_finished_rows` existed lack those two): their presence tells our files from other projects'
+# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `cache_mode`,
+# `drop_finished_rows` and `finish_blocks` existed lack those): their presence tells our files from other projects'
 # generation_config.json.
 _SAVED_BY_US_MARKERS = (
     "block_length",
@@ -114,6 +115,10 @@ class DiffusionGenerationConfig(GenerationConfig):
             and it takes no more forward passes. Tokens already decided after the EOS are kept.
         progress_fallback (`bool`): when a live row's strategy selects nothing, unmask its most confident
             eligible position (default). Trainers turn it off so an empty action costs a step.
+        finish_blocks (`bool`): every block is decided within its step budget (`max_steps` / number of blocks, BL by
+            default): a row that falls behind gets its most confident eligible positions unmasked so that it
+            finishes in time (default). `False` is the paper's training environment: a block simply ends after its
+            budget of steps, and what is still `[MASK]` stays `[MASK]` in the output (an incomplete answer).
         output_trajectory (`bool`): record per step what a learned policy is trained on.
         output_history (`bool`): record the canvas after every step.
         use_cache (`bool`): reuse keys and values across the steps of a block (Fast-dLLM's KV cache; off by
@@ -234,6 +239,9 @@ class DiffusionGenerationConfig(GenerationConfig):
                 f"drop_finished_rows must be True or False, got {self.drop_finished_rows!r}. Pass "
                 "drop_finished_rows=False to feed every row at every step."
             )
+        for name in ("progress_fallback", "finish_blocks"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.cache_mode not in ("prefix", "dual"):
             raise ValueError(
                 f"cache_mode must be 'prefix' or 'dual', got {self.cache_mode!r}. 'prefix' feeds the current block and "
@@ -358,8 +366,9 @@ def resolve_generation_config(
         raise TypeError(
             f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
             "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
-            "mask_token_id, stop_at_eos, progress_fallback, output_trajectory, output_history, use_cache, "
-            "cache_mode, drop_finished_rows, return_dict_in_generate, ...) plus strategy, streamer, logits_processor, generator and seed."
+            "mask_token_id, stop_at_eos, progress_fallback, finish_blocks, output_trajectory, output_history, "
+            "use_cache, cache_mode, drop_finished_rows, return_dict_in_generate, ...) plus strategy, streamer, "
+            "logits_processor, generator and seed."
         )
     for name in _UNSUPPORTED_OUTPUTS:
         if getattr(config, name, None):

@@ -46,11 +46,12 @@ __all__ = ["ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS", "diffusion_generate", "resolve_ge
 ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS = 1 << 17
 
 
-def _pace_can_bind(budget: int, block_length: int, fallback: bool) -> bool:
+def _pace_can_bind(budget: int, block_length: int, fallback: bool, finish_blocks: bool = True) -> bool:
     """Whether the pace rule (finish the block within `budget` steps) can ever ask a row for more than the
     fallback's one position per step. Not with a budget of BL steps and the fallback on: a block holds at most BL
-    masks and each step unmasks at least one, so the rule's count never exceeds one (the loop then skips it)."""
-    return budget < block_length or not fallback
+    masks and each step unmasks at least one, so the rule's count never exceeds one (the loop then skips it). Never
+    without `finish_blocks`: a block then just ends after its budget."""
+    return finish_blocks and (budget < block_length or not fallback)
 
 
 def _top_up(
@@ -237,7 +238,8 @@ def _denoise(
     block_of_position = positions // BL if nb > 1 else None
     fallback = config.progress_fallback
     drop_finished = config.drop_finished_rows
-    pace_can_bind = _pace_can_bind(budget, BL, fallback)
+    finish_blocks = config.finish_blocks
+    pace_can_bind = _pace_can_bind(budget, BL, fallback, finish_blocks)
     top_k, top_p = config.top_k, config.top_p
 
     step = 0
@@ -258,8 +260,10 @@ def _denoise(
             live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
             if live_rows == 0:
                 break
-            if block_step >= budget:  # cannot happen: the forced completion below empties the block in time
-                raise RuntimeError("internal error: block step budget exceeded")
+            if block_step >= budget:  # the block's budget is spent: what is still masked stays [MASK]
+                if finish_blocks:  # cannot happen: the pace rule below empties the block in time
+                    raise RuntimeError("internal error: block step budget exceeded")
+                break
             # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
             # (`rows`, their indices) and its results are written back into the whole batch.
             rows = None
@@ -318,9 +322,11 @@ def _denoise(
             if pace_can_bind:
                 need = torch.add(pick(remaining), pick(pace), alpha=-(budget - block_step - 1))
                 need = torch.maximum(need, pick(live_count)) if fallback else need.clamp_min(0)
+                unmask = _top_up(action, eligible_s, confidence, need)
+            elif fallback:
+                unmask = _top_up(action, eligible_s, confidence, pick(live_count))
             else:
-                need = pick(live_count)
-            unmask = _top_up(action, eligible_s, confidence, need)
+                unmask = action
             if rows is None:
                 torch.where(unmask, proposal, gen, out=gen)
                 forward_positions += fed * live_count

@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional, Union
 
 from .code import CodeReward
+from .forms import as_reward_function
 from .math import MathReward, math_reward
 from .sandbox import require_code_opt_in
 from .task import TaskReward
 
-#: A reward function: `reward(prompts, completions, **columns) -> list[float]`.
+#: A reward function in TRL's form: `reward(prompts, completions, **columns) -> list[float]`.
 RewardFunction = Callable[..., list]
 
 __all__ = [
@@ -42,7 +43,12 @@ def get_reward_function(spec: Union[str, RewardFunction], **kwargs: Any) -> Rewa
     - `"code"`: [`CodeReward`]; raises `PermissionError` right away unless code execution was opted in to;
     - `"package.module:attribute"`: a user reward function imported from a module; a class found there is
       instantiated with `kwargs`;
-    - a callable is returned unchanged.
+    - a callable.
+
+    A user function (imported or given) may have TRL's batch form, `reward(prompts, completions, **columns) ->
+    list[float]`, returned unchanged, or the per-example form `--correctness` of `hf-unmask evaluate` takes,
+    `is_correct(completion, reference) -> bool | float`, wrapped in a `PerExampleReward` that reads the `reference`
+    column (`hf_unmask.rewards.forms`: the form is read from the signature; an unclear one is a `ValueError`).
 
     `kwargs` go to the reward's constructor (e.g. `get_reward_function("code", timeout=3)`).
 
@@ -52,12 +58,14 @@ def get_reward_function(spec: Union[str, RewardFunction], **kwargs: Any) -> Rewa
         'program_trace_reward'
         >>> get_reward_function("hf_unmask.rewards:math_reward").required_columns
         ('answer',)
+        >>> get_reward_function("hf_unmask.rewards:answers_match")  # (completion, reference) -> bool
+        PerExampleReward(answers_match, reference_column='reference')
         ```
     """
     if callable(spec) and not isinstance(spec, str):
         if kwargs:
             raise TypeError(f"Options {sorted(kwargs)} cannot be applied to an existing callable reward {spec!r}.")
-        return spec
+        return as_reward_function(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise TypeError(f"A reward spec must be a non-empty string ({_BUILTIN_HELP}) or a callable, got {spec!r}.")
     spec = spec.strip()
@@ -94,7 +102,7 @@ def _import_reward(spec: str, **kwargs: Any) -> RewardFunction:
         raise TypeError(f"Reward spec {spec!r} is a function; options {sorted(kwargs)} only apply to reward classes.")
     if not callable(obj):
         raise TypeError(f"Reward spec {spec!r} resolved to a {type(obj).__name__}, which is not callable.")
-    return obj
+    return as_reward_function(obj)
 
 
 def get_reward_functions(specs: Union[str, RewardFunction, Sequence[Union[str, RewardFunction]]]) -> list:

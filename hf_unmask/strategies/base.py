@@ -113,8 +113,8 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
         (`model.safetensors`) and a model card (`README.md`, kept if the folder already has one).
 
         `model_card_kwargs` go to `hf_unmask.strategies.card.build_model_card` (`evaluation_results`, `plot_path`
-        (copied next to the card), `evaluation_setting`...); the card's snippet loads this folder by its absolute path
-        unless `repo_id` is given there.
+        (copied next to the card), `evaluation_setting`...); the card's snippet loads this folder, named relative to
+        the working directory (or by its name; never by an absolute path), unless `repo_id` is given there.
         """
         save_directory = Path(save_directory)
         card_kwargs = {"repo_id": str(save_directory.resolve()), **(model_card_kwargs or {})}
@@ -158,9 +158,14 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
         """Load a strategy from a local folder or a Hub repo; keyword arguments override saved hyper-parameters.
 
         Called on the base class it returns an instance of whatever class the config names. Nothing is unpickled
-        and no code is imported from the folder.
+        and no code is imported from the folder. A checkpoint saved by the paper's code (a folder or Hub repo, or its
+        `model.safetensors` alone) loads as `UnmaskingPolicy(architecture="paper")`; see `paper_checkpoint`.
         """
         check_local_folder(pretrained_model_name_or_path, "policy")
+        if os.path.isfile(os.path.expanduser(os.fspath(pretrained_model_name_or_path))):
+            from .paper_checkpoint import load_paper_checkpoint  # not at the top: it imports the policy classes
+
+            return load_paper_checkpoint(pretrained_model_name_or_path, expected_class=cls, **overrides)
         if subfolder:  # huggingface_hub's mixin reads the root of a repo: the files are resolved here instead
             overrides["subfolder"] = subfolder
         try:
@@ -201,6 +206,12 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
             token=token,
             subfolder=subfolder,
         )
+        from . import paper_checkpoint  # not at the top: it imports the policy classes, which import this module
+
+        if paper_checkpoint.is_paper_checkpoint(model_id, **hub_kwargs):
+            return paper_checkpoint.load_paper_checkpoint(
+                model_id, expected_class=cls, hub_kwargs=hub_kwargs, **overrides
+            )
         target, config = _read_saved_config(model_id, hub_kwargs)
         if not issubclass(target, cls):
             raise TypeError(f"'{model_id}' holds a {target.__name__}, which is not a {cls.__name__}.")
@@ -295,4 +306,8 @@ def _read_saved_config(
 
 def saved_strategy_class(pretrained_model_name_or_path: Union[str, os.PathLike], **hub_kwargs: Any) -> type:
     """The class of a saved strategy (local folder or Hub repo), read from its config without loading weights."""
+    from . import paper_checkpoint  # not at the top: it imports the policy classes, which import this module
+
+    if paper_checkpoint.is_paper_checkpoint(pretrained_model_name_or_path, **hub_kwargs):
+        return paper_checkpoint.UnmaskingPolicy
     return _read_saved_config(pretrained_model_name_or_path, hub_kwargs)[0]

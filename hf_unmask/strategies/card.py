@@ -33,6 +33,7 @@ from typing import Any, Optional, Union
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
+from .trained_for import portable_name
 
 LIBRARY_NAME = "hf-unmask"
 BASE_TAGS = ("hf-unmask", "diffusion-language-model", "unmasking-strategy")
@@ -220,7 +221,7 @@ def usage_code(
             "from hf_unmask import AutoDiffusionLM, load_tokenizer",
             f"from hf_unmask.strategies import {loader}",
             "",
-            f'{name} = {loader}.from_pretrained("{repo_id}")',
+            f'{name} = {loader}.from_pretrained("{repo_id}"){_where(repo_id)}',
             f'tokenizer = load_tokenizer("{model_id}")',
             f"model = AutoDiffusionLM.from_pretrained({load_args})",
             "",
@@ -236,6 +237,12 @@ def usage_code(
     )
 
 
+def _where(repo_id: str) -> str:
+    """The comment after the snippet's loading line when it loads a local folder (named as it was saved)."""
+    local = not (_is_hub_id(repo_id) or repo_id.startswith("<"))
+    return "  # this card's folder, or its Hub id once pushed" if local else ""
+
+
 def _builtin_usage_code(
     strategy: Any, repo_id: str, model_id: str, task: Optional[str], block_length: Any, gen_length: Any
 ) -> str:
@@ -248,7 +255,7 @@ def _builtin_usage_code(
         load = [f'{name} = load_builtin_policy("{repo_id.split(":", 1)[1]}")']
         imports = ["from hf_unmask.strategies import load_builtin_policy"]
     else:
-        load = [f'{name} = UnmaskingStrategy.from_pretrained("{repo_id}")']
+        load = [f'{name} = UnmaskingStrategy.from_pretrained("{repo_id}"){_where(repo_id)}']
         imports = ["from hf_unmask.strategies import UnmaskingStrategy"]
     task = task or "program_trace"
     gen_args = f"max_new_tokens={int(gen_length)}"
@@ -278,9 +285,10 @@ def _architecture(policy: Any) -> str:
         inputs = "dLLM confidence (as log-odds)"
     else:
         inputs = "dLLM confidence"
+    variant = " (the paper's network)" if getattr(policy, "architecture", "hf_unmask") == "paper" else ""
     return (
         f"{inputs}, mask bit and time -> 1 DiT block with adaLN and RoPE (d = {policy.hidden_size}, "
-        f"{policy.num_heads} heads, FFN {policy.ffn_size}) -> one logit per position"
+        f"{policy.num_heads} heads, FFN {policy.ffn_size}){variant} -> one logit per position"
     )
 
 
@@ -302,7 +310,9 @@ def build_model_card(
     """Render the model card of `strategy` (a learned policy or a heuristic).
 
     Args:
-        repo_id: the Hub repo (or local folder, best absolute) the usage snippet loads from.
+        repo_id: the Hub repo (or local folder) the usage snippet loads from. Local paths, here and in
+            `trained_for`, are shown by `portable_name`: relative to the working directory or by their folder or
+            file name, never as an absolute path of this machine.
         evaluation_results: rows `{strategy, budget, accuracy | accuracy_mean, nfe_mean, ...}` (plain dicts or an
             `hf_unmask.evaluation.EvaluationResult`); without them the card says no evaluation was provided.
         plot_path: the Pareto plot (PNG); the card embeds it as `plot_filename` (`write_model_card` copies it).
@@ -316,8 +326,11 @@ def build_model_card(
 
     is_policy = _is_policy(strategy)
     trained = dict(getattr(strategy, "trained_for", {}) or {})
-    repo_id = repo_id or f"<your-namespace>/{type(strategy).__name__.lower()}"
-    base_model = base_model or trained.get("base_model")
+    for key in ("base_model", "dataset", "initialized_from"):
+        if key in trained:
+            trained[key] = portable_name(trained[key])
+    repo_id = portable_name(repo_id) or f"<your-namespace>/{type(strategy).__name__.lower()}"
+    base_model = portable_name(base_model or trained.get("base_model"))
     datasets = _as_list(datasets) if datasets is not None else hub_dataset_ids(trained.get("dataset"))
     rows = _rows_of(evaluation_results)
     all_tags = list(dict.fromkeys([*BASE_TAGS, *(POLICY_TAGS if is_policy else ()), *tags]))

@@ -29,6 +29,13 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         temperature: tau_pi, divides the logits. beta: test-time scaling, `p = min(1, beta * sigmoid(z))`.
         confidence_feature: `"probability"` (paper) feeds the confidence c itself; `"log_odds"` feeds log(c / (1 - c)),
             which spreads the confidences near 1 that threshold heuristics tell apart (0.9 vs 0.99: 2.2 vs 4.6).
+        architecture: `"hf_unmask"` (default) or `"paper"`, the paper's released network (no SiLU before the adaLN
+            linear, time features `cos t` / `sin t`, head weight randomly initialised); same parameters and weight
+            names. Its checkpoints load with `UnmaskingPolicy.from_pretrained` (see `paper_checkpoint`).
+        time_features_bfloat16: round the time features through bfloat16 before the time MLP, as the paper's code
+            does. None (default) means True for `"paper"`, so a paper checkpoint sees exactly the inputs it was
+            trained on, and False for `"hf_unmask"`.
+        init_bias: the head bias at initialisation (-2: unmask probability ~0.12 on every position).
         trained_for: what the policy was trained for (keys in `TRAINED_FOR_KEYS`: base_model, gen_length,
             block_length, alpha, temperature, task, dataset, training_steps); `generate` warns when the policy runs
             with another L or BL, and the model card shows it. Empty for an untrained policy.
@@ -60,6 +67,8 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         trained_for: Optional[dict[str, Any]] = None,
         init_bias: float = INITIAL_LOGIT,
         confidence_feature: str = "probability",
+        architecture: str = "hf_unmask",
+        time_features_bfloat16: Optional[bool] = None,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
         if confidence_feature not in CONFIDENCE_FEATURES:
@@ -68,7 +77,17 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
                 "(paper: 'probability')."
             )
         self.confidence_feature = confidence_feature
-        self._build_network(1, hidden_size, num_heads, ffn_size, time_frequency_dim, rope_theta, init_bias)
+        self._build_network(
+            1,
+            hidden_size,
+            num_heads,
+            ffn_size,
+            time_frequency_dim,
+            rope_theta,
+            init_bias,
+            architecture=architecture,
+            time_features_bfloat16=time_features_bfloat16,
+        )
 
     def forward(
         self,

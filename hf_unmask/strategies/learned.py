@@ -113,6 +113,8 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         rope_theta: float,
         init_bias: float,
         project_input: bool = True,
+        architecture: str = "hf_unmask",
+        time_features_bfloat16: Optional[bool] = None,
     ) -> None:
         """Keep the architecture hyper-parameters (they are the saved config) and build `self.network`."""
         self.init_bias = float(init_bias)
@@ -130,7 +132,11 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
             rope_theta=rope_theta,
             project_input=project_input,
             init_bias=self.init_bias,
+            architecture=architecture,
+            time_features_bfloat16=time_features_bfloat16,
         )
+        self.architecture = self.network.architecture
+        self.time_features_bfloat16 = self.network.time_features_bfloat16
 
     # ---- the two calls -----------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,7 +1,7 @@
 """The network of a learned unmasking policy: one DiT-style transformer block over the L generated positions.
 
 Per position it reads a feature (the dLLM confidence, or its last hidden state for the ablation), the mask bit and
-the time (steps used / L), and returns one logit. Architecture (PAPER.md, "Policy network"):
+the time (steps used / L), and returns one logit. Architecture (the paper's "policy network"):
 
 - `input_proj`: Linear(input_dim -> d) on the feature (input_dim = 1 for the confidence);
 - conditioning `c = mask_embedding(mask bit) + time_embedding(time)`, per position;
@@ -11,8 +11,16 @@ the time (steps used / L), and returns one logit. Architecture (PAPER.md, "Polic
 - final LayerNorm and `head`: Linear(d -> 1).
 
 With d = 128, 2 heads, FFN 512 and a 128-frequency time embedding this is 331,265 parameters. At initialisation
-the adaLN projections and the head weight are zero and the head bias is -2: the block is a plain pre-LN block
-(gates 1 + 0), and every position starts with unmask probability sigmoid(-2).
+the adaLN projections are zero and the head bias is -2: the block is a plain pre-LN block (gates 1 + 0).
+
+Two variants (`architecture`), with the same parameters and state-dict keys:
+
+- `"hf_unmask"` (default): SiLU before the adaLN linear, time features of `1000 * t` at 64 geometric frequencies,
+  zero head weight at initialisation (every position starts with unmask probability sigmoid(-2));
+- `"paper"`: the paper's released network: the adaLN linear reads the conditioning directly (no SiLU), the time
+  features are `[cos t] * 64 + [sin t] * 64` (sinusoidal features with max period 1, so every frequency is 1),
+  rounded through bfloat16 as the paper's code does, and the head weight keeps PyTorch's default initialisation
+  (the starting probabilities vary around sigmoid(-2) with the seed).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from torch import nn
 TIME_SCALE = 1000.0
 #: Output bias at initialisation: unmask probability sigmoid(-2) ~ 0.12 on every position.
 INITIAL_LOGIT = -2.0
+#: The network variants: this library's (`"hf_unmask"`) and the paper's released one (`"paper"`); see the module doc.
+ARCHITECTURES = ("hf_unmask", "paper")
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -42,20 +52,51 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0
     return emb
 
 
-class TimeEmbedding(nn.Module):
-    """Sinusoidal embedding of the time followed by an MLP (Linear, SiLU, Linear)."""
+def paper_time_features(t: torch.Tensor, dim: int, bfloat16: bool = True) -> torch.Tensor:
+    """`[N] -> [N, dim]` float64 time features of the paper's network: `cos t` then `sin t`, `dim // 2` times each.
 
-    def __init__(self, hidden_size: int, frequency_dim: int) -> None:
+    They are sinusoidal features with max period 1 (every frequency exp(-log(1) * i / half) is 1), computed in
+    float32 like the paper's code; `bfloat16=True` rounds them through bfloat16, as the paper's code returns them.
+    """
+    half = dim // 2
+    args = t.float().unsqueeze(-1).expand(*t.shape, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[..., :1])], dim=-1)
+    if bfloat16:
+        emb = emb.to(torch.bfloat16)
+    return emb.double()
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of the time followed by an MLP (Linear, SiLU, Linear).
+
+    `architecture` picks the features: `sinusoidal_embedding` (`"hf_unmask"`) or `paper_time_features` (`"paper"`);
+    `bfloat16_features` rounds them through bfloat16 before the MLP.
+    """
+
+    def __init__(
+        self, hidden_size: int, frequency_dim: int, architecture: str = "hf_unmask", bfloat16_features: bool = False
+    ) -> None:
         super().__init__()
         self.frequency_dim = frequency_dim
+        self.architecture = architecture
+        self.bfloat16_features = bfloat16_features
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
+
+    def features(self, t: torch.Tensor) -> torch.Tensor:
+        """`[N] -> [N, frequency_dim]` float64 time features, before the MLP."""
+        if self.architecture == "paper":
+            return paper_time_features(t, self.frequency_dim, self.bfloat16_features)
+        x = sinusoidal_embedding(t, self.frequency_dim)
+        return x.to(torch.bfloat16).double() if self.bfloat16_features else x
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         # Computed in float64 and rounded back: this MLP sees one row per sequence, and BLAS picks different kernels
         # (different summation orders) for 1-3 rows than for many. In float32 that made the logits of a step differ
         # by ~1e-5 between sampling (a few rows) and `log_prob` over a whole trajectory (thousands of rows).
         first, second = self.mlp[0], self.mlp[2]
-        x = sinusoidal_embedding(t, self.frequency_dim).double()
+        x = self.features(t)
         x = F.silu(F.linear(x, first.weight.double(), first.bias.double()))
         x = F.linear(x, second.weight.double(), second.bias.double())
         return x.to(first.weight.dtype)
@@ -83,9 +124,21 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 class AdaLNBlock(nn.Module):
     """One DiT-style block: RoPE self-attention and a GELU FFN, both with adaptive LayerNorm from a per-position
-    conditioning vector, gates used as `1 + gate` so the zero-initialised adaLN is the identity."""
+    conditioning vector, gates used as `1 + gate` so the zero-initialised adaLN is the identity.
 
-    def __init__(self, hidden_size: int, num_heads: int, ffn_size: int, rope_theta: float = 10_000.0) -> None:
+    `adaLN_modulation` is `Sequential(SiLU, Linear(d, 6d))`, or `Sequential(Identity, Linear(d, 6d))` with
+    `modulation_silu=False` (the paper's block); its output chunks are (shift, scale, gate) for the attention, then
+    for the FFN.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        ffn_size: int,
+        rope_theta: float = 10_000.0,
+        modulation_silu: bool = True,
+    ) -> None:
         super().__init__()
         if hidden_size % num_heads or (hidden_size // num_heads) % 2:
             raise ValueError(
@@ -100,7 +153,8 @@ class AdaLNBlock(nn.Module):
         self.out_proj = nn.Linear(hidden_size, hidden_size)
         self.norm2 = nn.LayerNorm(hidden_size)
         self.ffn = nn.Sequential(nn.Linear(hidden_size, ffn_size), nn.GELU(), nn.Linear(ffn_size, hidden_size))
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+        activation = nn.SiLU() if modulation_silu else nn.Identity()
+        self.adaLN_modulation = nn.Sequential(activation, nn.Linear(hidden_size, 6 * hidden_size))
         nn.init.zeros_(self.adaLN_modulation[1].weight)
         nn.init.zeros_(self.adaLN_modulation[1].bias)
 
@@ -132,6 +186,12 @@ class PolicyNetwork(nn.Module):
         rope_theta: RoPE base.
         project_input: apply `input_proj` (Linear(input_dim -> hidden_size)); must be True unless
             `input_dim == hidden_size`.
+        init_bias: the head bias at initialisation.
+        architecture: `"hf_unmask"` or `"paper"` (see the module doc): same parameters, other time features, no SiLU
+            before the adaLN linear and a randomly initialised head weight for `"paper"`.
+        time_features_bfloat16: round the time features through bfloat16 before the time MLP; None means True for
+            `"paper"` (the paper's code does, so its checkpoints see the inputs they were trained on) and False for
+            `"hf_unmask"`.
 
     Example:
         ```python
@@ -155,17 +215,29 @@ class PolicyNetwork(nn.Module):
         rope_theta: float = 10_000.0,
         project_input: bool = True,
         init_bias: float = INITIAL_LOGIT,
+        architecture: str = "hf_unmask",
+        time_features_bfloat16: Optional[bool] = None,
     ) -> None:
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {architecture!r}. Use one of {ARCHITECTURES}.")
+        if time_features_bfloat16 is None:
+            time_features_bfloat16 = architecture == "paper"
+        self.architecture = architecture
+        self.time_features_bfloat16 = bool(time_features_bfloat16)
         if not project_input and input_dim != hidden_size:
             raise ValueError(f"project_input=False needs input_dim == hidden_size, got {input_dim} != {hidden_size}.")
         self.input_proj = nn.Linear(input_dim, hidden_size) if project_input else nn.Identity()
         self.mask_embedding = nn.Embedding(2, hidden_size)
-        self.time_embedding = TimeEmbedding(hidden_size, time_frequency_dim)
-        self.block = AdaLNBlock(hidden_size, num_heads, ffn_size, rope_theta)
+        self.time_embedding = TimeEmbedding(
+            hidden_size, time_frequency_dim, architecture, bfloat16_features=self.time_features_bfloat16
+        )
+        paper = architecture == "paper"
+        self.block = AdaLNBlock(hidden_size, num_heads, ffn_size, rope_theta, modulation_silu=not paper)
         self.final_norm = nn.LayerNorm(hidden_size)
         self.head = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.head.weight)
+        if not paper:  # the paper's initialisation keeps PyTorch's default head weight
+            nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, init_bias)
 
     def forward(

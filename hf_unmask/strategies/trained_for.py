@@ -1,14 +1,17 @@
 """`trained_for`: what a learned policy records of its training (base dLLM, L, BL, alpha, task...), checked when
-it is built and compared with the setting it is used in."""
+it is built and compared with the setting it is used in, and `portable_name`, how local paths are recorded in it and
+on model cards (never as absolute paths of the machine)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
 
 #: Keys of `trained_for` that hf_unmask reads (others are kept and shown on the model card as they are).
 TRAINED_FOR_KEYS = (
-    "base_model",  # Hub id (or path) of the dLLM the policy was trained with
+    "base_model",  # Hub id (or path, never absolute: `portable_name`) of the dLLM the policy was trained with
     "gen_length",  # L
     "block_length",  # BL (None or L = full diffusion)
     "alpha",  # efficiency exponent of the reward
@@ -63,3 +66,34 @@ def setting_mismatches(trained_for: dict[str, Any], gen_length: int, block_lengt
         for name, expected, used, argument in checks
         if expected != used
     ]
+
+
+def portable_name(name: Any, cwd: Optional[Union[str, os.PathLike]] = None) -> Any:
+    """How a model, dataset or policy path is recorded in a saved config or a model card: never as an absolute path
+    of this machine. A Hub id, a built-in name or a relative path stays as given; an absolute path becomes relative to
+    `cwd` (the working directory) when it lies below it, else its last part (the folder or file name). A
+    comma-separated list (a dataset mixture) is converted part by part; a non-string is returned unchanged.
+
+    Example:
+        ```python
+        >>> portable_name("/home/me/runs/data/train.jsonl", cwd="/home/me/runs")
+        'data/train.jsonl'
+        >>> portable_name("/mnt/models/my-bert", cwd="/home/me"), portable_name("GSAI-ML/LLaDA-8B-Instruct")
+        ('my-bert', 'GSAI-ML/LLaDA-8B-Instruct')
+        ```
+    """
+    if not isinstance(name, str) or not name:
+        return name
+    if not any(os.path.isabs(part.strip()) or part.strip().startswith("~") for part in name.split(",")):
+        return name
+    if "," in name:
+        return ",".join(portable_name(part.strip(), cwd) for part in name.split(","))
+    path = Path(os.path.expanduser(name))
+    base = Path(cwd if cwd is not None else os.getcwd())
+    try:
+        relative = Path(os.path.normpath(path)).relative_to(os.path.normpath(base))
+    except ValueError:
+        relative = None
+    if relative is not None and str(relative) != ".":
+        return relative.as_posix()
+    return path.name or "."

@@ -3,7 +3,10 @@
 Defaults follow the paper ("Learning Unmasking Policies for Diffusion Language Models", arXiv 2512.09106):
 G = 8 rollouts per prompt, clip epsilon 0.5, 2 updates per rollout batch, no KL, no reward-std scaling,
 AdamW lr 3e-5 with betas (0.9, 0.99) and weight decay 0.1, gradient clipping 0.2, cosine schedule with 100
-warm-up steps, one epoch, L = 256 generated positions in blocks of BL = 32.
+warm-up steps, one epoch, L = 256 generated positions in blocks of BL = 32, 16 completions per device and step; and
+those of its released code: blocks that end after BL steps with their masks left in place, the paper's policy
+network, expert actions scored over every position the policy could unmask, no update from a step whose
+advantages are all 0. The remaining differences are listed in the README ("Faithful to the paper's code").
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from ..strategies.confidence_policy import CONFIDENCE_FEATURES
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
 ROLLOUT_CACHE_MODES = ("prefix", "dual")  # generate's cache_mode values
-EXPERT_SCORINGS = ("expert", "policy")  # which eligible sets the expert rollout's actions are scored over
+EXPERT_SCORINGS = ("policy", "expert")  # which eligible sets the expert rollout's actions are scored over
 #: What the trained policy reads per position (its `feature_name`): the dLLM's confidences (`UnmaskingPolicy`, the
 #: paper's policy) or the dLLM's last hidden states (`HiddenStatePolicy`, the paper's ablation).
 POLICY_TYPES = ("confidence", "hidden_states")
+#: Networks of a fresh confidence policy (`UnmaskingPolicy(architecture=...)`).
+POLICY_ARCHITECTURES = ("paper", "hf_unmask")
 
 
 @dataclass
@@ -44,7 +49,12 @@ class UnmaskingGRPOConfig(GRPOConfig):
     with the number of dLLM forward passes NFE of the rollout:
 
     - `multiplicative` (paper): `R = r * ((L - NFE + 1) / L) ** alpha`;
-    - `additive`: `R = r - alpha * NFE / L` (reward-hacks early in training, see PAPER.md).
+    - `additive`: `R = r - alpha * NFE / L` (the paper reports that it reward-hacks early in training: while most
+      rollouts are wrong, the fastest wrong one gets the highest reward).
+
+    The training environment is the paper's: a block gets at most BL steps (`max_steps` / number of blocks) and
+    whatever the policy has not unmasked by then stays `[MASK]` (an incomplete answer), unless
+    `rollout_finish_blocks=True`.
 
     Example:
         ```python
@@ -107,6 +117,15 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={
             "help": "Rows per dLLM generate call during rollouts (None = the whole local generation batch at once). "
             "Lower it to bound memory with large dLLMs."
+        },
+    )
+    rollout_finish_blocks: bool = field(
+        default=False,
+        metadata={
+            "help": "Make every rollout finish its blocks: a row that falls behind one unmask per remaining step is "
+            "topped up with the dLLM's most confident positions. Off (paper): a block ends after its BL steps and "
+            "what the policy did not unmask stays [MASK], an incomplete answer that earns the reward of one. "
+            "Evaluation rollouts always finish their blocks, as generate does."
         },
     )
     rollout_use_cache: bool = field(
@@ -185,7 +204,16 @@ class UnmaskingGRPOConfig(GRPOConfig):
         default=-2.0,
         metadata={
             "help": "Initial bias of the policy's output layer: every position starts with unmask probability "
-            "sigmoid(bias) (paper: -2, i.e. ~0.12, a slow and safe start)."
+            "about sigmoid(bias) (paper: -2, i.e. ~0.12, a slow and safe start)."
+        },
+    )
+    policy_architecture: str = field(
+        default="paper",
+        metadata={
+            "help": "Network of a fresh confidence policy: 'paper' (the paper's DiT block: adaLN linear on the "
+            "conditioning, time features cos t and sin t, output weight at PyTorch's default init) or 'hf_unmask' "
+            "(a SiLU before the adaLN linear, 64 frequencies of 1000 t, a zero output weight: the shipped policies). "
+            "Recorded in the saved policy; a policy loaded with policy_name_or_path keeps its own."
         },
     )
 
@@ -205,12 +233,13 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={"help": "Block length of the expert rollout (paper: 32, semi-AR); must divide gen_length."},
     )
     expert_scoring: str = field(
-        default="expert",
+        default="policy",
         metadata={
-            "help": "Which positions the expert's actions are scored over: 'expert' (paper: the expert's own "
-            "eligible sets, its blocks) or 'policy' (the sets the trained policy chooses from at the same state: "
-            "every masked position in full diffusion, the policy's block in semi-AR), so the policy also learns "
-            "where the expert did NOT unmask (e.g. the EOS tail while the answer is still open)."
+            "help": "Which positions the expert's actions are scored over: 'policy' (paper: the sets the trained "
+            "policy chooses from at the same state, i.e. every masked position in full diffusion, where the paper "
+            "uses expert steering, and the policy's block in semi-AR), so the policy also learns where the expert "
+            "did NOT unmask (e.g. the EOS tail while the answer is still open); or 'expert' (the expert's own "
+            "eligible sets, its blocks of expert_block_length)."
         },
     )
     expert_imitation_coef: float = field(
@@ -266,6 +295,14 @@ class UnmaskingGRPOConfig(GRPOConfig):
         default=0.0,
         metadata={"help": "Weight of the KL term to a frozen copy of the initial policy (k3 estimator per step)."},
     )
+    skip_zero_advantage_steps: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip the backward pass, and so the optimiser's update, of a step whose advantages are all 0 on "
+            "every process (paper): AdamW's momentum and weight decay then leave the policy as it is. Only when the "
+            "loss has no other term (beta, entropy_floor and the expert imitation coefficient are 0)."
+        },
+    )
     scale_rewards: str = field(
         default="none",
         metadata={
@@ -288,7 +325,59 @@ class UnmaskingGRPOConfig(GRPOConfig):
         default=1.0, metadata={"help": "Weight of the entropy-floor penalty (only used when entropy_floor > 0)."}
     )
 
+    # ---------------------------------------------------------------- collapse warnings (policy's training rollouts)
+    collapse_warnings: bool = field(
+        default=True,
+        metadata={
+            "help": "Warn (logger.warning, once per episode, and once when it ends) when the policy's own training "
+            "rollouts collapse: never-unmask, everything-at-once, or groups of identical rewards. The collapse/* "
+            "metrics (1 on a logged step that meets a condition) are logged either way; false: no warnings."
+        },
+    )
+    collapse_patience: int = field(
+        default=3, metadata={"help": "Logged steps in a row a collapse condition must hold before the warning."}
+    )
+    collapse_unmask_fraction: float = field(
+        default=0.02,
+        metadata={
+            "help": "never-unmask: the policy's own actions unmask at most this fraction of the eligible positions "
+            "per step (unmask_fraction)."
+        },
+    )
+    collapse_masked_fraction: float = field(
+        default=0.9,
+        metadata={
+            "help": "never-unmask: at least this fraction of the generated positions is still [MASK] at the end of "
+            "the policy's rollouts (masked_at_end)."
+        },
+    )
+    collapse_steps_per_block: float = field(
+        default=1.5,
+        metadata={
+            "help": "everything-at-once: mean NFE at most this many steps per block (1 = the minimum, one step per "
+            "block) while the correctness fell (collapse_correctness_drop)."
+        },
+    )
+    collapse_correctness_drop: float = field(
+        default=0.3,
+        metadata={
+            "help": "everything-at-once: correctness at least this fraction below the best correctness logged so far "
+            "in the run (0.3: at most 0.7 times the best)."
+        },
+    )
+    collapse_zero_std_fraction: float = field(
+        default=0.9,
+        metadata={
+            "help": "no-signal: at least this fraction of the groups got identical rewards (frac_reward_zero_std), "
+            "so GRPO's advantage is 0 for them."
+        },
+    )
+
     # ---------------------------------------------------------------- optimiser defaults from the paper
+    per_device_train_batch_size: int = field(
+        default=16,
+        metadata={"help": "Completions per device and optimiser step (paper: 16, i.e. 2 prompts x 8 rollouts)."},
+    )
     learning_rate: float = field(default=3e-5, metadata={"help": "AdamW learning rate (paper: 3e-5)."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (paper: 0.99)."})
@@ -391,7 +480,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
             )
         if self.expert_scoring not in EXPERT_SCORINGS:
             raise ValueError(
-                f"Unknown expert_scoring {self.expert_scoring!r}. Use one of {EXPERT_SCORINGS} (paper: 'expert')."
+                f"Unknown expert_scoring {self.expert_scoring!r}. Use one of {EXPERT_SCORINGS} (paper: 'policy')."
             )
         if not (isinstance(self.expert_imitation_coef, (int, float)) and self.expert_imitation_coef >= 0):
             raise ValueError(
@@ -409,9 +498,10 @@ class UnmaskingGRPOConfig(GRPOConfig):
             raise ValueError(
                 f"expert_scoring='policy' scores the expert's actions inside the policy's block, so the policy's "
                 f"block_length ({self.block_length}) must be a multiple of expert_block_length "
-                f"({self.expert_block_length}) or full diffusion. Set --expert_block_length {self.block_length}."
+                f"({self.expert_block_length}) or full diffusion. Set --expert_block_length {self.block_length}, or "
+                "--expert_scoring expert to score them over the expert's own blocks."
             )
-        if (self.expert_imitation_coef > 0 or self.expert_scoring != "expert") and not self.expert_steering:
+        if (self.expert_imitation_coef > 0 or self.expert_scoring != "policy") and not self.expert_steering:
             raise ValueError(
                 "expert_imitation_coef and expert_scoring act on the expert rollouts, which only exist with "
                 "expert_steering: add --expert_steering true (or drop them)."
@@ -422,6 +512,14 @@ class UnmaskingGRPOConfig(GRPOConfig):
             )
         if not isinstance(self.rollout_use_cache, bool):
             raise ValueError(f"rollout_use_cache must be true or false, got {self.rollout_use_cache!r}.")
+        for name in ("rollout_finish_blocks", "skip_zero_advantage_steps"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        if self.policy_architecture not in POLICY_ARCHITECTURES:
+            raise ValueError(
+                f"Unknown policy_architecture {self.policy_architecture!r}. Use one of {POLICY_ARCHITECTURES} "
+                "(paper: 'paper')."
+            )
         if self.rollout_cache_mode not in ROLLOUT_CACHE_MODES:
             raise ValueError(
                 f"Unknown rollout_cache_mode {self.rollout_cache_mode!r}. Use --rollout_cache_mode prefix or "
@@ -429,6 +527,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
             )
         self._check_policy_type()
         self._check_trl_fields()
+        self._check_collapse_and_best_fields()
         heads, hidden = self.policy_num_heads, self.policy_hidden_size
         if heads <= 0 or hidden <= 0 or self.policy_ffn_size <= 0 or hidden % heads or (hidden // heads) % 2:
             raise ValueError(
@@ -481,3 +580,10 @@ class UnmaskingGRPOConfig(GRPOConfig):
                 "router_aux_loss_coef is for Mixture-of-Experts LMs trained in place; the trained model here is the "
                 "policy. Drop --router_aux_loss_coef."
             )
+
+    def _check_collapse_and_best_fields(self) -> None:
+        """The collapse_* thresholds; the best checkpoint's metric, direction and schedule (`monitoring.py`)."""
+        from .monitoring import check_best_checkpoint_fields, check_collapse_fields
+
+        check_collapse_fields(self)
+        check_best_checkpoint_fields(self)

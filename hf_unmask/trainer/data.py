@@ -16,15 +16,26 @@ _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv
 
 @dataclass
 class DatasetSource:
-    """One source of prompts in a `datasets:` mixture (YAML)."""
+    """One source of prompts in a `datasets:` or `eval_datasets:` list: a YAML entry, or a bare path on the command
+    line (`--eval_datasets test.jsonl`). Unset, `split` is `train` for training and `test` for evaluation (a single
+    local file is one split either way), and the columns are the top-level `--prompt_column` / `--answer_column`."""
 
     path: str
     name: Optional[str] = None
-    split: str = "train"
+    split: Optional[str] = None
     data_files: Optional[Any] = None
-    prompt_column: str = "prompt"
+    prompt_column: Optional[str] = None
     answer_column: Optional[str] = None
     max_samples: Optional[int] = None
+
+
+def _source(entry: Any) -> DatasetSource:
+    """A `DatasetSource` from a YAML mapping, a bare path (command line or YAML) or a `DatasetSource`."""
+    if isinstance(entry, dict):
+        return DatasetSource(**entry)
+    if isinstance(entry, (str, os.PathLike)):
+        return DatasetSource(path=str(entry))
+    return entry
 
 
 @dataclass
@@ -60,7 +71,11 @@ class UnmaskingScriptArguments:
     )
     eval_datasets: list[DatasetSource] = field(
         default_factory=list,
-        metadata={"help": "Evaluation sources (YAML only), e.g. GSM8K test for a GSM8K + MATH training mixture."},
+        metadata={
+            "help": "Test prompts of the final evaluation, in place of rows held out of a single training file: "
+            "files, folders or Hub ids on the command line (`--eval_datasets test.jsonl`; a Hub dataset's 'test' "
+            "split), or YAML entries like `datasets:` (e.g. GSM8K test for a GSM8K + MATH training mixture)."
+        },
     )
     prompt_column: str = field(default="prompt", metadata={"help": "Column holding the prompt."})
     answer_column: Optional[str] = field(
@@ -79,14 +94,16 @@ class UnmaskingScriptArguments:
         default=None,
         metadata={
             "help": "Reward specs (hf_unmask.rewards.get_reward_function): 'task:<name>', 'math', 'code' or "
-            "'module:function'. Default: the task's verifier for a built-in task, 'math' otherwise."
+            "'module:function', TRL's f(prompts, completions, **columns) -> list[float] or the f(completion, "
+            "reference) -> bool of `hf-unmask evaluate --correctness` (reference: the 'reference' column). Default: "
+            "the task's verifier for a built-in task, 'math' otherwise."
         },
     )
     eval_num_examples: int = field(
         default=200,
         metadata={
             "help": "Test prompts of the final evaluation (0: no final evaluation). A single local data file (one "
-            "split) holds out this many of its rows for it."
+            "split) holds out this many of its rows for it, unless --eval_datasets names the test prompts."
         },
     )
     eval_strategies: list[str] = field(
@@ -95,15 +112,29 @@ class UnmaskingScriptArguments:
     )
     eval_seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the final evaluation."})
     eval_batch_size: int = field(default=32, metadata={"help": "Rows per generate call in the final evaluation."})
+    validation_size: int = field(
+        default=200,
+        metadata={
+            "help": "Training prompts held out for the evaluation during training (--eval_strategy steps, which "
+            "--load_best_model_at_end uses to pick the best checkpoint): the last rows of a built-in task's train "
+            "split, a seeded choice of a dataset's; they are not trained on. The final evaluation keeps the test "
+            "prompts. 0: evaluate during training on the test prompts instead (which flatters the checkpoint it picks)."
+        },
+    )
 
     def __post_init__(self) -> None:
-        self.datasets = [DatasetSource(**d) if isinstance(d, dict) else d for d in self.datasets]
-        self.eval_datasets = [DatasetSource(**d) if isinstance(d, dict) else d for d in self.eval_datasets]
+        self.datasets = [_source(d) for d in self.datasets]
+        self.eval_datasets = [_source(d) for d in self.eval_datasets]
         sources = sum(bool(x) for x in (self.task, self.dataset_name, self.datasets))
         if sources != 1:
             raise ValueError(
                 "Give exactly one source of prompts: --task NAME (built-in), --dataset_name ID_OR_FILE, or a "
                 "`datasets:` list in the recipe."
+            )
+        if not isinstance(self.validation_size, int) or self.validation_size < 0:
+            raise ValueError(
+                f"validation_size must be a number of rows >= 0, got {self.validation_size!r}. Pass e.g. "
+                "--validation_size 200, or 0 to evaluate during training on the test prompts."
             )
         if self.prompt_template is not None and "{prompt}" not in self.prompt_template:
             raise ValueError(f"prompt_template must contain '{{prompt}}', got {self.prompt_template!r}.")
@@ -172,13 +203,16 @@ def _format_prompts(dataset: Any, script_args: UnmaskingScriptArguments) -> Any:
     return dataset.map(fmt)
 
 
-def _mixture(sources: list[DatasetSource], script_args: Any, needed: list[str], target: Optional[str]) -> Any:
+def _mixture(
+    sources: list[DatasetSource], script_args: Any, needed: list[str], target: Optional[str], split: str = "train"
+) -> Any:
     import datasets
 
     parts = []
     for src in sources:
-        part = _load(src.path, src.name, src.split, src.data_files)
-        part = _standardise(part, src.prompt_column, src.answer_column or script_args.answer_column, target)
+        part = _load(src.path, src.name, src.split or split, src.data_files)
+        prompt_column = src.prompt_column or script_args.prompt_column
+        part = _standardise(part, prompt_column, src.answer_column or script_args.answer_column, target)
         part = part.select_columns(["prompt", *[c for c in needed if c in part.column_names]])
         if src.max_samples is not None:
             part = part.select(range(min(src.max_samples, len(part))))
@@ -193,19 +227,84 @@ def _hold_out(dataset: Any, source: str, n: int) -> tuple[Any, Optional[Any]]:
     if len(dataset) <= n:
         raise ValueError(
             f"{source} is a single file with {len(dataset)} rows: holding out --eval_num_examples={n} of them for the "
-            "final evaluation leaves none for training. Pass a smaller --eval_num_examples, or 0 for no final "
-            "evaluation."
+            "final evaluation leaves none for training. Pass a smaller --eval_num_examples, 0 for no final "
+            "evaluation, or the test prompts in a file of their own with --eval_datasets test.jsonl."
         )
     split = dataset.train_test_split(test_size=n, shuffle=True, seed=0)
     logger.warning(
-        "%s is a single file: %d of its %d rows are held out for the final evaluation and training uses the other "
-        "%d (--eval_num_examples 0 trains on every row).",
+        "%s is a single file: %d of its %d rows (--eval_num_examples) are held out of training for the final "
+        "evaluation, which trains on the other %d. To train on every row, pass --eval_num_examples 0 (no final "
+        "evaluation) or give the test prompts in a file of their own with --eval_datasets test.jsonl.",
         source,
         n,
         len(dataset),
         len(dataset) - n,
     )
     return split["train"], split["test"]
+
+
+def describe_test_prompts(script_args: UnmaskingScriptArguments) -> str:
+    """Where the final evaluation's test prompts come from, in words (paths as `portable_name` shows them)."""
+    from ..strategies.trained_for import portable_name
+
+    if script_args.eval_datasets:
+        return f"--eval_datasets {portable_name(','.join(d.path for d in script_args.eval_datasets))}"
+    if script_args.task:
+        return f"the test split of the built-in task {script_args.task}"
+    if script_args.dataset_name and os.path.isfile(script_args.dataset_name):
+        return f"held out of {portable_name(script_args.dataset_name)}; --eval_datasets names a separate file"
+    return f"split {script_args.dataset_test_split!r} of {portable_name(script_args.source_names())}"
+
+
+def split_validation(train: Any, script_args: UnmaskingScriptArguments) -> tuple[Any, Optional[Any]]:
+    """`(train, validation)`: `--validation_size` of the training prompts held out for the evaluation during training
+    (the script calls it when `eval_strategy` is not "no"); `(train, None)` with `validation_size` 0.
+
+    For a built-in task they are the last rows of its train split (generated in order: the rows before them are those
+    of a run with `task_train_size` that much smaller); for a dataset, file or mixture, a seeded choice (seed 0, the
+    same for every training seed), the other rows keeping their order. Either way they are disjoint from the training
+    rows, and the test prompts of the final evaluation are untouched."""
+    n = script_args.validation_size
+    if n <= 0:
+        return train, None
+    if script_args.task:
+        where, how = f"the built-in task {script_args.task}", "its last rows"
+        more = " or more training prompts (--task_train_size)"
+    elif script_args.dataset_name and not os.path.isfile(script_args.dataset_name):
+        where, how = f"split {script_args.dataset_train_split!r} of {script_args.dataset_name}", "a seeded choice"
+        more = ""
+    else:
+        where, how = script_args.source_names(), "a seeded choice"
+        more = ""
+    total = len(train)
+    if script_args.max_train_samples is not None and total >= script_args.max_train_samples:
+        more = " or a larger --max_train_samples"
+    if n >= total:
+        smaller = f" (e.g. {total // 10})" if total >= 10 else ""
+        raise ValueError(
+            f"--validation_size {n} would hold out all {total} training prompts of {where} for the evaluation during "
+            f"training, leaving none to train on. Pass a smaller --validation_size{smaller}{more}, 0 to evaluate on "
+            "the test prompts, or --eval_strategy no (no evaluation during training)."
+        )
+    if script_args.task:
+        keep, held = list(range(total - n)), list(range(total - n, total))
+    else:
+        import random
+
+        held = sorted(random.Random(0).sample(range(total), n))
+        chosen = set(held)
+        keep = [i for i in range(total) if i not in chosen]
+    logger.warning(
+        "Validation: %d of the %d training prompts of %s (%s) are held out of training for the evaluation during "
+        "training, which trains on the other %d; the final evaluation keeps the test prompts. Change the number with "
+        "--validation_size N (0: evaluate during training on the test prompts).",
+        n,
+        total,
+        where,
+        how,
+        total - n,
+    )
+    return train.select(keep), train.select(held)
 
 
 def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> tuple[Any, Optional[Any]]:
@@ -242,7 +341,13 @@ def load_prompts(script_args: UnmaskingScriptArguments, reward_funcs: list) -> t
     else:
         train, test = _mixture(script_args.datasets, script_args, needed, target), None
     if script_args.eval_datasets:
-        test = _mixture(script_args.eval_datasets, script_args, needed, target)
+        test = _mixture(script_args.eval_datasets, script_args, needed, target, split="test")
+        logger.info(
+            "Final evaluation on %s (%d rows, up to --eval_num_examples=%d of them).",
+            ",".join(d.path for d in script_args.eval_datasets),
+            len(test),
+            script_args.eval_num_examples,
+        )
     if script_args.max_train_samples is not None:
         train = train.select(range(min(script_args.max_train_samples, len(train))))
     train = _format_prompts(train, script_args)

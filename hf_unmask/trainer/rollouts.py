@@ -93,9 +93,12 @@ def rollout(
     batch_size: Optional[int] = None,
     use_cache: bool = False,
     cache_mode: str = "prefix",
+    finish_blocks: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Generate with `strategy` (no progress fallback: an empty action costs a step) in calls of `batch_size` rows
-    and return the rollout batch. `use_cache` / `cache_mode` are `generate`'s diffusion KV cache; the trajectory
+    and return the rollout batch. Without `finish_blocks` (the paper's environment) a block ends after its BL steps
+    and what is still masked stays `[MASK]`; with it, rows that fall behind are topped up by the dLLM's confidence so
+    that every block is decided. `use_cache` / `cache_mode` are `generate`'s diffusion KV cache; the trajectory
     records the confidences the strategy saw either way, and the dLLM's last hidden states `[N, T, L, H]` (in the
     dLLM's dtype) when the strategy reads them (`requires_hidden_states`, never with the cache)."""
     size = batch_size or input_ids.shape[0]
@@ -114,6 +117,7 @@ def rollout(
             temperature=temperature if temperature > 0 else None,
             stop_at_eos=stop_at_eos,
             progress_fallback=False,
+            finish_blocks=finish_blocks,
             use_cache=use_cache,
             cache_mode=cache_mode,
             output_trajectory=True,

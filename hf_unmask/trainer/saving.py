@@ -3,6 +3,7 @@ pickle) and its model card, in place of transformers' model saving."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,23 @@ from transformers.utils.hub import PushInProgress, hf_api
 from .policy_model import inference_mode_of, policy_setting
 
 __all__ = ["PolicySavingMixin"]
+
+
+def portable_config(json_string: str) -> str:
+    """The training config as JSON with every absolute path of this machine replaced by its portable name (relative
+    to the working directory, or the folder / file name: `hf_unmask.strategies.trained_for.portable_name`)."""
+    from ..strategies.trained_for import portable_name
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return portable_name(value)
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(clean(json.loads(json_string)), indent=2, sort_keys=True) + "\n"
 
 
 class PolicySavingMixin:
@@ -32,15 +50,18 @@ class PolicySavingMixin:
         return policy_setting(self.policy, inference_mode_of(self.args.action_mode), self.args.eval_policy_temperature)
 
     def trained_for(self) -> dict[str, Any]:
-        """What the policy was trained for (saved in its config and shown on its model card)."""
+        """What the policy was trained for (saved in its config and shown on its model card). Local paths (the dLLM,
+        the data, a starting policy) are recorded as given when relative and never as absolute paths of this
+        machine (`hf_unmask.strategies.trained_for.portable_name`)."""
         args = self.args
         from ..models.tiny import builtin_model_name, is_builtin_alias
+        from ..strategies.trained_for import portable_name
 
         base_model = self.dllm_name
         if is_builtin_alias(base_model):
             base_model = f"builtin:{builtin_model_name(base_model)}"  # which shipped model, not just "builtin"
-        elif base_model is not None and os.path.isdir(base_model):
-            base_model = str(Path(base_model).resolve())  # a local folder: the card's snippet works from anywhere
+        else:
+            base_model = portable_name(base_model)
         record: dict[str, Any] = {
             "base_model": base_model,
             "gen_length": args.gen_length,
@@ -48,21 +69,22 @@ class PolicySavingMixin:
             "alpha": args.alpha,
             "temperature": args.policy_temperature,
             "task": args.task_name,
-            "dataset": args.train_dataset_name,
+            "dataset": portable_name(args.train_dataset_name),
             "training_steps": self.state.global_step or None,
             "reward_form": args.reward_form,
             "num_generations": args.num_generations,
         }
         if args.policy_name_or_path is not None:
-            record["initialized_from"] = str(args.policy_name_or_path)
+            record["initialized_from"] = portable_name(str(args.policy_name_or_path))
         if args.expert_steering:
             record["expert_steering"] = {"threshold": args.expert_threshold, "block_length": args.expert_block_length}
-            if args.expert_scoring != "expert" or args.expert_imitation_coef > 0:  # beyond the paper's steering
+            record["expert_steering"]["scoring"] = args.expert_scoring
+            if args.expert_imitation_coef > 0:  # beyond the paper's steering
                 record["expert_steering"].update(
-                    scoring=args.expert_scoring,
-                    imitation_coef=args.expert_imitation_coef,
-                    imitation_steps=args.expert_imitation_steps,
+                    imitation_coef=args.expert_imitation_coef, imitation_steps=args.expert_imitation_steps
                 )
+        if args.rollout_finish_blocks:  # beyond the paper's environment
+            record["rollout_finish_blocks"] = True
         return {k: v for k, v in record.items() if v is not None}
 
     def _save(self, output_dir: Optional[str] = None, state_dict: Optional[dict] = None) -> None:
@@ -77,17 +99,17 @@ class PolicySavingMixin:
         with self._inference_setting():
             policy.save_pretrained(output_dir)
             self._write_card(output_dir)
-        Path(output_dir, "training_config.json").write_text(self.args.to_json_string())
+        Path(output_dir, "training_config.json").write_text(portable_config(self.args.to_json_string()))
 
     def _write_card(self, folder: str) -> None:
         """The card of the policy saved in `folder`; its snippet loads the Hub repo when the run pushes, else the
-        folder itself by its absolute path (a bare folder name would only resolve from one working directory)."""
+        folder as it was named (relative to the working directory, never by its absolute path)."""
         from ..strategies.card import write_model_card
 
         if self.args.push_to_hub:
             repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).absolute().name
         else:
-            repo_id = str(Path(folder).resolve())
+            repo_id = str(folder)
         write_model_card(
             self.policy,
             folder,

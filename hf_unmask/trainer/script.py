@@ -20,10 +20,14 @@ Prompts come from a built-in task (`--task program_trace`), a dataset (`--datase
 --dataset_config main`, a local json/jsonl/csv/parquet file or a `save_to_disk` folder), or a mixture listed under
 `datasets:` in the YAML recipe (each entry: `path`, `name`, `split`, `data_files`, `prompt_column`, `answer_column`,
 `max_samples`). The prompt column becomes `prompt` and the answer column is renamed to the column the reward reads
-(`reference` for the task verifiers, `answer` for `math`). A single local file is one split: `--eval_num_examples` of
-its rows are held out for the final evaluation. Rewards are named as in `hf_unmask.rewards.get_reward_function`
-(`task:<name>`, `math`, `code`, `package.module:function`; a module in the current directory is found, as with
-`hf-unmask evaluate --correctness`).
+(`reference` for the task verifiers and for a per-example reward, `answer` for `math`). A single local file is one
+split: `--eval_num_examples` of its rows are held out for the final evaluation (a warning says so), unless
+`--eval_datasets test.jsonl` names the test prompts. With `--eval_strategy steps`, the evaluation during training
+(and the checkpoint `--load_best_model_at_end` keeps) runs on `--validation_size` prompts held out of the training
+ones, not on the test prompts (unless `--validation_size 0`). Rewards are named as in
+`hf_unmask.rewards.get_reward_function` (`task:<name>`, `math`, `code`, `package.module:function`; a module in the
+current directory is found, as with `hf-unmask evaluate --correctness`, and the same `(completion, reference)`
+function works for both).
 
 After training, the policy is saved to `output_dir` (config.json + model.safetensors + model card), evaluated against
 Fast-dLLM heuristics on the test split with `hf_unmask.evaluation` (table + Pareto plot on the model card) and, with
@@ -40,7 +44,7 @@ from typing import Any, Optional
 from trl import TrlParser
 
 from .config import UnmaskingGRPOConfig
-from .data import DatasetSource, UnmaskingScriptArguments, load_prompts
+from .data import DatasetSource, UnmaskingScriptArguments, describe_test_prompts, load_prompts, split_validation
 from .interrupt import TrainingInterrupted
 
 __all__ = ["DatasetSource", "UnmaskingScriptArguments", "final_evaluation", "load_prompts", "main", "make_parser"]
@@ -72,8 +76,9 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
     except ImportError as err:  # pragma: no cover - evaluation ships with hf_unmask
         logger.warning("Skipping the final evaluation: %s", err)
         return None
-    from ..rewards import required_columns
+    from ..rewards import PerExampleReward, required_columns
     from ..strategies import UnmaskingStrategy
+    from ..strategies.trained_for import portable_name
 
     args = trainer.args
     policy = UnmaskingStrategy.from_pretrained(args.output_dir)  # the saved inference policy
@@ -88,11 +93,15 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
         prompts = [p if isinstance(p, str) else p[-1]["content"] for p in rows["prompt"]]
 
         def is_correct(completion: str, reference: str) -> bool:
+            if isinstance(reward, PerExampleReward):  # the (completion, reference) function, as evaluate calls it
+                return bool(reward.function(completion, reference))
             return bool(reward(prompts=[""], completions=[completion], **{column: [reference]})[0] >= 0.5)
 
-        data = EvaluationData(prompts, [str(r) for r in rows[column]], is_correct, name=script_args.source_names())
+        name = portable_name(script_args.source_names())
+        data = EvaluationData(prompts, [str(r) for r in rows[column]], is_correct, name=name)
     print(
-        f"Final evaluation: the trained policy vs {', '.join(script_args.eval_strategies)} on {len(data)} test prompts."
+        f"Final evaluation: the trained policy vs {', '.join(script_args.eval_strategies)} on {len(data)} test prompts "
+        f"({describe_test_prompts(script_args)})."
     )
     folder = os.path.join(args.output_dir, "evaluation")
     try:
@@ -135,6 +144,17 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
 
     reward_funcs = get_reward_functions(script_args.reward_specs())
     train, test = load_prompts(script_args, reward_funcs)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":  # evaluation during training: on held-out training prompts
+        train, eval_dataset = split_validation(train, script_args)
+        if eval_dataset is None:
+            eval_dataset = test
+            logger.warning(
+                "--validation_size 0: the evaluation during training runs on the test prompts (%s), those the final "
+                "evaluation reports on, so a checkpoint chosen by it (--load_best_model_at_end) looks better there "
+                "than it is. --validation_size N holds out N training prompts for it instead.",
+                describe_test_prompts(script_args),
+            )
     if training_args.dllm_name_or_path is None:
         if not script_args.task:
             raise ValueError(
@@ -150,7 +170,7 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
         reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=train,
-        eval_dataset=test if training_args.eval_strategy != "no" else None,
+        eval_dataset=eval_dataset,
     )
     try:
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

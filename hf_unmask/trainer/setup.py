@@ -11,17 +11,17 @@ from typing import Any, Optional
 from torch import nn
 
 from ..models import get_adapter, unwrap_model
-from ..rewards import check_reward_output, required_columns
+from ..rewards import required_columns
 from ..strategies import HiddenStatePolicy, LearnedUnmaskingPolicy, UnmaskingPolicy
 
 __all__ = [
     "build_policy",
     "check_dataset",
     "check_reward_funcs",
+    "check_reward_signatures",
     "fresh_hidden_state_policy",
     "load_dllm",
     "prepare_dllm",
-    "probe_reward_functions",
     "warn_about_resume_points",
 ]
 
@@ -68,6 +68,7 @@ def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPol
             ffn_size=args.policy_ffn_size,
             init_bias=args.policy_init_bias,
             confidence_feature=args.policy_confidence_feature,
+            architecture=args.policy_architecture,
         )
     elif isinstance(model, LearnedUnmaskingPolicy):
         policy = model
@@ -149,12 +150,6 @@ def reward_name(func: Any) -> str:
     return getattr(func, "__name__", None) or type(func).__name__
 
 
-def is_async(func: Any) -> bool:
-    while hasattr(func, "func") and not hasattr(func, "__name__"):
-        func = func.func
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
-
-
 def check_reward_funcs(reward_funcs: Any, reward_processing_classes: Any) -> tuple[list[Any], list[Any]]:
     """`(reward_funcs, reward_processing_classes)` as lists, checked: callables `f(prompts, completions, **columns)`
     or reward models with their tokenizer (names are not loaded: the training script resolves reward specs)."""
@@ -213,34 +208,55 @@ def check_dataset(
             )
 
 
-def probe_reward_functions(dataset: Any, reward_funcs: Sequence[Any], trainer_state: Any) -> None:
-    """Call each plain reward function once on two dataset rows with empty completions, as TRL will call it: a
-    function that crashes or returns the wrong number of rewards is reported before any rollout."""
-    from datasets import IterableDataset
-    from trl import is_conversational
+#: The keywords TRL passes to every reward function besides the dataset columns.
+TRL_REWARD_KEYWORDS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
 
-    if dataset is None or isinstance(dataset, IterableDataset) or len(dataset) == 0:
-        return
-    rows = [dataset[i] for i in range(min(2, len(dataset)))]
-    prompts = [row["prompt"] for row in rows]
-    conversational = is_conversational({"prompt": prompts[0]})
-    completions = [[{"role": "assistant", "content": ""}] for _ in rows] if conversational else ["" for _ in rows]
-    kwargs = {k: [row[k] for row in rows] for k in rows[0] if k not in ("prompt", "completion", "completion_ids")}
-    kwargs.update(trainer_state=trainer_state, log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None)
+
+def check_reward_signatures(dataset: Any, reward_funcs: Sequence[Any], label: str = "train_dataset") -> None:
+    """Each plain reward function must accept TRL's call, `f(prompts=..., completions=..., completion_ids=...,
+    trainer_state=..., log_extra=..., log_metric=..., **dataset_columns)`, and find every column it names among those
+    of `dataset`. Read from the signatures before any rollout: no reward is called before the first rollout."""
+    columns = getattr(dataset, "column_names", None)
+    passed = set(TRL_REWARD_KEYWORDS)
+    if columns is not None:
+        passed |= {c for c in columns if c not in ("prompt", "completion", "completion_ids")}
     for func in reward_funcs:
-        if isinstance(func, nn.Module) or is_async(func):
+        if isinstance(func, nn.Module):
             continue
-        name = reward_name(func)
         try:
-            out = func(prompts=prompts, completions=completions, completion_ids=[[] for _ in rows], **kwargs)
-        except Exception as err:
-            raise RuntimeError(
-                f"The reward function '{name}' failed when called (before training) on {len(rows)} dataset rows "
-                f"with empty completions: {type(err).__name__}: {err}. Reward functions are called as "
-                "f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **dataset_columns) and "
-                "must accept **kwargs."
-            ) from err
-        check_reward_output(out, len(rows), name=name, allow_none=True)
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):  # nothing to read (a C function): TRL's first call tells
+            continue
+        params = list(signature.parameters.values())
+        name = reward_name(func)
+        call = (
+            "TRL calls reward functions with keyword arguments only, f(prompts=..., completions=..., "
+            "completion_ids=..., trainer_state=..., log_extra=..., log_metric=..., **dataset_columns)"
+        )
+        positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY and p.default is p.empty]
+        if positional_only:
+            raise TypeError(f"The reward function '{name}{signature}' has positional-only parameters; {call}.")
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            unexpected = sorted(passed - {p.name for p in params})
+            hint = ""
+            if not {"prompts", "completions"} & {p.name for p in params} and len(params) >= 2:
+                hint = (
+                    " A per-example function (completion, reference) -> bool, as `hf-unmask evaluate --correctness` "
+                    "takes, is wrapped by hf_unmask.rewards.per_example_reward(f) (get_reward_function does it)."
+                )
+            raise TypeError(
+                f"The reward function '{name}{signature}' does not accept {unexpected}; {call}, so it must accept "
+                f"**kwargs.{hint}"
+            )
+        if columns is None:  # an IterableDataset without known features: TRL's first call tells
+            continue
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        missing = [p.name for p in params if p.kind in named and p.default is p.empty and p.name not in passed]
+        if missing:
+            raise ValueError(
+                f"The reward function '{name}{signature}' reads the column(s) {missing}, which {label} lacks "
+                f"(columns: {', '.join(columns)}). Rename the column, or pass --answer_column to the training script."
+            )
 
 
 def prepare_dllm(dllm: Any, processing_class: Any, args: Any) -> tuple[Any, Any, Optional[str]]:

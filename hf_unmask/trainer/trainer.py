@@ -17,7 +17,8 @@ How it sits on TRL (1.16, see `hf_unmask.trainer._trl`):
 - Reused as they are: the repeat sampler and data loaders, `training_step`, `_prepare_inputs` (generate once per
   generation batch, shuffle, split into `steps_per_generation` slices, reuse them for `num_iterations` updates),
   `_calculate_rewards` (TRL's reward calling convention, `None` -> NaN, async functions, reward models, gathering),
-  `log` (metric averaging, completions table), `prediction_step`, `_save_checkpoint`.
+  `log` (metric averaging, completions table; `monitoring.py` adds the collapse checks before it), `prediction_step`,
+  `_save_checkpoint`, and the best-checkpoint bookkeeping (`_load_best_model` is `monitoring.py`'s).
 - Overridden hooks: `_generate_and_score_completions` (rollouts through the dLLM, efficiency-wrapped rewards, group
   advantages, expert steering), `compute_loss` (GRPO over per-step action log-probabilities, `loss.py`), `train`
   (Ctrl-C saves a checkpoint), and the saving hooks of `saving.py`. TRL's `rollout_func` does not fit: it must return
@@ -51,6 +52,7 @@ from .config import UnmaskingGRPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted
 from .loss import clipped_surrogate, entropy_floor_penalty, expert_mixture_log_prob, k3_kl, mean_over_rollouts
 from .metrics import loss_metrics, rollout_metrics
+from .monitoring import TrainingMonitorMixin
 from .policy_model import PolicyModel, policy_setting
 from .rollouts import (
     STEP_FIELDS,
@@ -68,17 +70,18 @@ from .setup import (
     build_policy,
     check_dataset,
     check_reward_funcs,
+    check_reward_signatures,
     prepare_dllm,
-    probe_reward_functions,
     warn_about_resume_points,
 )
+from .zero_advantage import ZeroAdvantageSkip, all_advantages_zero
 
 RewardFunc = Union[Callable[..., list], nn.Module]
 
 __all__ = ["UnmaskingGRPOTrainer"]
 
 
-class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
+class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer):
     """Train an unmasking policy with GRPO, the dLLM being a frozen environment.
 
     Args:
@@ -151,6 +154,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
                 "Pass train_dataset=<a dataset with a 'prompt' column> (and the columns the rewards read)."
             )
         check_dataset(train_dataset, "train_dataset", reward_funcs, args.reward_columns)
+        check_reward_signatures(train_dataset, reward_funcs)  # read, not called: no reward call before rollouts
         evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [(None, eval_dataset)]
         for key, data in evals:
             label = "eval_dataset" if key is None else f"eval_dataset[{key!r}]"
@@ -166,6 +170,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         # beta > 0; the KL reference here is a frozen copy of the policy (below), so TRL's constructor sees beta = 0.
         beta, args.beta = args.beta, 0.0
         self._stop_on_interrupt = StopOnInterrupt()
+        self._zero_advantage_skip = ZeroAdvantageSkip(lambda: self.model.parameters())
         try:
             super().__init__(
                 model=PolicyModel(policy, eos_ids, **special_ids),
@@ -175,7 +180,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
                 eval_dataset=eval_dataset,
                 processing_class=processing_class,
                 reward_processing_classes=reward_processing_classes,
-                callbacks=[*(callbacks or []), self._stop_on_interrupt],
+                callbacks=[*(callbacks or []), self._stop_on_interrupt, self._zero_advantage_skip],
                 optimizers=optimizers,
             )
         finally:
@@ -191,7 +196,6 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         self.evaluation_results: Any = None
         self.evaluation_plot_path: Optional[str] = None
         warn_about_resume_points(args)
-        probe_reward_functions(train_dataset, self.reward_funcs, self.state)
 
     @property
     def policy(self) -> LearnedUnmaskingPolicy:
@@ -214,7 +218,9 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         return torch.Generator(device=device).manual_seed(seed % (2**62))
 
     def _rollout(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, strategy: Any, block_length: Any,
-                 generator: torch.Generator) -> dict[str, torch.Tensor]:  # fmt: skip
+                 generator: torch.Generator, mode: str = "train") -> dict[str, torch.Tensor]:  # fmt: skip
+        """Rollouts in the training environment (`rollout_finish_blocks`); evaluation rollouts always finish their
+        blocks, as inference does."""
         args = self.args
         return rollout(
             self.dllm,
@@ -229,6 +235,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
             batch_size=args.rollout_batch_size,
             use_cache=args.rollout_use_cache,
             cache_mode=args.rollout_cache_mode,
+            finish_blocks=args.rollout_finish_blocks or mode != "train",
         )
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -252,7 +259,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
 
         # policy rollouts: the training distribution, or the inference setting for evaluation
         with self._training_setting() if mode == "train" else self._inference_setting() as policy:
-            batch = self._rollout(input_ids, attention_mask, policy, args.block_length, generator)
+            batch = self._rollout(input_ids, attention_mask, policy, args.block_length, generator, mode)
         is_expert = torch.zeros(n, dtype=torch.bool, device=device)
 
         # expert steering: one Fast-dLLM rollout per group (the process holds whole groups, see the config check)
@@ -267,9 +274,9 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
                 input_ids[firsts], attention_mask[firsts], ConfidenceThreshold(args.expert_threshold),
                 args.expert_block_length, generator,
             )  # fmt: skip
-            # pi_old of the expert's actions on the states the expert visited, over the expert's own eligible sets
-            # (blocks of expert_block_length) as the reference implementation scores them, or over the sets the
-            # policy would choose from there (expert_scoring="policy"); the mixture is applied in the loss.
+            # pi_old of the expert's actions on the states the expert visited, over the sets the policy would choose
+            # from there (expert_scoring="policy", the paper's: every masked position in full diffusion), or over the
+            # expert's own eligible sets (blocks of expert_block_length); the mixture is applied in the loss.
             if args.expert_scoring == "policy":
                 expert["eligible"] = policy_eligible(expert["masked"], args.block_length or args.gen_length)
             with self._training_setting() as policy:
@@ -340,6 +347,7 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         metrics = self._metrics[mode]
         for name, value in rollout_metrics(batch, is_expert, scores, lengths, self._reduce_sum).items():
             metrics[name].append(value)
+        self._record_collapse_signals(mode, batch, is_expert)  # masked_at_end (monitoring.py)
         if self.log_completions:
             self._logs["prompt"].extend(gather_object(texts))
             self._logs["completion"].extend(gather_object(completions_text))
@@ -397,6 +405,10 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
             below = entropy_floor_penalty(entropy, eligible, self.args.entropy_floor)
             per_step = per_step + self.args.entropy_coef * torch.where(expert, torch.zeros_like(below), below)
         loss = mean_over_rollouts(per_step, rows, inputs["live"].shape[0])
+        if mode == "train" and self._skips_zero_advantage_steps():
+            zero = all_advantages_zero(inputs["advantages"], gather)
+            self._zero_advantage_skip.record(zero)
+            self._metrics[mode]["skipped_zero_advantage"].append(float(zero))  # fraction of skipped updates
 
         metrics = loss_metrics(
             ratio, advantages, self.epsilon_low, self.epsilon_high, ~expert, eligible, entropy, kl, self._reduce_sum
@@ -404,6 +416,13 @@ class UnmaskingGRPOTrainer(PolicySavingMixin, GRPOTrainer):
         for name, value in metrics.items():
             self._metrics[mode][name].append(value)
         return loss
+
+    def _skips_zero_advantage_steps(self) -> bool:
+        """`skip_zero_advantage_steps`, when the loss has no term besides GRPO's (which is 0 with 0 advantages)."""
+        args = self.args
+        return args.skip_zero_advantage_steps and not (
+            self.beta > 0 or args.entropy_floor > 0 or self._expert_imitation_coef() > 0
+        )
 
     def _expert_imitation_coef(self) -> float:
         """`expert_imitation_coef`, decayed linearly to 0 over `expert_imitation_steps` (when > 0)."""

@@ -88,25 +88,31 @@ def test_dataset_without_the_answer_column_fails_before_any_rollout(dllm, tmp_pa
         make_trainer(dllm, tmp_path, dataset=data.rename_column("prompt", "question"))
 
 
-def test_reward_returning_the_wrong_length_fails_before_any_rollout(dllm, tmp_path, no_rollouts):
-    def one_reward(prompts, completions, **kwargs):
-        return [1.0]
-
-    with pytest.raises(ValueError, match="returned 1 value"):
-        make_trainer(dllm, tmp_path, reward=one_reward)
+def test_a_reward_unfit_for_trls_call_fails_before_any_rollout_uncalled(dllm, tmp_path, no_rollouts):
+    """Read from the signature, not by calling the reward (a reward with side effects is only called on rollouts)."""
+    calls = []
 
     def crashes(prompts, completions):  # no **kwargs: TRL passes trainer_state, dataset columns...
+        calls.append(completions)
         return [0.0] * len(completions)
 
-    with pytest.raises(RuntimeError, match="must accept \\*\\*kwargs"):
+    with pytest.raises(TypeError, match="must accept \\*\\*kwargs"):
         make_trainer(dllm, tmp_path, reward=crashes)
+
+    def reads_answer(prompts, completions, answer, **kwargs):  # toy_dataset has `reference`, not `answer`
+        calls.append(completions)
+        return [0.0] * len(completions)
+
+    with pytest.raises(ValueError, match=r"reads the column\(s\) \['answer'\], which train_dataset lacks"):
+        make_trainer(dllm, tmp_path, reward=reads_answer)
+    assert calls == []
 
 
 def test_reward_returning_the_wrong_length_later_is_reported_on_that_call(dllm, tmp_path, monkeypatch):
     def short_for_big_batches(prompts, completions, **kwargs):
         return [1.0] * min(len(completions), 2)
 
-    trainer = make_trainer(dllm, tmp_path, reward=short_for_big_batches)  # the 2-row probe passes
+    trainer = make_trainer(dllm, tmp_path, reward=short_for_big_batches)  # nothing is called before rollouts
     with pytest.raises(ValueError, match="short_for_big_batches' returned 2 rewards, but 8 were expected"):
         trainer._generate_and_score_completions(policy_inputs(trainer, [0, 1]))
 

@@ -55,9 +55,9 @@ def test_the_floor_keeps_the_policy_learning_where_plain_grpo_turns_deterministi
     plain_entropy, plain_zero_std = _run(tmp_path / "plain")
     floor_entropy, floor_zero_std = _run(tmp_path / "floor", entropy_floor=0.3, entropy_coef=5.0)
     # plain GRPO at a high learning rate: the policy becomes (nearly) deterministic and its groups stop varying
-    assert plain_entropy[-1] < 0.1 * plain_entropy[0], plain_entropy
-    assert sum(plain_zero_std[-3:]) / 3 >= 0.75, plain_zero_std
+    assert plain_entropy[-1] < 0.15 * plain_entropy[0], plain_entropy
+    assert sum(plain_zero_std[-3:]) / 3 >= 0.5, plain_zero_std
     # with the floor the same run stays stochastic, so its groups keep a reward spread to learn from
     assert min(floor_entropy[-3:]) > 3 * plain_entropy[-1], (floor_entropy, plain_entropy)
-    assert sum(floor_zero_std[-3:]) / 3 <= 0.5, floor_zero_std
+    assert sum(floor_zero_std[-3:]) / 3 <= 0.5 * sum(plain_zero_std[-3:]) / 3, (floor_zero_std, plain_zero_std)
     assert all(math.isfinite(v) for v in floor_entropy)

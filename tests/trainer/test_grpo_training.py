@@ -74,8 +74,15 @@ def test_a_seeded_run_is_reproducible(dllm, tmp_path):
     assert not all(torch.equal(a[k], v) for k, v in state_of(third.policy).items())
 
 
+def varied_reward(prompts, completions, **kwargs):
+    """A deterministic reward with a learning signal (no step has all advantages 0, so none is skipped)."""
+    return [float(len(set(c.split())) % 3) / 2 for c in completions]
+
+
 def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(dllm, tmp_path):
-    settings = dict(max_steps=4, save_strategy="steps", save_steps=2, learning_rate=3e-3, warmup_steps=1)
+    settings = dict(
+        max_steps=4, save_strategy="steps", save_steps=2, learning_rate=3e-3, warmup_steps=1, reward=varied_reward
+    )
     full = run(dllm, tmp_path / "full", **settings)
     checkpoint = tmp_path / "full" / "out" / "checkpoint-2"
     assert {"config.json", "model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"} <= {

@@ -221,6 +221,7 @@ def test_training_script_trains_and_evaluates_a_hidden_state_policy(tmp_path):
         "--config", CPU_RECIPE, "--dllm_name_or_path", folder, "--output_dir", out, "--policy_type", "hidden_states",
         "--max_steps", "1", "--per_device_train_batch_size", "8", "--task_train_size", "16", "--task_test_size", "4",
         "--save_strategy", "no", "--disable_tqdm", "true", "--logging_steps", "1", "--warmup_steps", "0",
+        "--eval_strategy", "no", "--load_best_model_at_end", "false",
         "--eval_num_examples", "4", "--eval_strategies", "confidence_threshold:threshold=0.9",
     ]  # fmt: skip
     script_args, args = make_parser().parse_args_and_config([str(a) for a in argv])

@@ -23,11 +23,12 @@ from hf_unmask.trainer.script import UnmaskingScriptArguments, load_prompts, mai
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "trainers" / "recipes").glob("*.yaml"))
 CPU_RECIPE = REPO / "trainers" / "recipes" / "builtin_cpu.yaml"
-# A tiny run: 2 prompts x 8 rollouts per step, a small policy, no checkpoints.
+# A tiny run: 2 prompts x 8 rollouts per step, a small policy, no checkpoints, no evaluation during training.
 TINY_FLAGS = [
     "--max_steps", "2", "--per_device_train_batch_size", "16", "--task_train_size", "64", "--task_test_size", "16",
     "--policy_hidden_size", "32", "--policy_ffn_size", "64", "--save_strategy", "no", "--disable_tqdm", "true",
     "--logging_steps", "1", "--warmup_steps", "0",  # the recipe's warm-up would leave lr ~0 for 2 steps
+    "--eval_strategy", "no", "--load_best_model_at_end", "false",  # the recipe's best checkpoint needs checkpoints
 ]  # fmt: skip
 
 
@@ -110,13 +111,15 @@ def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, 
     main(script_args, args)
     table = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert table["meta"]["n_examples"] == 4 and len(table["rows"]) == 2  # the policy and the heuristic
-    assert "4 of its 20 rows are held out" in caplog.text
+    assert "4 of its 20 rows (--eval_num_examples) are held out" in caplog.text
     card = (out / "README.md").read_text()
-    # the snippet runs from any working directory: the policy and the dLLM by their absolute paths
-    assert f'UnmaskingPolicy.from_pretrained("{out.resolve()}")' in card
-    assert f'AutoDiffusionLM.from_pretrained("{dllm_folder.resolve()}")' in card
+    # no absolute path of this machine: the dLLM as typed, the policy and the data relative to the working directory
+    here = dllm_folder.parent
+    assert f'UnmaskingPolicy.from_pretrained("{out.relative_to(here)}")' in card and str(here) not in card
+    assert f'AutoDiffusionLM.from_pretrained("{dllm_folder.name}")' in card
     yaml = card.split("---")[1]  # local data and dLLM folders are no Hub ids: named in the text, not the metadata
-    assert "datasets:" not in yaml and "base_model:" not in yaml and f"| training prompts | {path} |" in card
+    assert "datasets:" not in yaml and "base_model:" not in yaml
+    assert f"| training prompts | {path.relative_to(here)} |" in card
     err = capfd.readouterr().err
     assert "evaluate: 100%" in err and "4/4 [" in err  # 2 strategies x 2 batches, with a progress bar
 
@@ -144,7 +147,7 @@ def test_script_trains_on_a_builtin_task_evaluates_and_pushes_the_card(dllm_fold
     assert trainer.state.global_step == 2
     policy = UnmaskingStrategy.from_pretrained(out)
     assert isinstance(policy, UnmaskingPolicy) and policy.mode == "bernoulli-argmax"
-    assert policy.trained_for["task"] == "program_trace" and policy.trained_for["base_model"] == str(dllm_folder)
+    assert policy.trained_for["task"] == "program_trace" and policy.trained_for["base_model"] == dllm_folder.name
     assert (out / "evaluation" / "evaluation.csv").is_file()
     card = (out / "README.md").read_text()
     assert "confidence_threshold" in card and "threshold=0.9" in card  # the evaluation table
@@ -256,7 +259,7 @@ def test_hf_unmask_train_runs_the_training_script(dllm_folder, tmp_path, capsys)
     assert cli([str(f) for f in ["train", *flags, "--max_steps", "1", "--eval_num_examples", "0"]]) == 0
     policy = UnmaskingStrategy.from_pretrained(out)
     assert policy.trained_for["training_steps"] == 1 and policy.trained_for["task"] == "program_trace"
-    assert policy.trained_for["base_model"] == str(dllm_folder)
+    assert policy.trained_for["base_model"] == dllm_folder.name  # never an absolute path
     capsys.readouterr()
     assert cli([str(f) for f in ["train", *flags, "--block_length", "5"]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
