@@ -121,4 +121,4 @@ def test_each_claim_trains_what_it_reads():
     # (c), (d) and (f) compare policies of one recipe: the multiplicative run serves all three
     assert claims.TRAINING["reward-multiplicative"][0] == "cdf"
     for name in ("input-hidden-states", "input-confidence-d32", "small-dllm", "reward-additive"):
-        assert claims.TRAINING[name][1][: len(claims.FAST_START)] == claims.FAST_START
+        assert claims.TRAINING[name][1][: len(claims.SHARED_RECIPE)] == claims.SHARED_RECIPE
