@@ -37,14 +37,6 @@ PAPER_CONFIG = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ReferenceBlock(nn.Module):
     def __init__(self, d: int, heads: int, ffn: int) -> None:
         super().__init__()
