@@ -6,7 +6,7 @@ the full-diffusion policy), each without a cache and with `use_cache=True` in bo
 each cached run's accuracy difference to the uncached one with its paired standard error (same examples: the
 error comes only from the examples whose answer changed, sqrt(sum (d_i - mean d)^2 / (n (n - 1))) over the
 per-example differences d_i in {-1, 0, 1}).
-Acceptance (issue 14): every cached accuracy within 1 point of no cache.
+Acceptance: every cached accuracy within 1 point of no cache.
 
 Usage:
     python benchmarks/kv_cache_quality.py                    # 500 examples per task, seed 0

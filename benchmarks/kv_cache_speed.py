@@ -8,7 +8,7 @@ A native `LLaDAModelLM` with random weights (default: d_model 384, 8 layers, 6 h
 * Fast-dLLM's threshold 0.9 without a cache and on top of the dual cache.
 
 Prints wall time, NFE, positions run through the model, and the speed-up per generated token over the baseline.
-Acceptance (issue 14): prefix >= 2x, dual >= 3x, threshold 0.9 + dual >= 5x.
+Acceptance: prefix >= 2x, dual >= 3x, threshold 0.9 + dual >= 5x.
 
 Random weights give flat predictions, under which a threshold never fires; the output head is drawn with a larger
 standard deviation (`--head-std`, logits of std ~15) so that the model is as sure of itself as a trained one, and

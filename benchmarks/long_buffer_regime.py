@@ -8,7 +8,7 @@ share whose end (first EOS) was decided before half of the answer in front of it
 semi-AR front minus the full-diffusion front at matched NFE over 0.1L-0.5L (definitions: hf_unmask/evaluation/
 regime.py).
 
-Acceptance (issue 15), printed at the end: at some L >= 64 the full-diffusion front lies >= 10 points below the
+Acceptance, printed at the end: at some L >= 64 the full-diffusion front lies >= 10 points below the
 semi-AR front at matched NFE somewhere in 0.1L-0.5L.
 
 Usage:

@@ -1,4 +1,4 @@
-"""The paper's claims, side by side with ours, in one command (issue 15).
+"""The paper's claims, side by side with ours, in one command.
 
 "Learning Unmasking Policies for Diffusion Language Models" (arXiv 2512.09106) makes seven claims that the built-in
 dLLMs can test on CPU. For each, this script trains what the claim needs (the training script with a recipe, into

@@ -5,7 +5,7 @@ sweep and the given policies (semi-autoregressive and full diffusion), over seve
 policy with the heuristics' accuracy/NFE Pareto front at the policy's own mean NFE (linear interpolation between
 the two front points around it; below the front's lowest NFE the front is the accuracy of its cheapest point).
 
-Acceptance (issue 5), printed at the end:
+Acceptance, printed at the end:
   semi-AR:        the best policy's accuracy is >= the front's at matched NFE, and higher at the lowest NFE budget
                   (the policy with the fewest NFE beats the front at its NFE)
   full diffusion: the policy beats every heuristic at matched NFE (accuracy > front at its NFE)

@@ -1,4 +1,4 @@
-"""Issue 12, item 10: every bad input to `generate` and the loaders gets a clear error (or a warning where legal but
+"""Every bad input to `generate` and the loaders gets a clear error (or a warning where legal but
 suspicious) raised by hf_unmask, naming the problem and the fix, before any forward pass unless stated."""
 
 from __future__ import annotations

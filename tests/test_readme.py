@@ -1,4 +1,4 @@
-"""Every ```python and ```bash block of README.md runs as written (issue 12: the README must not rot).
+"""Every ```python and ```bash block of README.md runs as written (the README must not rot).
 
 Each block runs in a scratch copy of the repository (so `outputs/`, shipped policies and the like are written there,
 never here), offline, with the repository's Python environment on PATH and the copy first on PYTHONPATH. Hub ids

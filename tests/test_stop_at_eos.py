@@ -19,7 +19,7 @@ def tiny():
 
 @pytest.mark.filterwarnings("ignore:.*trained to generate L = 16")
 def test_fuzz_reproducer_keeps_decided_tokens(tiny):
-    """The fuzzed call of issue 12: positions 13-18 are decided before the EOS at position 0, and stay."""
+    """A fuzzed call that once failed: positions 13-18 are decided before the EOS at position 0, and stay."""
     model, _ = tiny
     ids = torch.tensor([[27, 15, 6, 86, 77, 77, 84, 26, 39, 35, 19]])
     out = model.generate(

@@ -62,7 +62,7 @@ def test_generates_correct_answers_up_to_twice_its_training_length(long_model, r
 
 
 def test_full_diffusion_fills_the_eos_tail_first(long_model, rows):
-    """The regime of issue 15: with the whole buffer open, confidence decodes right to left (the EOS tail first)."""
+    """The long-buffer regime: with the whole buffer open, confidence decodes right to left (the EOS tail first)."""
     model, tokenizer = long_model
     batch = tokenizer([r["prompt"] for r in rows], return_tensors="pt", padding=True)
     steps, callback = decision_steps_recorder(len(rows), 64)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import hf_unmask.evaluation as evaluation
 
-# `hf_unmask.evaluation.__all__` when it was one module (issue 13 split it).
+# `hf_unmask.evaluation.__all__` when it was one module (before it was split).
 EXPORTED_BEFORE_THE_SPLIT = [
     "CORRECTNESS_FUNCTIONS",
     "EvaluationData",

@@ -1,4 +1,4 @@
-"""Rollouts with generate's diffusion KV cache (issue 14): every rollout generate call gets the cache settings, the
+"""Rollouts with generate's diffusion KV cache: every rollout generate call gets the cache settings, the
 recorded log-probabilities are those of what the policy saw, and a step trains the policy."""
 
 from __future__ import annotations
