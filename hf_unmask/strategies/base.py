@@ -208,11 +208,13 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
         )
         from . import paper_checkpoint  # not at the top: it imports the policy classes, which import this module
 
-        if paper_checkpoint.is_paper_checkpoint(model_id, **hub_kwargs):
+        config_file = _saved_config_file(model_id, hub_kwargs)  # resolved once (a Hub request when online)
+        paper_config = paper_checkpoint.read_paper_config(config_file)
+        if paper_config is not None:
             return paper_checkpoint.load_paper_checkpoint(
-                model_id, expected_class=cls, hub_kwargs=hub_kwargs, **overrides
+                model_id, expected_class=cls, hub_kwargs=hub_kwargs, saved_config=paper_config, **overrides
             )
-        target, config = _read_saved_config(model_id, hub_kwargs)
+        target, config = _read_saved_config(model_id, hub_kwargs, config_file)
         if not issubclass(target, cls):
             raise TypeError(f"'{model_id}' holds a {target.__name__}, which is not a {cls.__name__}.")
         for key in [k for k in config if k.startswith("_")]:
@@ -281,10 +283,8 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
             )
 
 
-def _read_saved_config(
-    pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
-) -> tuple[type[UnmaskingStrategy], dict[str, Any]]:
-    """`(class the saved config names, the config without its class name)`; clear errors when either is missing."""
+def _saved_config_file(pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]) -> str:
+    """The local path of a saved strategy's `config.json` (downloaded from the Hub when needed); `OSError` without."""
     check_local_folder(pretrained_model_name_or_path, "policy")
     config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs)
     if config_file is None:
@@ -292,6 +292,18 @@ def _read_saved_config(
             f"No {hub.CONFIG_NAME} in '{pretrained_model_name_or_path}'. Point to a folder written by "
             "`strategy.save_pretrained(...)` or a Hub repo pushed with `push_to_hub`."
         )
+    return config_file
+
+
+def _read_saved_config(
+    pretrained_model_name_or_path: Union[str, os.PathLike],
+    hub_kwargs: dict[str, Any],
+    config_file: Optional[str] = None,
+) -> tuple[type[UnmaskingStrategy], dict[str, Any]]:
+    """`(class the saved config names, the config without its class name)`; clear errors when either is missing.
+    `config_file`: the already resolved `config.json`, when the caller has it."""
+    if config_file is None:
+        config_file = _saved_config_file(pretrained_model_name_or_path, hub_kwargs)
     config = hub.read_config(config_file)
     class_name = config.pop("_class_name")
     target = STRATEGY_REGISTRY.get(class_name)

@@ -95,7 +95,11 @@ def _paper_config(
     pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
 ) -> Optional[dict]:
     """The paper's `config.json` of a folder or Hub repo; None when there is none or it is not the paper's."""
-    config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs)
+    return read_paper_config(hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, **hub_kwargs))
+
+
+def read_paper_config(config_file: Optional[str]) -> Optional[dict]:
+    """The content of an already resolved `config.json` when it is the paper's; None otherwise (or without a file)."""
     if config_file is None:
         return None
     try:
@@ -111,6 +115,7 @@ def load_paper_checkpoint(
     *,
     expected_class: type = UnmaskingPolicy,
     hub_kwargs: Optional[dict[str, Any]] = None,
+    saved_config: Optional[dict[str, Any]] = None,
     **overrides: Any,
 ) -> UnmaskingPolicy:
     """An `UnmaskingPolicy(architecture="paper")` with the weights of a checkpoint of the paper's code.
@@ -120,6 +125,7 @@ def load_paper_checkpoint(
             `model.safetensors` alone. Weights are read from safetensors only.
         expected_class: the class `from_pretrained` was called on; the policy must be an instance of it.
         hub_kwargs: `revision`, `cache_dir`, `token`, `subfolder`... as for `hub.resolve_file`.
+        saved_config: the checkpoint's `config.json` when the caller has already read it (it is not fetched again).
         **overrides: any `UnmaskingPolicy` argument (`temperature=0.5`, `mode="dpls"`, `num_heads=...`). Sizes come
             from the weights (hidden, FFN and time-feature sizes; heads from `inv_freq` when saved, else 2); the
             paper's `num_blocks`, `confidences_top_p` and `time_period` are accepted at their published value 1.
@@ -136,7 +142,12 @@ def load_paper_checkpoint(
         weights_file: Optional[str] = str(path)
     else:
         # called on the base class, huggingface_hub's mixin hands over every key of config.json with the overrides
-        saved = _paper_config(pretrained_model_name_or_path, hub_kwargs or {}) or {}
+        saved = (
+            saved_config
+            if saved_config is not None
+            else _paper_config(pretrained_model_name_or_path, hub_kwargs or {})
+        )
+        saved = saved or {}
         overrides = {k: v for k, v in overrides.items() if not (k in saved and saved[k] == v)}
         weights_file = hub.resolve_file(pretrained_model_name_or_path, hub.WEIGHTS_NAME, **(hub_kwargs or {}))
         if weights_file is None:
