@@ -81,6 +81,11 @@ class DiffusionAdapter:
     end_of_turn_token_ids: ClassVar[tuple[int, ...]] = ()
     #: Dream-style models predict token i from position i-1.
     shift_logits: ClassVar[bool] = False
+    #: Block-diffusion families (LLaDA2.x, SDAR): attention is causal across blocks and bidirectional inside one,
+    #: blocks are aligned to each row's positions, and the model's forward takes `block_length=`.
+    block_causal: ClassVar[bool] = False
+    #: The block size a block-causal family was trained with (the default `block_length` of `generate`).
+    trained_block_length: ClassVar[Optional[int]] = None
 
     def __init__(self, model: Any) -> None:
         self.model = model

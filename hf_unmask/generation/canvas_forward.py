@@ -17,6 +17,14 @@ positions before attention (the built-in tiny dLLM's local convolution) names a 
 (`diffusion_cache_margin`): that many positions on each side of the window are fed with it, so that no position
 the window's tokens reach in the first layer keeps stale keys and values; their logits are not shown.
 
+Block-diffusion models (the adapter's `block_causal`) never let a position see a later block, so a step needs the
+canvas only up to the end of the current block, and earlier blocks' logits never change: every step feeds the
+prefix up to the current block's end (no cache), or only the current block (with the prompt positions it holds,
+which attend to its generated ones) against the cached keys and values of everything before it (with the cache; a
+block's first step also re-feeds the block just finished, whose last tokens were written after its last forward). The cached logits equal the uncached ones. What a strategy sees
+outside the current block is the same either way: a finished block keeps the logits of its last step, a later
+block has not been computed yet and shows zero logits (a uniform distribution).
+
 Rows with nothing left to decide in the current block are not fed (the loop passes the rows at work), with or
 without a cache; a row's logits do not depend on the other rows of the batch, so this changes no result.
 """
@@ -56,6 +64,7 @@ class CanvasForward:
         real_lengths: torch.Tensor,
         wants_hidden: bool = False,
         cache_mode: Optional[str] = None,
+        block_causal: bool = False,
     ) -> None:
         self.adapter = adapter
         self.model_inputs = model_inputs
@@ -70,11 +79,29 @@ class CanvasForward:
         self._cached_rows: Optional[torch.Tensor] = None  # the rows the cache holds (None: every row)
         self.shift = 1 if adapter.shift_logits else 0
         self.margin = adapter.cache_margin
+        self.block_causal = block_causal
+        self._hidden: Optional[torch.Tensor] = None  # block-causal: the hidden states kept like the logits
+        self._previous_start = 0  # block-causal cache: where the block before the current one starts
+
+    @property
+    def keeps_logits(self) -> bool:
+        """Whether the returned logits are a tensor kept across steps (a logits processor then gets a copy)."""
+        return self.cache is not None or self.block_causal
 
     def __call__(
-        self, block_start: int, block_end: int, block_step: int, rows: Optional[torch.Tensor] = None
+        self,
+        block_start: int,
+        block_end: int,
+        block_step: int,
+        rows: Optional[torch.Tensor] = None,
+        window_start: Optional[int] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-        """One step over the rows `rows` (a sorted `[b]` long tensor of row indices; None: every row)."""
+        """One step over the rows `rows` (a sorted `[b]` long tensor of row indices; None: every row).
+        `window_start`: for a block-causal model, where the current block starts on the canvas in generated
+        positions (negative inside the prompt; default `block_start`)."""
+        if self.block_causal:
+            start = block_start if window_start is None else window_start
+            return self._block_causal_step(block_start, block_end, block_step, rows, start)
         if rows is not None:
             inputs = self.model_inputs(rows)
         else:
@@ -118,3 +145,67 @@ class CanvasForward:
         """How many of the canvas positions `[lo, hi)` are real tokens (not left padding) in each row."""
         padding = self.P + self.L - real_lengths
         return (hi - lo) - (padding - lo).clamp(0, hi - lo)
+
+    def _block_causal_step(
+        self, block_start: int, block_end: int, block_step: int, rows: Optional[torch.Tensor], window_start: int
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """A step of a block-causal model: the current block's logits, computed from the canvas up to its end."""
+        if rows is not None:
+            inputs = self.model_inputs(rows)
+        else:
+            if not self.reuse_inputs:
+                self.inputs = self.model_inputs(None)
+            inputs = self.inputs
+        real_lengths = self.real_lengths if rows is None else self.real_lengths.index_select(0, rows)
+        start, hi = self.P + block_start, self.P + block_end
+        prefix = _prefix_of(inputs, hi)
+        hidden = None
+        if self.cache is None:
+            logits, hidden = self.adapter.forward_inputs(prefix, output_hidden_states=self.wants_hidden)
+            fresh, lo = logits[:, start:hi], 0
+            hidden = None if hidden is None else hidden[:, start:hi]
+        elif self.cache.get_seq_length() == 0:
+            fresh, lo = self.adapter.forward_refresh(prefix, self.cache)[:, start:hi], 0
+        else:
+            # the whole block, its prompt tail included (it attends to the block's generated positions)
+            lo = max(0, self.P + (self._previous_start if block_step == 0 else window_start))
+            fresh = self.adapter.forward_window(prefix, self.cache, lo, hi)[:, start - lo :]
+        if block_step == 0:
+            self._previous_start = window_start
+        self._logits = _keep(self._logits, fresh, rows, self.real_lengths.shape[0], self.L, block_start, block_end)
+        if hidden is not None:
+            self._hidden = _keep(
+                self._hidden, hidden, rows, self.real_lengths.shape[0], self.L, block_start, block_end
+            )
+        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        kept_hidden = None if self._hidden is None else pick(self._hidden)
+        return pick(self._logits), kept_hidden, self._real_positions_in(real_lengths, lo, hi)
+
+
+def _prefix_of(inputs: dict[str, Any], end: int) -> dict[str, Any]:
+    """The model inputs of the canvas positions `[0, end)` (2-D tensors cut; the block length and others kept)."""
+    cut = dict(inputs)
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.dim() == 2:
+            cut[key] = value[:, :end]
+    return cut
+
+
+def _keep(
+    kept: Optional[torch.Tensor],
+    fresh: torch.Tensor,
+    rows: Optional[torch.Tensor],
+    batch: int,
+    length: int,
+    start: int,
+    end: int,
+) -> torch.Tensor:
+    """Write `fresh` (`[b, end - start, ...]` of the rows `rows`) into the kept `[batch, length, ...]` tensor (zeros
+    until a position's block is computed)."""
+    if kept is None:
+        kept = fresh.new_zeros((batch, length, *fresh.shape[2:]))
+    if rows is None:
+        kept[:, start:end] = fresh
+    else:
+        kept[:, start:end].index_copy_(0, rows, fresh)
+    return kept

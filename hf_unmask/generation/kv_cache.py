@@ -13,6 +13,10 @@ Layers that mix neighbouring positions before attention (the built-in tiny dLLM'
 inputs per position the same way (`update_state`); such a model names how far they reach
 (`diffusion_cache_margin`) and the generation loop widens each window by that much.
 
+Block-diffusion models (block-causal attention) use the cache exactly: no position attends to a later block, so
+the keys and values of finished blocks never change. Their cache holds the positions up to the end of the current
+block and grows by one block at a time (a window that ends past the cached positions is appended).
+
 Rows that finish while the others go on leave the cache with transformers' `batch_select_indices` (the generation
 loop then feeds only the rows still at work).
 
@@ -55,6 +59,10 @@ class DiffusionCacheLayer(CacheLayerMixin):
             self.keys, self.values = key_states, value_states
             return key_states, value_states
         start, end = window
+        if end > self.keys.shape[-2]:  # a block-causal cache grows by the next block
+            self.keys = torch.cat([self.keys[:, :, :start], key_states], dim=-2)
+            self.values = torch.cat([self.values[:, :, :start], value_states], dim=-2)
+            return self.keys, self.values
         self.keys[:, :, start:end] = key_states
         self.values[:, :, start:end] = value_states
         return self.keys, self.values
@@ -67,7 +75,10 @@ class DiffusionCacheLayer(CacheLayerMixin):
         if name not in self.states:
             raise RuntimeError(f"No cached '{name}' states: run a full forward first.")
         start, end = window
-        self.states[name][:, start:end] = states
+        if end > self.states[name].shape[1]:
+            self.states[name] = torch.cat([self.states[name][:, :start], states], dim=1)
+        else:
+            self.states[name][:, start:end] = states
         return self.states[name]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:

@@ -9,6 +9,8 @@ import torch
 from transformers import GenerationConfig
 
 from .adapter import DiffusionAdapter, get_adapter, unwrap_model
+from .block_diffusion import apply_block_defaults, stop_rows_with_eos
+from .blocks import BlockLayout
 from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
 from .eos import eos_id_list, fill_after_eos
@@ -117,6 +119,8 @@ def diffusion_generate(
     strategy = as_strategy(strategy)
     adapter = get_adapter(model, adapter)
     vocab = vocabulary_size(model)
+    if adapter.block_causal:
+        apply_block_defaults(config, adapter, kwargs, generation_config)
 
     mask_id = config.mask_token_id if config.mask_token_id is not None else adapter.mask_token_id()
     if mask_id is None and tokenizer is not None:
@@ -154,20 +158,26 @@ def diffusion_generate(
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(seed))
     B, P = input_ids.shape
-    budget = config.block_step_budget()
+    if adapter.block_causal:
+        prompt_lengths = attention_mask.long().sum(-1) if attention_mask is not None else torch.full((B,), P)
+        layout = BlockLayout.aligned(prompt_lengths.to(device), L, config.effective_block_length)
+    else:
+        layout = BlockLayout.relative(L, config.effective_block_length, device)
+    budget = layout.step_budget(config.block_step_budget(), config.max_steps if adapter.block_causal else None)
+    Lc = layout.canvas_length  # L, or up to the end of the last block for a block-diffusion model
     # Normal (not inference) tensors even under the caller's torch.inference_mode: the read-only check of the state
     # handed to strategies relies on version counters, which inference tensors lack. (inference_mode(False) turns
     # grad mode back on, hence the no_grad inside it.)
     with torch.inference_mode(False), torch.no_grad():
-        x = torch.cat([input_ids.long(), torch.full((B, L), mask_id, dtype=torch.long, device=device)], dim=1)
+        x = torch.cat([input_ids.long(), torch.full((B, Lc), mask_id, dtype=torch.long, device=device)], dim=1)
         attn = None
         if attention_mask is not None and not bool(attention_mask.bool().all()):
-            attn = torch.cat([attention_mask.long(), torch.ones(B, L, dtype=torch.long, device=device)], dim=1)
+            attn = torch.cat([attention_mask.long(), torch.ones(B, Lc, dtype=torch.long, device=device)], dim=1)
         if token_types is not None:
-            token_types = torch.cat([token_types, token_types[:, -1:].expand(B, L)], dim=1).long()
+            token_types = torch.cat([token_types, token_types[:, -1:].expand(B, Lc)], dim=1).long()
         return _denoise(
             model, adapter, strategy, config, x, attn, token_types, P, mask_id, eos_ids, fill_id, logits_processor,
-            streamer, generator, callback_on_step_end, budget,
+            streamer, generator, callback_on_step_end, budget, layout,
         )  # fmt: skip
 
 
@@ -188,11 +198,14 @@ def _denoise(
     generator: Optional[torch.Generator],
     callback: Any,
     budget: int,
+    layout: BlockLayout,
 ) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
     """The denoising loop over blocks and steps, on the canvas `x` = `[prompt | L x MASK]` (written in place)."""
     B, device = x.shape[0], x.device
-    L, BL, nb = config.gen_length, config.effective_block_length, config.num_blocks
+    L, BL, nb = layout.canvas_length, layout.block_length, layout.num_blocks
+    out_length = P + config.gen_length  # block-diffusion canvases run past L to the end of the last block
     gen = x[:, P:]  # a view: writing into it writes the canvas
+    block_causal = adapter.block_causal
 
     def build_model_inputs(rows: Optional[torch.Tensor]) -> dict[str, Any]:
         """The forward's inputs over every row (`rows` None) or over the rows `rows` only."""
@@ -200,10 +213,14 @@ def _denoise(
             inputs = adapter.model_inputs(x, attn)
             if token_types is not None:
                 inputs["token_type_ids"] = token_types
-            return inputs
-        inputs = adapter.model_inputs(x.index_select(0, rows), None if attn is None else attn.index_select(0, rows))
-        if token_types is not None:
-            inputs["token_type_ids"] = token_types.index_select(0, rows)
+        else:
+            inputs = adapter.model_inputs(
+                x.index_select(0, rows), None if attn is None else attn.index_select(0, rows)
+            )
+            if token_types is not None:
+                inputs["token_type_ids"] = token_types.index_select(0, rows)
+        if block_causal:
+            inputs["block_length"] = BL
         return inputs
 
     wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
@@ -218,10 +235,10 @@ def _denoise(
         real_lengths,
         wants_hidden,
         config.cache_mode if config.use_cache else None,
+        block_causal=block_causal,
     )
     nfe = torch.zeros(B, dtype=torch.long, device=device)
     forward_positions = torch.zeros(B, dtype=torch.long, device=device)
-    positions = torch.arange(L, device=device)
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if config.stop_at_eos else None
     record = config.output_trajectory
     temperature = config.temperature if config.do_sample else None
@@ -232,23 +249,34 @@ def _denoise(
     # recording (a policy trained on the trajectory reads the confidence of every position).
     eligible_token_choice = greedy and not record and bool(getattr(strategy, "reads_only_eligible", False))
     traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
-    history = [x.clone()] if config.output_history else None
+    history = [x[:, : P + config.gen_length].clone()] if config.output_history else None
     stopped = torch.zeros(B, dtype=torch.bool, device=device) if callback is not None else None
 
-    block_of_position = positions // BL if nb > 1 else None
     fallback = config.progress_fallback
-    drop_finished = config.drop_finished_rows
+    # a cache over several blocks keeps every row (a row that finished a block early comes back in the next one)
+    drop_finished = config.drop_finished_rows and not (block_causal and forward.cache is not None)
     finish_blocks = config.finish_blocks
     pace_can_bind = _pace_can_bind(budget, BL, fallback, finish_blocks)
     top_k, top_p = config.top_k, config.top_p
+    # Token editing: a strategy that revises decided tokens may go on after its block has no mask left, for at most
+    # `max_revision_steps` steps and only while its last step revised something; those steps count as NFE too, and
+    # with `max_steps` the block's budget bounds them.
+    revises = bool(getattr(strategy, "revises_decided_tokens", False))
+    revision_bound = int(getattr(strategy, "max_revision_steps", 0)) if revises else 0
+    step_limit = budget + (revision_bound if config.max_steps is None else 0)
+    stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
 
     step = 0
     for block in range(nb):
-        start, end = block * BL, (block + 1) * BL
-        in_block = None if block_of_position is None else block_of_position == block
+        start, end = layout.bounds(block)
+        in_block = layout.in_block(block)
         block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+        if in_block is not None:
+            block_mask_count = ((gen == mask_id) & in_block).sum(-1)
         if pace_can_bind:  # positions per step that finish the block in time
             pace = torch.div(block_mask_count + (budget - 1), budget, rounding_mode="floor")
+        revision_steps = torch.zeros(B, dtype=torch.long, device=device) if revises else None
+        revised_last = torch.zeros(B, dtype=torch.bool, device=device) if revises else None
         block_step = 0
         while True:
             masked = gen == mask_id
@@ -257,11 +285,21 @@ def _denoise(
                 eligible = eligible & ~stopped.unsqueeze(-1)
             remaining = eligible.sum(-1)
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
+            revisable = None
+            if revises:
+                # rows whose block is full keep going while they revise, within the bound
+                # (the first step after the block is full always runs; a block full from its start never edits)
+                editing = (remaining == 0) & (block_mask_count > 0) & (revision_steps < revision_bound)
+                editing &= (revision_steps == 0) | revised_last
+                if stopped is not None:
+                    editing &= ~stopped
+                live_count = live_count | editing.long()
+                revisable = ~masked & (in_block if in_block is not None else True) & live_count.bool().unsqueeze(-1)
             live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
             if live_rows == 0:
                 break
-            if block_step >= budget:  # the block's budget is spent: what is still masked stays [MASK]
-                if finish_blocks:  # cannot happen: the pace rule below empties the block in time
+            if block_step >= step_limit:  # the block's budget is spent: what is still masked stays [MASK]
+                if finish_blocks and bool((remaining > 0).any()):  # cannot happen: the pace rule empties the block
                     raise RuntimeError("internal error: block step budget exceeded")
                 break
             # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
@@ -270,7 +308,7 @@ def _denoise(
             if drop_finished and live_rows < B:
                 rows = live_count.nonzero().squeeze(-1)
             pick = row_picker(rows)
-            gen_logits, hidden, fed = forward(start, end, block_step, rows)
+            gen_logits, hidden, fed = forward(start, end, block_step, rows, layout.window_start(block))
             if mask_id >= gen_logits.shape[-1]:
                 raise ValueError(
                     f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
@@ -280,7 +318,7 @@ def _denoise(
             if logits_processor is not None:
                 shape = tuple(gen_logits.shape)
                 # with a cache the logits tensor lives for the whole block: a processor gets its own copy
-                gen_logits = logits_processor(pick(x), gen_logits if forward.cache is None else gen_logits.clone())
+                gen_logits = logits_processor(pick(x), gen_logits.clone() if forward.keeps_logits else gen_logits)
                 check_processed_scores(gen_logits, shape)
             # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
             # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
@@ -309,11 +347,13 @@ def _denoise(
                 hidden_states=hidden,
                 rows=rows,
                 full_batch_size=None if rows is None else B,
+                revisable=None if revisable is None else pick(revisable),
+                revision_steps=None if revision_steps is None else pick(revision_steps),
                 _logits=gen_logits,
             )
             guarded = state_tensors(state)
             versions = read_versions(guarded)
-            selection, log_prob = normalise_selection(strategy(state), state.batch_size, L)
+            selection, log_prob, revision = normalise_selection(strategy(state), state.batch_size, L, revises)
             check_untouched(guarded, versions, "strategy")
             action = selection & eligible_s
             # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
@@ -327,11 +367,21 @@ def _denoise(
                 unmask = _top_up(action, eligible_s, confidence, pick(live_count))
             else:
                 unmask = action
+            revised = None
+            if revises:
+                revised = state.revisable & (proposal != gen_s)
+                revised = revised & revision if revision is not None else torch.zeros_like(revised)
+                unmask_or_revise = unmask | revised
+                full_revised = row_spreader(rows, B)(revised)
+                revised_last = full_revised.any(-1)
+                revision_steps = revision_steps + ((remaining == 0) & live_count.bool()).long()
+            else:
+                unmask_or_revise = unmask
             if rows is None:
-                torch.where(unmask, proposal, gen, out=gen)
+                torch.where(unmask_or_revise, proposal, gen, out=gen)
                 forward_positions += fed * live_count
             else:
-                gen.index_copy_(0, rows, torch.where(unmask, proposal, gen_s))
+                gen.index_copy_(0, rows, torch.where(unmask_or_revise, proposal, gen_s))
                 forward_positions.index_add_(0, rows, fed)
             time_before = nfe.to(torch.float32) / L if record else None
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
@@ -345,26 +395,29 @@ def _denoise(
                 traj["time"].append(time_before)
                 traj["action"].append(spread(action))
                 traj["unmasked"].append(spread(unmask))
-                traj["live"].append(remaining > 0)
+                traj["live"].append(live_count > 0)
                 traj["block"].append(torch.tensor(block, device=device))
+                if revises:
+                    traj["revisable"].append(revisable)
+                    traj["revised"].append(full_revised)
                 if log_prob is not None:
                     traj["log_prob"].append(spread(log_prob.float()))
                 if hidden is not None:
                     traj["hidden_states"].append(spread(hidden))
             if history is not None:
-                history.append(x.clone())
+                history.append(x[:, :out_length].clone())
             if streamer is not None:
-                streamer.put(gen.clone())
+                streamer.put(gen[:, : config.gen_length].clone())
             if callback is not None:
                 still_masked = gen == mask_id
                 info = DiffusionStep(
                     step=step,
                     block=block,
                     block_step=block_step,
-                    sequences=x.clone(),
-                    unmasked=masked & ~still_masked,
+                    sequences=x[:, :out_length].clone(),
+                    unmasked=(masked & ~still_masked)[:, : config.gen_length],
                     nfe=nfe.clone(),
-                    live=remaining > 0,
+                    live=live_count > 0,
                     prompt_length=P,
                     mask_token_id=mask_id,
                     state=state,
@@ -375,8 +428,11 @@ def _denoise(
                     stopped |= stop & still_masked.any(-1)
             block_step += 1
             step += 1
+        if stops_at_eos and eos_ids:
+            stop_rows_with_eos(gen, mask_id, eos_ids, fill_id if fill_id is not None else eos_ids[0], end)
     if streamer is not None:
         streamer.end()
+    x = x[:, :out_length]
     if not config.return_dict_in_generate:
         return x
     trajectory = None

@@ -29,6 +29,11 @@ class DiffusionTrajectory(ModelOutput):
         block: `[T]` long, block index of each step.
         log_prob: `[T, B]` float32, log-probability of `action` reported by the strategy, when it reports one.
         hidden_states: `[T, B, L, H]`, only for strategies that read hidden states.
+        revisable / revised: `[T, B, L]` bool, for strategies that revise decided tokens: the decided positions they
+            could revise, and those whose token they replaced.
+
+    On a block-diffusion model (LLaDA2.x, SDAR) L is the generated canvas: it runs past `max_new_tokens` to the end
+    of the block holding the last generated position.
     """
 
     confidence: Optional[torch.Tensor] = None
@@ -41,6 +46,8 @@ class DiffusionTrajectory(ModelOutput):
     block: Optional[torch.Tensor] = None
     log_prob: Optional[torch.Tensor] = None
     hidden_states: Optional[torch.Tensor] = None
+    revisable: Optional[torch.Tensor] = None
+    revised: Optional[torch.Tensor] = None
 
     @property
     def num_steps(self) -> int:

@@ -71,6 +71,9 @@ class DenoisingState:
         rows: `[B]` long, the indices in the whole batch of the rows this state covers, or None when every row of
             the batch is here.
         full_batch_size: the size of the whole batch (when `rows` is set).
+        revisable: `[B, L]` bool, decided generated positions of the current block that a strategy with
+            `revises_decided_tokens = True` may revise this step (None for other strategies).
+        revision_steps: `[B]` long, steps each row has run since its block had no mask left (token editing only).
 
     Example:
         ```python
@@ -98,6 +101,8 @@ class DenoisingState:
     hidden_states: Optional[torch.Tensor] = None
     rows: Optional[torch.Tensor] = None
     full_batch_size: Optional[int] = None
+    revisable: Optional[torch.Tensor] = None
+    revision_steps: Optional[torch.Tensor] = None
     _logits: Optional[torch.Tensor] = field(default=None, repr=False)
     _probs: Optional[torch.Tensor] = field(default=None, repr=False)
 
@@ -116,7 +121,8 @@ class DenoisingState:
 
     @property
     def live(self) -> torch.Tensor:
-        """`[B]` bool: rows that still have masked positions in the current block."""
+        """`[B]` bool: rows that still have masked positions in the current block (a row whose block is full but
+        that a token-editing strategy still revises is fed and not live)."""
         return self.eligible.any(dim=-1)
 
     @property
@@ -161,4 +167,6 @@ class DenoisingState:
             config=self.config,
             generator=self.generator,
             hidden_states=spread(self.hidden_states),
+            revisable=spread(self.revisable),
+            revision_steps=spread(self.revision_steps),
         )

@@ -42,11 +42,35 @@ def raise_no_distribution(bad: torch.Tensor, step: int, rows: Optional[torch.Ten
     )
 
 
-def normalise_selection(out: Any, batch: int, length: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """The strategy's `[B, L]` bool selection and its `[B]` log-probability (or None), checked."""
-    log_prob = None
+def normalise_selection(
+    out: Any, batch: int, length: int, revises: bool = False
+) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The strategy's `[B, L]` bool selection, its `[B]` log-probability (or None) and its `[B, L]` revision (or
+    None), checked. `revises`: the strategy declared `revises_decided_tokens = True`."""
+    log_prob = revision = None
     if isinstance(out, StrategyOutput):
-        out, log_prob = out.selection, out.log_prob
+        out, log_prob, revision = out.selection, out.log_prob, out.revision
+    if revision is not None:
+        if not revises:
+            raise ValueError(
+                "The strategy returned a StrategyOutput with a revision, but its class does not set "
+                "`revises_decided_tokens = True`. Token editing is opt-in: set that class attribute (and "
+                "`max_revision_steps`) to let it revise decided tokens of the current block."
+            )
+        if (
+            not isinstance(revision, torch.Tensor)
+            or revision.dtype != torch.bool
+            or tuple(revision.shape)
+            != (
+                batch,
+                length,
+            )
+        ):
+            shape = tuple(revision.shape) if isinstance(revision, torch.Tensor) else type(revision).__name__
+            raise ValueError(
+                f"The strategy's revision is {shape}; it must be a bool tensor of shape [batch, gen_length] = "
+                f"[{batch}, {length}] (True = replace the decided token by state.proposal), or None."
+            )
     if not isinstance(out, torch.Tensor):
         raise TypeError(
             f"The strategy returned {type(out).__name__}; it must return a bool tensor of shape [batch, gen_length] "
@@ -70,7 +94,7 @@ def normalise_selection(out: Any, batch: int, length: int) -> tuple[torch.Tensor
             f"The strategy returned a StrategyOutput whose log_prob is {shape}; it must be a float tensor of shape "
             f"[batch] = [{batch}] (the log-probability of each row's whole selection), or None."
         )
-    return out, log_prob
+    return out, log_prob, revision
 
 
 def state_tensors(state: DenoisingState) -> dict[str, torch.Tensor]:

@@ -299,7 +299,7 @@ class AutoDiffusionLM:
             load_kwargs["revision"] = revision
         from .native import native_model_class
 
-        native_class = native_model_class(model_type)
+        native_class = native_model_class(model_type, config_dict)
         if native_class is not None:
             model = _load_native(native_class, name, config_dict, trust_remote_code, load_kwargs, hub_kwargs)
         else:

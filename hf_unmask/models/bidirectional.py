@@ -97,25 +97,69 @@ def bidirectional_mask(
     )
 
 
+def block_causal_mask(
+    config: Any,
+    inputs_embeds: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    query_positions: torch.Tensor,
+    key_positions: torch.Tensor,
+    block_length: int,
+) -> torch.Tensor:
+    """The block-causal attention mask of block-diffusion models (LLaDA2.x, SDAR): a query sees the keys of its
+    own block and of every earlier block, never a later one, and never a padding key.
+
+    Blocks are counted on the RoPE positions (`position // block_length`), so they are aligned to each row's first
+    real token: a left-padded row gets the blocks it gets alone, and the prompt's tail shares a block with the first
+    generated tokens. `block_length=1` is a causal mask. Returns `[B, 1, q, T]` in the form the configured attention
+    implementation takes (boolean, or additive for "eager").
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> config = SimpleNamespace(_attn_implementation="sdpa")
+        >>> positions = torch.arange(4).unsqueeze(0)
+        >>> mask = block_causal_mask(config, torch.zeros(1, 4, 8), None, positions, positions, block_length=2)
+        >>> mask[0, 0].int().tolist()
+        [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]]
+        ```
+    """
+    if isinstance(block_length, bool) or not isinstance(block_length, int) or block_length <= 0:
+        raise ValueError(f"block_length must be a positive integer, got {block_length!r}.")
+    query_block = torch.div(query_positions, block_length, rounding_mode="floor")
+    key_block = torch.div(key_positions, block_length, rounding_mode="floor")
+    keep = key_block.unsqueeze(1) <= query_block.unsqueeze(2)  # [B, q, T]
+    if attention_mask is not None:
+        keep = keep & attention_mask.to(keep.device).bool().unsqueeze(1)
+    return bidirectional_mask(config, inputs_embeds, keep.unsqueeze(1))
+
+
 def attention_inputs(
     config: Any,
     inputs_embeds: torch.Tensor,
     attention_mask: Optional[torch.Tensor],
     position_ids: Optional[torch.Tensor],
     cache: Optional[DiffusionKVCache] = None,
+    block_length: Optional[int] = None,
 ) -> tuple[Optional[torch.Tensor], torch.Tensor]:
     """`(attention mask, position ids)` of a forward over `inputs_embeds [B, q, C]`: the whole sequence, or, when
     `cache` holds a window, that window of it (`attention_mask` still covers the whole sequence; default positions
-    are taken from the whole sequence and sliced)."""
+    are taken from the whole sequence and sliced).
+
+    With `block_length` (block-diffusion models) and no 4-D mask, the mask is block-causal (`block_causal_mask`):
+    the queries' blocks come from their position ids, the keys' from the positions of the whole sequence (the
+    given `position_ids` for a full forward, else counted from each row's first real token)."""
     batch, queries = inputs_embeds.shape[:2]
     window = cache.window if cache is not None else None
     total = queries
     if window is not None:
-        total = cache.get_seq_length()
-        if total == 0:
+        cached = cache.get_seq_length()
+        if cached == 0:
             raise RuntimeError("A partial forward needs a refreshed cache: run a full forward first (window None).")
-        if window[1] - window[0] != queries or not 0 <= window[0] < window[1] <= total:
-            raise ValueError(f"The cache window {window} does not fit {queries} fed positions of {total}.")
+        # a window may end past the cached positions (a block-causal cache grows), never start past them
+        total = max(cached, window[1])
+        if window[1] - window[0] != queries or not 0 <= window[0] < window[1] or window[0] > cached:
+            raise ValueError(f"The cache window {window} does not fit {queries} fed positions of {cached} cached.")
     if attention_mask is not None:
         attention_mask = attention_mask.to(inputs_embeds.device)
         if attention_mask.dim() == 2 and attention_mask.shape[1] != total:
@@ -123,10 +167,15 @@ def attention_inputs(
                 f"attention_mask covers {attention_mask.shape[1]} positions; it must cover the whole sequence "
                 f"({total})."
             )
+    sequence_positions = None
+    if position_ids is None or (block_length is not None and window is not None):
+        sequence_positions = default_position_ids(batch, total, inputs_embeds.device, attention_mask)
     if position_ids is None:
-        position_ids = default_position_ids(batch, total, inputs_embeds.device, attention_mask)
-        if window is not None:
-            position_ids = position_ids[:, window[0] : window[1]]
+        position_ids = sequence_positions if window is None else sequence_positions[:, window[0] : window[1]]
+    if block_length is not None and (attention_mask is None or attention_mask.dim() == 2):
+        keys = position_ids if window is None else sequence_positions
+        mask = block_causal_mask(config, inputs_embeds, attention_mask, position_ids, keys, block_length)
+        return mask, position_ids
     return bidirectional_mask(config, inputs_embeds, attention_mask), position_ids
 
 

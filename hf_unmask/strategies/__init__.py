@@ -1,5 +1,6 @@
 from ..generation.strategy import StrategyOutput, as_strategy
 from .base import STRATEGY_REGISTRY, UnmaskingStrategy
+from .block_decoders import LLaDA2Decoder, LLaDA21Decoder, SDARDecoder
 from .builtin import builtin_policy_path, list_builtin_policies, load_builtin_policy
 from .confidence import TopKConfidence
 from .confidence_policy import UnmaskingPolicy
@@ -21,10 +22,13 @@ __all__ = [
     "EBSampler",
     "FixedCountStrategy",
     "HiddenStatePolicy",
+    "LLaDA21Decoder",
+    "LLaDA2Decoder",
     "LearnedUnmaskingPolicy",
     "PolicySample",
     "RandomTimeGrid",
     "RandomTopK",
+    "SDARDecoder",
     "StrategyOutput",
     "TopKConfidence",
     "TopKEntropy",

@@ -59,9 +59,9 @@ def block_steps(state: DenoisingState, steps: Optional[int]) -> int:
     """Steps the current block gets: `steps` (else the config's, else L) split evenly over the blocks."""
     total = steps if steps is not None else state.config.steps
     if total is None:
-        total = state.gen_length
+        total = state.config.gen_length
     per_block = steps_per_block(total, state.config.num_blocks)
-    block_len = state.block_end - state.block_start
+    block_len = state.config.effective_block_length
     if per_block > block_len:
         raise ValueError(
             f"steps={total} gives {per_block} steps per block but a block has only {block_len} tokens. "

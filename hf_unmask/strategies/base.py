@@ -54,6 +54,16 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
     #: positions only; elsewhere `confidence` is 0 and `proposal` holds the canvas token. False by default: a
     #: learned policy reads the confidence of all L positions.
     reads_only_eligible: ClassVar[bool] = False
+    #: Token editing (opt-in): the strategy may also return `StrategyOutput(revision=...)`, decided positions of
+    #: the current block whose token the loop replaces by `state.proposal` (never the prompt, never another block).
+    #: A row whose block has no mask left keeps being fed for at most `max_revision_steps` steps, and only while its
+    #: last step revised something; `max_steps` still bounds the forward passes.
+    revises_decided_tokens: ClassVar[bool] = False
+    #: With `revises_decided_tokens`: steps a row may spend revising after its block is full (an instance may set it).
+    max_revision_steps: int = 0
+    #: After each block, stop the rows whose generated tokens so far hold an EOS (their later blocks are filled with
+    #: the pad id and never decoded), as LLaDA2's and SDAR's own decoders do.
+    stops_after_block_with_eos: bool = False
     #: Short name used on the command line (`hf-unmask evaluate --strategy NAME`).
     name: ClassVar[Optional[str]] = None
 

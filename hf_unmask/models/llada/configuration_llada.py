@@ -15,6 +15,10 @@ from transformers import PretrainedConfig
 LLADA_MASK_TOKEN_ID = 126336
 LLADA_EOS_TOKEN_ID = 126081  # <|endoftext|>, also the padding the SFT data appends after an answer
 LLADA_EOT_TOKEN_ID = 126348  # <|eot_id|>, ends a turn of the Instruct chat template
+# Fields of LLaDA-MoE's config (published with model_type "llada" as well); LLaDA's own config has none of them.
+_LLADA_MOE_FIELDS = frozenset(
+    {"num_key_value_heads", "num_experts", "num_experts_per_tok", "expert_intermediate_size", "moe_layer_freq"}
+)
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -100,6 +104,14 @@ class LLaDAConfig(PretrainedConfig):
         use_cache: bool = False,
         **kwargs: Any,
     ) -> None:
+        moe_fields = sorted(set(kwargs) & _LLADA_MOE_FIELDS)
+        if moe_fields:
+            raise ValueError(
+                f"This config has LLaDA-MoE's fields ({', '.join(moe_fields)}), not LLaDA's (d_model, n_heads, ...): "
+                "LLaDA-MoE checkpoints also say model_type 'llada'. Load them with "
+                "hf_unmask.AutoDiffusionLM.from_pretrained(...), which picks the native LLaDAMoEModelLM, or build "
+                "hf_unmask.models.llada_moe.LLaDAMoEConfig(**fields)."
+            )
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads

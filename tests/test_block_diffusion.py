@@ -1,0 +1,321 @@
+"""Block diffusion in `generate`: absolute block alignment, the exact block cache, the families' own decoders
+against reference loops written from the published algorithms, token editing, and policies on a block-causal
+model."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from block_causal_toy import TOY_BLOCK, TOY_EOS, TOY_MASK, published_block_mask, toy_block_model
+
+from hf_unmask.generation.blocks import BlockLayout
+from hf_unmask.strategies import (
+    ConfidenceThreshold,
+    LLaDA2Decoder,
+    LLaDA21Decoder,
+    SDARDecoder,
+    StrategyOutput,
+    TopKConfidence,
+    UnmaskingPolicy,
+    UnmaskingStrategy,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return toy_block_model(0)
+
+
+def prompt(length: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, TOY_MASK, (1, length), generator=g)
+
+
+def left_padded(*rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(r.shape[1] for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - r.shape[1] :] = r[0]
+        mask[i, width - r.shape[1] :] = 1
+    return ids, mask
+
+
+def cut(ids: list[int]) -> list[int]:
+    return ids[: ids.index(TOY_EOS) + 1] if TOY_EOS in ids else ids
+
+
+# ---------------------------------------------------------------------------------------------- reference loops
+def _greedy(model, x, end, BL):
+    """The published samplers' forward: the canvas up to the block's end, block-causal mask, absolute positions."""
+    mask = published_block_mask(end, BL)
+    logits = model(x[:, :end], attention_mask=mask, position_ids=torch.arange(end)[None]).logits[:, -BL:].float()
+    logits[..., TOY_MASK] = float("-inf")  # hf_unmask never proposes [MASK]; the reference decides on the same logits
+    probs = torch.softmax(logits, -1)
+    p, tok = probs.max(-1)
+    return tok[0], p[0]
+
+
+def _threshold_or_top(conf, active, threshold, k):
+    conf = torch.where(active, conf, torch.tensor(float("-inf")))
+    high = (conf > threshold) & active
+    if int(high.sum()) >= k:
+        return high
+    chosen = torch.zeros_like(active)
+    chosen[torch.topk(conf, min(k, int(active.sum()))).indices] = True
+    return chosen
+
+
+def reference_llada2(model, ids, L, BL, steps, threshold):
+    P = ids.shape[1]
+    nb = -(-(P + L) // BL)
+    x = torch.full((1, nb * BL), TOY_MASK)
+    x[:, :P] = ids
+    schedule = [BL // steps + int(i < BL % steps) for i in range(steps)]
+    nfe = 0
+    for blk in range(P // BL, nb):
+        end = (blk + 1) * BL
+        for step in range(steps):
+            active = x[0, end - BL : end] == TOY_MASK
+            if not active.any():
+                break
+            tok, p = _greedy(model, x, end, BL)
+            nfe += 1
+            chosen = _threshold_or_top(p, active, threshold, schedule[step])
+            x[0, end - BL : end][chosen] = tok[chosen]
+        if (x[0, P:end] == TOY_EOS).any():
+            break
+    return cut(x[0, P : P + L].tolist()), nfe
+
+
+def reference_llada21(model, ids, L, BL, threshold, edit_threshold, max_post):
+    P = ids.shape[1]
+    nb = -(-(P + L) // BL)
+    x = torch.full((1, nb * BL), TOY_MASK)
+    x[:, :P] = ids
+    nfe = edits = 0
+    for blk in range(P // BL, nb):
+        start, end = blk * BL, (blk + 1) * BL
+        post = 0
+        while True:
+            old = x[0, start:end].clone()
+            active = old == TOY_MASK
+            if not active.any():
+                post += 1
+            if post > max_post:
+                break
+            tok, p = _greedy(model, x, end, BL)
+            nfe += 1
+            chosen = _threshold_or_top(p, active, threshold, 1) if active.any() else torch.zeros_like(active)
+            editable = ~active & (torch.arange(start, end) >= P)
+            edit = editable & (p > edit_threshold) & (tok != old)
+            edits += int(edit.sum())
+            x[0, start:end][chosen | edit] = tok[chosen | edit]
+            if not active.any() and not edit.any():
+                break
+    return cut(x[0, P : P + L].tolist()), nfe, edits
+
+
+def reference_sdar(model, ids, L, BL, steps, rule, threshold):
+    P = ids.shape[1]
+    nb = -(-(P + L) // BL)
+    x = torch.full((1, nb * BL), TOY_MASK)
+    x[:, :P] = ids
+    schedule = [BL // steps + int(i < BL % steps) for i in range(steps)]
+    for blk in range(P // BL, nb):
+        end = (blk + 1) * BL
+        for step in range(steps + 1):
+            active = x[0, end - BL : end] == TOY_MASK
+            if not active.any():
+                break
+            tok, p = _greedy(model, x, end, BL)
+            k = min(schedule[step], int(active.sum()))
+            if rule == "low_confidence_dynamic":
+                chosen = _threshold_or_top(p, active, threshold, k)
+            elif rule == "low_confidence_static":
+                chosen = _threshold_or_top(p, active, 2.0, k)
+            else:
+                first = int(active.nonzero()[0])
+                chosen = torch.zeros_like(active)
+                chosen[first : first + k] = True
+            x[0, end - BL : end][chosen] = tok[chosen]
+        if (x[0, P:] == TOY_EOS).any():
+            break
+    return cut(x[0, P : P + L].tolist())
+
+
+# ---------------------------------------------------------------------------------------------- layout
+def test_blocks_are_aligned_to_each_rows_positions():
+    layout = BlockLayout.aligned(torch.tensor([6, 8]), gen_length=8, block_length=4)
+    # row 0: its prompt ends 2 positions into a block, which takes the first 2 generated tokens
+    assert layout.block_of_position[0].tolist()[:4] == [0, 0, 1, 1]
+    assert layout.block_of_position[1].tolist()[:4] == [0, 0, 0, 0]
+    assert layout.canvas_length == 10 and layout.num_blocks == 3
+    # every row's decoded region ends at a block boundary of its own positions
+    for p, row in zip((6, 8), layout.block_of_position):
+        assert (p + int((row >= 0).sum())) % 4 == 0
+
+
+def test_generated_region_runs_to_the_block_end_and_is_cut(model):
+    out = model.generate(prompt(6), max_new_tokens=8, return_dict_in_generate=True, output_trajectory=True)
+    assert out.sequences.shape == (1, 14)
+    assert out.trajectory.masked.shape[-1] == 10  # 8 asked + 2 more to finish the last block (6 + 10 = 16)
+    assert (out.sequences[:, 6:] != TOY_MASK).all()
+
+
+# ---------------------------------------------------------------------------------------------- exact block cache
+def _logits_per_step(model, ids, mask, **kwargs):
+    seen = []
+    out = model.generate(
+        ids,
+        attention_mask=mask,
+        max_new_tokens=12,
+        strategy=ConfidenceThreshold(0.5),
+        drop_finished_rows=False,
+        callback_on_step_end=lambda s: seen.append(s.state.logits.clone()),
+        return_dict_in_generate=True,
+        **kwargs,
+    )
+    return out, seen
+
+
+@pytest.mark.parametrize("prompts", [(5,), (5, 9, 3)])
+def test_cached_logits_equal_uncached_logits_at_every_step(model, prompts):
+    ids, mask = left_padded(*(prompt(n, seed=n) for n in prompts))
+    plain, plain_logits = _logits_per_step(model, ids, mask)
+    cached, cached_logits = _logits_per_step(model, ids, mask, use_cache=True)
+    assert len(plain_logits) == len(cached_logits) > 3
+    for a, b in zip(plain_logits, cached_logits):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert torch.equal(plain.sequences, cached.sequences) and torch.equal(plain.nfe, cached.nfe)
+    # the cache feeds fewer positions than the prefix forwards
+    assert (cached.forward_positions < plain.forward_positions).all()
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+@pytest.mark.parametrize(
+    "strategy", [TopKConfidence(), LLaDA2Decoder(threshold=0.5, steps=4), LLaDA21Decoder(0.5, 0.3)]
+)
+def test_padded_batch_equals_rows_alone(model, use_cache, strategy):
+    rows = [prompt(n, seed=n) for n in (5, 9, 2)]
+    ids, mask = left_padded(*rows)
+    kwargs = dict(max_new_tokens=8, strategy=strategy, use_cache=use_cache, return_dict_in_generate=True)
+    batch = model.generate(ids, attention_mask=mask, **kwargs)
+    for i, row in enumerate(rows):
+        alone = model.generate(row, **kwargs)
+        assert batch.sequences[i, -8:].tolist() == alone.sequences[0, -8:].tolist()
+        assert int(batch.nfe[i]) == int(alone.nfe[0])
+
+
+# ---------------------------------------------------------------------------------------------- families' decoders
+@pytest.mark.parametrize("prompt_length", [5, 8])
+@pytest.mark.parametrize("threshold,steps", [(0.5, 4), (0.95, 4), (0.3, 2)])
+def test_llada2_decoder_matches_the_published_algorithm(model, prompt_length, threshold, steps):
+    ids = prompt(prompt_length, seed=prompt_length)
+    expected, nfe = reference_llada2(model, ids, 16, TOY_BLOCK, steps, threshold)
+    for use_cache in (False, True):
+        out = model.generate(
+            ids,
+            max_new_tokens=16,
+            strategy=LLaDA2Decoder(threshold=threshold, steps=steps),
+            use_cache=use_cache,
+            return_dict_in_generate=True,
+        )
+        assert cut(out.sequences[0, prompt_length:].tolist()) == expected
+        assert int(out.nfe[0]) == nfe
+
+
+@pytest.mark.parametrize("prompt_length", [5, 8])
+@pytest.mark.parametrize("threshold,edit_threshold,max_post", [(0.5, 0.3, 16), (0.9, 0.2, 2), (0.4, 0.9, 16)])
+def test_llada21_decoder_with_editing_matches_the_published_algorithm(
+    model, prompt_length, threshold, edit_threshold, max_post
+):
+    ids = prompt(prompt_length, seed=prompt_length + 1)
+    expected, nfe, edits = reference_llada21(model, ids, 12, TOY_BLOCK, threshold, edit_threshold, max_post)
+    strategy = LLaDA21Decoder(threshold=threshold, editing_threshold=edit_threshold, max_post_steps=max_post)
+    for use_cache in (False, True):
+        out = model.generate(
+            ids, max_new_tokens=12, strategy=strategy, use_cache=use_cache, return_dict_in_generate=True,
+            output_trajectory=True,
+        )  # fmt: skip
+        assert cut(out.sequences[0, prompt_length:].tolist()) == expected
+        assert int(out.nfe[0]) == nfe
+        assert int(out.trajectory.revised.sum()) == edits
+    if edit_threshold < 0.5:
+        assert edits > 0  # the case exercises editing
+
+
+def test_editing_touches_neither_the_prompt_nor_other_blocks_and_stays_within_max_steps(model):
+    ids = prompt(6, seed=3)
+    out = model.generate(
+        ids,
+        max_new_tokens=16,
+        strategy=LLaDA21Decoder(threshold=0.5, editing_threshold=0.05),
+        max_steps=20,
+        return_dict_in_generate=True,
+        output_trajectory=True,
+        output_history=True,
+    )
+    traj = out.trajectory
+    assert int(out.nfe[0]) <= 20
+    assert traj.revised.any()
+    assert not (traj.revised & ~traj.revisable).any()
+    for t in range(traj.num_steps):
+        block = int(traj.block[t])
+        in_block = BlockLayout.aligned(torch.tensor([6]), 16, TOY_BLOCK).block_of_position == block
+        assert not (traj.revised[t] & ~in_block).any()
+        before, after = out.history[t], out.history[t + 1]
+        assert torch.equal(before[:, :6], after[:, :6])  # the prompt never changes
+        changed = (before != after)[:, 6:]
+        assert not (changed & ~in_block[:, : changed.shape[1]]).any()
+
+
+@pytest.mark.parametrize("rule", SDARDecoder.RULES)
+@pytest.mark.parametrize("steps", [4, 2])
+def test_sdar_decoder_matches_the_published_algorithm(model, rule, steps):
+    ids = prompt(7, seed=4)
+    expected = reference_sdar(model, ids, 16, TOY_BLOCK, steps, rule, 0.5)
+    strategy = SDARDecoder(remasking_strategy=rule, confidence_threshold=0.5, denoising_steps=steps)
+    for use_cache in (False, True):
+        out = model.generate(ids, max_new_tokens=16, strategy=strategy, use_cache=use_cache)
+        assert cut(out[0, 7:].tolist()) == expected
+
+
+# ---------------------------------------------------------------------------------------------- policies
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_policy_log_probs_reproduce_on_a_block_causal_model(model, use_cache):
+    torch.manual_seed(0)
+    policy = UnmaskingPolicy(mode="bernoulli", temperature=0.7)
+    ids, mask = left_padded(prompt(5), prompt(9, seed=2))
+    out = model.generate(
+        ids, attention_mask=mask, max_new_tokens=8, strategy=policy, seed=0, use_cache=use_cache,
+        output_trajectory=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    traj = out.trajectory
+    assert traj.log_prob is not None
+    torch.testing.assert_close(policy.log_prob(traj), traj.log_prob, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_block_length_other_than_trained_warns_once(model, caplog):
+    with caplog.at_level(logging.WARNING, logger="hf_unmask.generation.block_diffusion"):
+        model.generate(prompt(4), max_new_tokens=8, block_length=8)
+        model.generate(prompt(4), max_new_tokens=8, block_length=8)
+    warnings = [r for r in caplog.records if "trained with blocks of 4" in r.getMessage()]
+    assert len(warnings) <= 1  # once per family and size (it may have been given by an earlier test)
+
+
+def test_length_not_a_multiple_of_the_trained_block_is_refused(model):
+    with pytest.raises(ValueError, match="not a multiple of the block size 4"):
+        model.generate(prompt(4), max_new_tokens=6)
+
+
+def test_revision_without_opting_in_is_refused(model):
+    class Sneaky(UnmaskingStrategy):
+        def __call__(self, state):
+            return StrategyOutput(selection=state.eligible, revision=torch.zeros_like(state.eligible))
+
+    with pytest.raises(ValueError, match="revises_decided_tokens = True"):
+        model.generate(prompt(4), max_new_tokens=8, strategy=Sneaky())
