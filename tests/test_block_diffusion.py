@@ -319,3 +319,41 @@ def test_revision_without_opting_in_is_refused(model):
 
     with pytest.raises(ValueError, match="revises_decided_tokens = True"):
         model.generate(prompt(4), max_new_tokens=8, strategy=Sneaky())
+
+
+def test_a_revising_strategy_that_reads_only_eligible_positions_is_refused(model):
+    class Blind(LLaDA21Decoder):
+        reads_only_eligible = True
+
+    with pytest.raises(ValueError, match="reads_only_eligible"):
+        model.generate(prompt(4), max_new_tokens=8, strategy=Blind())
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_editing_on_a_full_attention_model_stays_in_the_current_block(use_cache):
+    import hf_unmask
+
+    tiny, tokenizer = hf_unmask.load_builtin_model("tiny-dllm")
+    ids = tokenizer("trace : 2 | +1 *7 *9 *9 *7 +3 +2 +4 +1 +4 *9 | run 5", return_tensors="pt").input_ids
+    out = tiny.generate(
+        ids, max_new_tokens=16, block_length=8, strategy=LLaDA21Decoder(threshold=0.5, editing_threshold=0.0),
+        use_cache=use_cache, return_dict_in_generate=True, output_trajectory=True, output_history=True, max_steps=24,
+    )  # fmt: skip
+    traj, P = out.trajectory, ids.shape[1]
+    assert int(out.nfe[0]) <= 24
+    for t in range(traj.num_steps):
+        in_block = (torch.arange(16) // 8 == int(traj.block[t])).unsqueeze(0)
+        changed = (out.history[t] != out.history[t + 1])[:, P:]
+        assert not (changed & ~in_block).any()
+        assert torch.equal(out.history[t][:, :P], out.history[t + 1][:, :P])
+    assert (out.sequences[:, P:] != tokenizer.mask_token_id).all()
+
+
+def test_the_policy_time_input_counts_steps_over_max_new_tokens(model):
+    out = model.generate(
+        prompt(6), max_new_tokens=8, strategy=UnmaskingPolicy(), seed=0, output_trajectory=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    traj = out.trajectory
+    assert traj.masked.shape[-1] == 10  # the canvas runs past L = 8 to the end of the last block
+    torch.testing.assert_close(traj.time[:, 0], torch.arange(traj.num_steps, dtype=torch.float32) / 8)

@@ -99,7 +99,8 @@ class DiffusionGenerationConfig(GenerationConfig):
     Args:
         max_new_tokens (`int`): L, the number of generated positions (all `[MASK]` at the start).
         block_length (`int`, *optional*): BL, tokens per semi-autoregressive block, decoded left to right.
-            Must divide `max_new_tokens`. `None` (default) or `max_new_tokens` means full diffusion (one block).
+            Must divide `max_new_tokens`. `None` (default) or `max_new_tokens` means full diffusion (one block); on a
+            block-diffusion model (LLaDA2.x, SDAR) `None` means the block size it was trained with.
         steps (`int`, *optional*): total number of denoising steps for fixed-count strategies
             (top-k confidence, random...), split evenly over the blocks as LLaDA does. Defaults to L
             (one token per step). Adaptive strategies (thresholds, learned policies) ignore it.

@@ -262,6 +262,12 @@ def _denoise(
     # `max_revision_steps` steps and only while its last step revised something; those steps count as NFE too, and
     # with `max_steps` the block's budget bounds them.
     revises = bool(getattr(strategy, "revises_decided_tokens", False))
+    if revises and getattr(strategy, "reads_only_eligible", False):
+        raise ValueError(
+            f"{type(strategy).__name__} sets both revises_decided_tokens and reads_only_eligible: a strategy that "
+            "revises decided tokens reads their confidence and proposal, which reads_only_eligible leaves out. "
+            "Set reads_only_eligible = False on it."
+        )
     revision_bound = int(getattr(strategy, "max_revision_steps", 0)) if revises else 0
     step_limit = budget + (revision_bound if config.max_steps is None else 0)
     stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
@@ -285,7 +291,7 @@ def _denoise(
                 eligible = eligible & ~stopped.unsqueeze(-1)
             remaining = eligible.sum(-1)
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
-            revisable = None
+            editing = None
             if revises:
                 # rows whose block is full keep going while they revise, within the bound
                 # (the first step after the block is full always runs; a block full from its start never edits)
@@ -294,13 +300,19 @@ def _denoise(
                 if stopped is not None:
                     editing &= ~stopped
                 live_count = live_count | editing.long()
+            if block_step >= budget:  # the block's budget is spent: what is still masked stays [MASK]
+                if finish_blocks and bool((remaining > 0).any()):  # cannot happen: the pace rule empties the block
+                    raise RuntimeError("internal error: block step budget exceeded")
+                if editing is None or block_step >= step_limit:
+                    break
+                # past the budget only the editing steps of full blocks go on
+                live_count, eligible = editing.long(), torch.zeros_like(eligible)
+                remaining = torch.zeros_like(remaining)
+            revisable = None
+            if revises:
                 revisable = ~masked & (in_block if in_block is not None else True) & live_count.bool().unsqueeze(-1)
             live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
             if live_rows == 0:
-                break
-            if block_step >= step_limit:  # the block's budget is spent: what is still masked stays [MASK]
-                if finish_blocks and bool((remaining > 0).any()):  # cannot happen: the pace rule empties the block
-                    raise RuntimeError("internal error: block step budget exceeded")
                 break
             # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
             # (`rows`, their indices) and its results are written back into the whole batch.
@@ -383,7 +395,7 @@ def _denoise(
             else:
                 gen.index_copy_(0, rows, torch.where(unmask_or_revise, proposal, gen_s))
                 forward_positions.index_add_(0, rows, fed)
-            time_before = nfe.to(torch.float32) / L if record else None
+            time_before = nfe.to(torch.float32) / config.gen_length if record else None
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
             if config.stop_at_eos:
                 fill_after_eos(gen, mask_id, eos_tensor, fill_id)

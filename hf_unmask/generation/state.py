@@ -116,8 +116,9 @@ class DenoisingState:
 
     @property
     def time(self) -> torch.Tensor:
-        """`[B]` float: steps used so far / L (the policy's time input)."""
-        return self.nfe.to(torch.float32) / self.gen_length
+        """`[B]` float: steps used so far / L (the policy's time input; L = `max_new_tokens`, also on a
+        block-diffusion canvas that runs past it)."""
+        return self.nfe.to(torch.float32) / self.config.gen_length
 
     @property
     def live(self) -> torch.Tensor:

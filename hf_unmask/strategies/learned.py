@@ -341,7 +341,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
 
     # ---- the trained-for check ---------------------------------------------------------------------------------
     def _check_trained_for(self, state: DenoisingState) -> None:
-        for message in setting_mismatches(self.trained_for, state.gen_length, state.config.effective_block_length):
+        for message in setting_mismatches(self.trained_for, state.config.gen_length, state.config.effective_block_length):
             if message not in self._warned:
                 self._warned.add(message)
                 warnings.warn(f"{type(self).__name__} {message}", UserWarning, stacklevel=3)

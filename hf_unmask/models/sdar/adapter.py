@@ -12,7 +12,7 @@ token and a left-padded row computes what it computes alone.
 
 from __future__ import annotations
 
-from ...generation.adapter import DiffusionAdapter, register_adapter
+from ...generation.adapter import DiffusionAdapter, register_adapter, unwrap_model
 from .configuration_sdar import (
     SDAR_END_OF_TURN_TOKEN_ID,
     SDAR_EOS_TOKEN_ID,
@@ -44,4 +44,10 @@ class SDARAdapter(DiffusionAdapter):
     default_pad_token_id = SDAR_EOS_TOKEN_ID
     end_of_turn_token_ids = (SDAR_END_OF_TURN_TOKEN_ID,)
     block_causal = True
-    trained_block_length = SDAR_TRAINED_BLOCK_LENGTH
+
+    @property
+    def trained_block_length(self) -> int:  # type: ignore[override]
+        """The config's `block_size` when it names one (the -b8 / -b16 / ... variants), else 4."""
+        config = getattr(unwrap_model(self.model), "config", None)
+        size = getattr(config, "block_size", None)
+        return int(size) if size else SDAR_TRAINED_BLOCK_LENGTH
