@@ -357,3 +357,56 @@ def test_the_policy_time_input_counts_steps_over_max_new_tokens(model):
     traj = out.trajectory
     assert traj.masked.shape[-1] == 10  # the canvas runs past L = 8 to the end of the last block
     torch.testing.assert_close(traj.time[:, 0], torch.arange(traj.num_steps, dtype=torch.float32) / 8)
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_learned_policy_decodes_a_padded_row_as_alone(model, use_cache):
+    torch.manual_seed(3)
+    # a near-zero temperature makes every draw certain (probabilities 0 or 1), so the batch and the rows alone,
+    # which draw different random numbers, decide the same; random weights make the policy read its inputs
+    policy = UnmaskingPolicy(mode="bernoulli", temperature=1e-3)
+    for p in policy.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    reader = UnmaskingPolicy(mode="bernoulli", temperature=1.0)  # the same network, probabilities not saturated
+    reader.load_state_dict(policy.state_dict())
+    rows = [prompt(n, seed=n) for n in (6, 3, 9)]  # canvases of 10, 9 and 11 positions for L = 8
+    ids, mask = left_padded(*rows)
+
+    def run(ids, mask):
+        probs = []
+        kwargs = dict(max_new_tokens=8, strategy=policy, use_cache=use_cache, return_dict_in_generate=True)
+        record = lambda s: probs.append(reader.unmask_probabilities(s.state.over_full_batch()))  # noqa: E731
+        out = model.generate(ids, attention_mask=mask, output_trajectory=True, callback_on_step_end=record, **kwargs)
+        return out, probs
+
+    batch, batch_probs = run(ids, mask)
+    assert batch.trajectory.padding_mask is not None and not batch.trajectory.padding_mask.all()
+    for i, row in enumerate(rows):
+        alone, alone_probs = run(row, None)
+        assert batch.sequences[i, -8:].tolist() == alone.sequences[0, -8:].tolist()
+        assert int(batch.nfe[i]) == int(alone.nfe[0])
+        width = alone_probs[0].shape[-1]
+        for t in range(int(alone.nfe[0])):  # the policy's probabilities over the row's canvas, step by step
+            torch.testing.assert_close(batch_probs[t][i, :width], alone_probs[t][0], atol=1e-5, rtol=0)
+
+
+def test_rollouts_of_different_canvas_lengths_concatenate_with_a_padding_mask():
+    from hf_unmask.trainer.rollouts import concat_rollouts
+
+    def part(width, with_mask):
+        p = {
+            "sequences": torch.zeros(1, 3, dtype=torch.long),
+            "nfe": torch.ones(1, dtype=torch.long),
+            "live": torch.ones(1, 2, dtype=torch.bool),
+            "time": torch.zeros(1, 2),
+            **{k: torch.ones(1, 2, width, dtype=torch.bool) for k in ("masked", "eligible", "action")},
+            "confidence": torch.ones(1, 2, width),
+        }
+        if with_mask:
+            p["padding_mask"] = torch.ones(1, 2, width, dtype=torch.bool)
+        return p
+
+    batch = concat_rollouts([part(5, True), part(3, False)])
+    assert batch["masked"].shape == (2, 2, 5)
+    assert batch["padding_mask"][0].all() and batch["padding_mask"][1, :, :3].all()
+    assert not batch["padding_mask"][1, :, 3:].any() and not batch["eligible"][1, :, 3:].any()

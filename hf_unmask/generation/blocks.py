@@ -72,6 +72,14 @@ class BlockLayout:
         blocks = torch.where(g < row_end.unsqueeze(-1), blocks, torch.full_like(blocks, -1))
         return cls(BL, int(blocks.max()) + 1, canvas, blocks, p)
 
+    @property
+    def padding_mask(self) -> Optional[torch.Tensor]:
+        """`[B, canvas_length]` bool: the positions of each row's own canvas, or None when every row has them all."""
+        if self.prompt_lengths is None:
+            return None
+        inside = self.block_of_position >= 0
+        return None if bool(inside.all()) else inside
+
     def in_block(self, block: int) -> Optional[torch.Tensor]:
         """`[B or 1, canvas_length]` bool: the positions of block `block` (None: one block holds everything)."""
         if self.block_of_position is None:

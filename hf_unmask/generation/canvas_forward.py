@@ -95,13 +95,15 @@ class CanvasForward:
         block_step: int,
         rows: Optional[torch.Tensor] = None,
         window_start: Optional[int] = None,
+        in_block: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """One step over the rows `rows` (a sorted `[b]` long tensor of row indices; None: every row).
-        `window_start`: for a block-causal model, where the current block starts on the canvas in generated
-        positions (negative inside the prompt; default `block_start`)."""
+        For a block-causal model: `window_start`, where the current block starts on the canvas in generated
+        positions (negative inside the prompt; default `block_start`), and `in_block`, `[B, L]` bool, each row's own
+        block (its logits are the only ones a row's step updates; default: all of `[block_start, block_end)`)."""
         if self.block_causal:
             start = block_start if window_start is None else window_start
-            return self._block_causal_step(block_start, block_end, block_step, rows, start)
+            return self._block_causal_step(block_start, block_end, block_step, rows, start, in_block)
         if rows is not None:
             inputs = self.model_inputs(rows)
         else:
@@ -147,7 +149,13 @@ class CanvasForward:
         return (hi - lo) - (padding - lo).clamp(0, hi - lo)
 
     def _block_causal_step(
-        self, block_start: int, block_end: int, block_step: int, rows: Optional[torch.Tensor], window_start: int
+        self,
+        block_start: int,
+        block_end: int,
+        block_step: int,
+        rows: Optional[torch.Tensor],
+        window_start: int,
+        in_block: Optional[torch.Tensor],
     ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """A step of a block-causal model: the current block's logits, computed from the canvas up to its end."""
         if rows is not None:
@@ -172,11 +180,11 @@ class CanvasForward:
             fresh = self.adapter.forward_window(prefix, self.cache, lo, hi)[:, start - lo :]
         if block_step == 0:
             self._previous_start = window_start
-        self._logits = _keep(self._logits, fresh, rows, self.real_lengths.shape[0], self.L, block_start, block_end)
+        # each row keeps the fresh logits of its own block only: the window also covers other rows' blocks
+        B, span = self.real_lengths.shape[0], (block_start, block_end)
+        self._logits = _keep(self._logits, fresh, rows, B, self.L, span, in_block)
         if hidden is not None:
-            self._hidden = _keep(
-                self._hidden, hidden, rows, self.real_lengths.shape[0], self.L, block_start, block_end
-            )
+            self._hidden = _keep(self._hidden, hidden, rows, B, self.L, span, in_block)
         pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
         kept_hidden = None if self._hidden is None else pick(self._hidden)
         return pick(self._logits), kept_hidden, self._real_positions_in(real_lengths, lo, hi)
@@ -197,13 +205,19 @@ def _keep(
     rows: Optional[torch.Tensor],
     batch: int,
     length: int,
-    start: int,
-    end: int,
+    span: tuple[int, int],
+    where: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Write `fresh` (`[b, end - start, ...]` of the rows `rows`) into the kept `[batch, length, ...]` tensor (zeros
-    until a position's block is computed)."""
+    """Write `fresh` (`[b, end - start, ...]` of the rows `rows` over `span` = `(start, end)`) into the kept
+    `[batch, length, ...]` tensor (zeros until a position's block is computed), only where `where` (`[batch, length]`
+    bool) is True when it is given."""
+    start, end = span
     if kept is None:
         kept = fresh.new_zeros((batch, length, *fresh.shape[2:]))
+    if where is not None:
+        own = where[:, start:end] if rows is None else where[:, start:end].index_select(0, rows)
+        old = kept[:, start:end] if rows is None else kept[:, start:end].index_select(0, rows)
+        fresh = torch.where(own.view(*own.shape, *([1] * (fresh.dim() - 2))), fresh, old)
     if rows is None:
         kept[:, start:end] = fresh
     else:

@@ -272,6 +272,7 @@ def _denoise(
     step_limit = budget + (revision_bound if config.max_steps is None else 0)
     stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
 
+    padding_mask = layout.padding_mask
     step = 0
     for block in range(nb):
         start, end = layout.bounds(block)
@@ -320,7 +321,7 @@ def _denoise(
             if drop_finished and live_rows < B:
                 rows = live_count.nonzero().squeeze(-1)
             pick = row_picker(rows)
-            gen_logits, hidden, fed = forward(start, end, block_step, rows, layout.window_start(block))
+            gen_logits, hidden, fed = forward(start, end, block_step, rows, layout.window_start(block), in_block)
             if mask_id >= gen_logits.shape[-1]:
                 raise ValueError(
                     f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
@@ -361,6 +362,7 @@ def _denoise(
                 full_batch_size=None if rows is None else B,
                 revisable=None if revisable is None else pick(revisable),
                 revision_steps=None if revision_steps is None else pick(revision_steps),
+                padding_mask=None if padding_mask is None else pick(padding_mask),
                 _logits=gen_logits,
             )
             guarded = state_tensors(state)
@@ -409,6 +411,8 @@ def _denoise(
                 traj["unmasked"].append(spread(unmask))
                 traj["live"].append(live_count > 0)
                 traj["block"].append(torch.tensor(block, device=device))
+                if padding_mask is not None:
+                    traj["padding_mask"].append(padding_mask)
                 if revises:
                     traj["revisable"].append(revisable)
                     traj["revised"].append(full_revised)

@@ -32,6 +32,9 @@ class DiffusionTrajectory(ModelOutput):
         revisable / revised: `[T, B, L]` bool, for strategies that revise decided tokens: the decided positions they
             could revise, and those whose token they replaced.
 
+        padding_mask: `[T, B, L]` bool, on a block-diffusion canvas that runs past some rows' last block: the
+            positions of each row's own canvas (see `DenoisingState.padding_mask`).
+
     On a block-diffusion model (LLaDA2.x, SDAR) L is the generated canvas: it runs past `max_new_tokens` to the end
     of the block holding the last generated position.
     """
@@ -48,6 +51,7 @@ class DiffusionTrajectory(ModelOutput):
     hidden_states: Optional[torch.Tensor] = None
     revisable: Optional[torch.Tensor] = None
     revised: Optional[torch.Tensor] = None
+    padding_mask: Optional[torch.Tensor] = None
 
     @property
     def num_steps(self) -> int:

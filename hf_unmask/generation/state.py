@@ -74,6 +74,9 @@ class DenoisingState:
         revisable: `[B, L]` bool, decided generated positions of the current block that a strategy with
             `revises_decided_tokens = True` may revise this step (None for other strategies).
         revision_steps: `[B]` long, steps each row has run since its block had no mask left (token editing only).
+        padding_mask: `[B, L]` bool on a block-diffusion canvas that runs past some rows' last block: True at the
+            positions of the row's own canvas, False past it (never decided; a learned policy ignores them, so a row
+            is decoded as alone). None when every position belongs to every row.
 
     Example:
         ```python
@@ -103,6 +106,7 @@ class DenoisingState:
     full_batch_size: Optional[int] = None
     revisable: Optional[torch.Tensor] = None
     revision_steps: Optional[torch.Tensor] = None
+    padding_mask: Optional[torch.Tensor] = None
     _logits: Optional[torch.Tensor] = field(default=None, repr=False)
     _probs: Optional[torch.Tensor] = field(default=None, repr=False)
 
@@ -170,4 +174,5 @@ class DenoisingState:
             hidden_states=spread(self.hidden_states),
             revisable=spread(self.revisable),
             revision_steps=spread(self.revision_steps),
+            padding_mask=spread(self.padding_mask),
         )

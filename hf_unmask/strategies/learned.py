@@ -169,10 +169,10 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
     def _batch(self, states: Any) -> _Batch:
         if isinstance(states, DenoisingState):
             get = lambda name: getattr(states, name)  # noqa: E731
-            time, padding = states.time, None
+            time, padding = states.time, states.padding_mask
         elif isinstance(states, DiffusionTrajectory):
             get = lambda name: getattr(states, name)  # noqa: E731
-            time, padding = states.time, None
+            time, padding = states.time, states.padding_mask
             if states.confidence is None:
                 raise ValueError("The trajectory is empty: generate with output_trajectory=True to record one.")
         elif isinstance(states, Mapping):
@@ -341,7 +341,9 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
 
     # ---- the trained-for check ---------------------------------------------------------------------------------
     def _check_trained_for(self, state: DenoisingState) -> None:
-        for message in setting_mismatches(self.trained_for, state.config.gen_length, state.config.effective_block_length):
+        for message in setting_mismatches(
+            self.trained_for, state.config.gen_length, state.config.effective_block_length
+        ):
             if message not in self._warned:
                 self._warned.add(message)
                 warnings.warn(f"{type(self).__name__} {message}", UserWarning, stacklevel=3)

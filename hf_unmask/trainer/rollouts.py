@@ -17,6 +17,7 @@ from ..generation import diffusion_generate
 
 __all__ = [
     "HIDDEN_STATES",
+    "PADDING_MASK",
     "STEP_FIELDS",
     "decode_completions",
     "group_advantages",
@@ -32,6 +33,9 @@ __all__ = [
 #: reads `hidden_states` too (`HIDDEN_STATES`, recorded only by strategies that read them).
 STEP_FIELDS = ("confidence", "masked", "eligible", "action")
 HIDDEN_STATES = "hidden_states"
+#: On a block-diffusion model a row's canvas may end before the batch's (`DiffusionTrajectory.padding_mask`).
+PADDING_MASK = "padding_mask"
+_POSITION_FIELDS = (*STEP_FIELDS, PADDING_MASK, HIDDEN_STATES)
 
 
 def pad_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -50,13 +54,30 @@ def pad_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.cat([x, pad], dim=1)
 
 
+def _pad_positions(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Pad the position axis (dim 2) of `[N, T, L, ...]` with zeros / False up to `width`."""
+    missing = width - x.shape[2]
+    if missing <= 0:
+        return x
+    pad = torch.zeros((*x.shape[:2], missing, *x.shape[3:]), dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad], dim=2)
+
+
 def concat_rollouts(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """One rollout batch from several (rows concatenated, step axes padded to the longest)."""
+    """One rollout batch from several (rows concatenated, step axes padded to the longest). Block-diffusion canvases
+    of different lengths are padded to the longest, and `padding_mask` marks each row's own positions."""
     steps = max(p["live"].shape[1] for p in parts)
-    return {
-        key: torch.cat([p[key] if key in ("sequences", "nfe") else pad_steps(p[key], steps) for p in parts], dim=0)
-        for key in parts[0]
-    }
+    width = max(p["masked"].shape[2] for p in parts)
+    if any(PADDING_MASK in p or p["masked"].shape[2] != width for p in parts):
+        parts = [p if PADDING_MASK in p else {**p, PADDING_MASK: torch.ones_like(p["masked"])} for p in parts]
+
+    def padded(p: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+        if key in ("sequences", "nfe"):
+            return p[key]
+        value = pad_steps(p[key], steps)
+        return _pad_positions(value, width) if key in _POSITION_FIELDS else value
+
+    return {key: torch.cat([padded(p, key) for p in parts], dim=0) for key in parts[0]}
 
 
 def tokenize_prompts(
@@ -124,7 +145,7 @@ def rollout(
             return_dict_in_generate=True,
         )
         part = {"sequences": out.sequences, "nfe": out.nfe}
-        for name in (*STEP_FIELDS, "time", "live", "log_prob", HIDDEN_STATES):
+        for name in (*STEP_FIELDS, "time", "live", "log_prob", HIDDEN_STATES, PADDING_MASK):
             value = getattr(out.trajectory, name)
             if value is not None:
                 part[name] = value.transpose(0, 1).contiguous()  # [T, B, ...] -> [B, T, ...]
@@ -163,7 +184,8 @@ def step_log_probs(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if rows.numel() == 0:
         return out
     feature = policy_feature(policy, batch)
-    logits = policy(feature[rows, steps], batch["masked"][rows, steps], batch["time"][rows, steps])
+    padding = batch[PADDING_MASK][rows, steps] if PADDING_MASK in batch else None
+    logits = policy(feature[rows, steps], batch["masked"][rows, steps], batch["time"][rows, steps], padding)
     log_prob, _ = policy.log_prob_from_logits(
         logits.float(), batch["eligible"][rows, steps], batch["action"][rows, steps], with_entropy=False
     )

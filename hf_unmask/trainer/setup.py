@@ -290,6 +290,12 @@ def prepare_dllm(dllm: Any, processing_class: Any, args: Any) -> tuple[Any, Any,
             f"rollout_use_cache=True, but {type(unwrap_model(dllm)).__name__} has no diffusion KV cache (LLaDA, Dream "
             "and the built-in tiny dLLM have one). Drop --rollout_use_cache."
         )
+    if args.expert_steering and adapter.block_causal:
+        raise ValueError(
+            f"expert_steering=True on {type(unwrap_model(dllm)).__name__}, a block-diffusion model: its blocks are "
+            "aligned to each prompt's length, so the expert's states cannot be scored over the policy's blocks. "
+            "Drop --expert_steering (train the policy on its own rollouts)."
+        )
     dllm.requires_grad_(False)
     dllm.eval()
     return dllm, processing_class, name

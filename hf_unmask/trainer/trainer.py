@@ -55,6 +55,7 @@ from .metrics import loss_metrics, rollout_metrics
 from .monitoring import TrainingMonitorMixin
 from .policy_model import PolicyModel, policy_setting
 from .rollouts import (
+    PADDING_MASK,
     STEP_FIELDS,
     concat_rollouts,
     decode_completions,
@@ -317,6 +318,8 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         self._log_rollouts(mode, batch, is_expert, scores, completion_ids, texts, completions_text)
 
         out: dict[str, Any] = {key: batch[key] for key in (*STEP_FIELDS, "time", "live")}
+        if PADDING_MASK in batch:  # block-diffusion canvases that end before the batch's
+            out[PADDING_MASK] = batch[PADDING_MASK]
         # what the policy reads: the confidences (above) or, for a HiddenStatePolicy, the dLLM's hidden states
         out[self.policy.feature_name] = policy_feature(self.policy, batch)
         if mode == "train":
@@ -382,7 +385,8 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         # The forward goes through `model` (the DDP wrapper in multi-process runs) so gradients are synchronised; the
         # policy reads its recorded feature (confidences, or the dLLM's hidden states for a HiddenStatePolicy).
         feature = policy_feature(policy, inputs)[rows, steps]
-        logits = model(feature, inputs["masked"][rows, steps], inputs["time"][rows, steps])
+        padding = inputs[PADDING_MASK][rows, steps] if PADDING_MASK in inputs else None
+        logits = model(feature, inputs["masked"][rows, steps], inputs["time"][rows, steps], padding)
         policy_logps, entropy = policy.log_prob_from_logits(logits.float(), eligible, action, with_entropy=True)
         old_logps = inputs["old_logps"][rows, steps] if "old_logps" in inputs else policy_logps.detach()
         expert = inputs["is_expert"][rows]
