@@ -159,3 +159,27 @@ def test_finished_rows_speed_benchmark_runs_both_paths_on_the_same_inputs(tmp_pa
     assert report["acceptance"]["every setting gives the same tokens and NFE both ways"] is True
     bench.main([*argv, "--only", "dual cache"])
     assert [row["setting"] for row in json.loads(out.read_text())["rows"]] == ["threshold 0.9, dual cache"]
+
+
+def test_block_cache_speed_benchmark_gives_the_same_sequences_with_fewer_positions(tmp_path, capsys):
+    """A small run of `benchmarks/block_cache_speed.py` on the tiny LLaDA2 preset: each strategy runs without and
+    with the block cache, both give the same sequences, and the cached run feeds fewer positions (the timings
+    themselves are not asserted)."""
+    bench = _load("block_cache_speed")
+    out = tmp_path / "block.json"
+    argv = ["--model", "tiny", "--batch-sizes", "2", "--gen-length", "64", "--block-length", "32"]
+    assert bench.main([*argv, "--prompt-length", "16", "--repeats", "1", "--threads", "1", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    labels = [label for label, _ in bench.strategies(64)]
+    table = [line[len(label) :].split() for line in printed.splitlines() for label in labels if line.startswith(label)]
+    assert [cells[0] for cells in table] == ["none", "block"] * len(labels)  # a row per strategy and cache
+    assert printed.count("cached and uncached sequences: identical") == len(labels)
+    assert "Same sequences with and without the cache in every setting: yes" in printed
+    report = json.loads(out.read_text())
+    assert report["preset"] == "tiny" and all(report["same_sequences"].values())
+    rows = {(row["strategy"], row["cache"]): row for row in report["rows"]}
+    assert set(rows) == {(label, cached) for label in labels for cached in (False, True)}
+    for label in labels:
+        uncached, cached = rows[label, False], rows[label, True]
+        assert uncached["speedup"] == 1.0 and cached["nfe"] == uncached["nfe"]
+        assert cached["forward_positions"] < uncached["forward_positions"]

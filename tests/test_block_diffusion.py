@@ -196,7 +196,7 @@ def test_cached_logits_equal_uncached_logits_at_every_step(model, prompts):
 
 @pytest.mark.parametrize("use_cache", [False, True])
 @pytest.mark.parametrize(
-    "strategy", [TopKConfidence(), LLaDA2Decoder(threshold=0.5, steps=4), LLaDA21Decoder(0.5, 0.3)]
+    "strategy", [TopKConfidence(), LLaDA2Decoder(threshold=0.5, steps_per_block=4), LLaDA21Decoder(0.5, 0.3)]
 )
 def test_padded_batch_equals_rows_alone(model, use_cache, strategy):
     rows = [prompt(n, seed=n) for n in (5, 9, 2)]
@@ -219,7 +219,7 @@ def test_llada2_decoder_matches_the_published_algorithm(model, prompt_length, th
         out = model.generate(
             ids,
             max_new_tokens=16,
-            strategy=LLaDA2Decoder(threshold=threshold, steps=steps),
+            strategy=LLaDA2Decoder(threshold=threshold, steps_per_block=steps),
             use_cache=use_cache,
             return_dict_in_generate=True,
         )
@@ -410,3 +410,17 @@ def test_rollouts_of_different_canvas_lengths_concatenate_with_a_padding_mask():
     assert batch["masked"].shape == (2, 2, 5)
     assert batch["padding_mask"][0].all() and batch["padding_mask"][1, :, :3].all()
     assert not batch["padding_mask"][1, :, 3:].any() and not batch["eligible"][1, :, 3:].any()
+
+
+def test_the_block_cache_feeds_only_the_rows_at_work(model):
+    """Rows that finish a block early leave the forward batch with the cache too, and come back at the next block
+    (whose first step re-feeds the block they left): the same tokens as feeding every row."""
+    ids, mask = left_padded(*(prompt(n, seed=n) for n in (5, 9, 2, 7)))
+    subsets = []
+    kwargs = dict(attention_mask=mask, max_new_tokens=16, strategy=LLaDA2Decoder(threshold=0.3, steps_per_block=4))
+    every_row = model.generate(ids, use_cache=True, drop_finished_rows=False, **kwargs)
+    record = lambda s: subsets.append(s.state.rows is not None)  # noqa: E731
+    at_work = model.generate(ids, use_cache=True, callback_on_step_end=record, **kwargs)
+    uncached = model.generate(ids, **kwargs)
+    assert any(subsets)  # some steps fed only some rows
+    assert torch.equal(at_work, every_row) and torch.equal(at_work, uncached)

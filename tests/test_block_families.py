@@ -95,7 +95,9 @@ def _cut(ids, eos_ids):
 FAMILIES = {
     "llada2": dict(
         lengths=(6, 35),
-        settings=dict(max_new_tokens=LLADA2_GEN, strategy=LLaDA2Decoder(threshold=LLADA2_THRESHOLD, steps=4)),
+        settings=dict(
+            max_new_tokens=LLADA2_GEN, strategy=LLaDA2Decoder(threshold=LLADA2_THRESHOLD, steps_per_block=4)
+        ),
     ),
     "sdar": dict(
         lengths=(7, 2, 5),
@@ -323,7 +325,7 @@ def test_llada2_decoder_matches_the_published_algorithm(llada2, prompt_length):
     ids, _ = _prompts((prompt_length,), seed=prompt_length)
     expected, nfe, branches = reference_llada2(llada2, ids, LLADA2_GEN, 4, LLADA2_THRESHOLD)
     assert branches["threshold"] > 0 and branches["top_k"] > 0, branches  # both rules of the decoder are taken
-    strategy = LLaDA2Decoder(threshold=LLADA2_THRESHOLD, steps=4)
+    strategy = LLaDA2Decoder(threshold=LLADA2_THRESHOLD, steps_per_block=4)
     for use_cache in (False, True):
         out = llada2.generate(
             ids, max_new_tokens=LLADA2_GEN, strategy=strategy, use_cache=use_cache, return_dict_in_generate=True

@@ -172,12 +172,18 @@ class CanvasForward:
             logits, hidden = self.adapter.forward_inputs(prefix, output_hidden_states=self.wants_hidden)
             fresh, lo = logits[:, start:hi], 0
             hidden = None if hidden is None else hidden[:, start:hi]
-        elif self.cache.get_seq_length() == 0:
-            fresh, lo = self.adapter.forward_refresh(prefix, self.cache)[:, start:hi], 0
+        elif self.cache.get_seq_length() == 0:  # the first step: every row of the batch enters the cache
+            fresh, lo = self.adapter.forward_refresh(_prefix_of(self.inputs, hi), self.cache)[:, start:hi], 0
+            fresh = fresh if rows is None else fresh.index_select(0, rows)
         else:
-            # the whole block, its prompt tail included (it attends to the block's generated positions)
+            # the whole block, its prompt tail included (it attends to the block's generated positions). Rows
+            # that left a block early come back at the next block's first step, which re-feeds the block they left.
             lo = max(0, self.P + (self._previous_start if block_step == 0 else window_start))
-            fresh = self.adapter.forward_window(prefix, self.cache, lo, hi)[:, start - lo :]
+            self.cache.rows = rows
+            try:
+                fresh = self.adapter.forward_window(prefix, self.cache, lo, hi)[:, start - lo :]
+            finally:
+                self.cache.rows = None
         if block_step == 0:
             self._previous_start = window_start
         # each row keeps the fresh logits of its own block only: the window also covers other rows' blocks

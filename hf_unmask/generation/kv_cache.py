@@ -48,16 +48,25 @@ class DiffusionCacheLayer(CacheLayerMixin):
         self.is_initialized = True
 
     def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, window: Any = None, **kwargs: Any
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        *args: Any,
+        window: Any = None,
+        rows: Optional[torch.Tensor] = None,
+        **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Refresh (`window` None: keep these states as the whole sequence's) or write a window's fresh states over
-        the cached ones; returns the keys and values of the whole sequence."""
+        the cached ones; returns the keys and values of the whole sequence. With `rows` (a window fed for some rows
+        of the cached batch), only those rows are written, and returned."""
         if window is None or not self.is_initialized:
             if window is not None:
                 raise RuntimeError("A partial forward needs a refreshed cache: run a full forward first.")
             self.lazy_initialization(key_states, value_states)
             self.keys, self.values = key_states, value_states
             return key_states, value_states
+        if rows is not None:
+            return self._update_rows(key_states, value_states, window, rows)
         start, end = window
         if end > self.keys.shape[-2]:  # a block-causal cache grows by the next block
             self.keys = torch.cat([self.keys[:, :, :start], key_states], dim=-2)
@@ -66,6 +75,19 @@ class DiffusionCacheLayer(CacheLayerMixin):
         self.keys[:, :, start:end] = key_states
         self.values[:, :, start:end] = value_states
         return self.keys, self.values
+
+    def _update_rows(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, window: tuple[int, int], rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = window
+        missing = end - self.keys.shape[-2]
+        if missing > 0:  # grow for every row; the rows not fed get theirs when they are fed again
+            grow = lambda t: torch.cat([t, t.new_zeros((*t.shape[:2], missing, t.shape[-1]))], dim=-2)  # noqa: E731
+            self.keys, self.values = grow(self.keys), grow(self.values)
+        index = rows.to(self.keys.device)
+        self.keys[:, :, start:end].index_copy_(0, index, key_states)
+        self.values[:, :, start:end].index_copy_(0, index, value_states)
+        return self.keys.index_select(0, index), self.values.index_select(0, index)
 
     def update_state(self, name: str, states: torch.Tensor, window: Optional[tuple[int, int]]) -> torch.Tensor:
         """The same for any per-position tensor `[B, T, ...]` (e.g. a convolution's input)."""
@@ -126,11 +148,13 @@ class DiffusionKVCache(Cache):
     def __init__(self, offloading: bool = False) -> None:
         super().__init__(layer_class_to_replicate=DiffusionCacheLayer, offloading=offloading)
         self.window: Optional[tuple[int, int]] = None
+        #: with a window: the rows of the cached batch that the forward feeds (None: all of them)
+        self.rows: Optional[torch.Tensor] = None
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return super().update(key_states, value_states, layer_idx, *args, window=self.window, **kwargs)
+        return super().update(key_states, value_states, layer_idx, *args, window=self.window, rows=self.rows, **kwargs)
 
     def update_state(self, name: str, layer_idx: int, states: torch.Tensor) -> torch.Tensor:
         """Cache (refresh) or update (partial forward) a per-position tensor of layer `layer_idx`."""

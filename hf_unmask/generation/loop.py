@@ -253,8 +253,7 @@ def _denoise(
     stopped = torch.zeros(B, dtype=torch.bool, device=device) if callback is not None else None
 
     fallback = config.progress_fallback
-    # a cache over several blocks keeps every row (a row that finished a block early comes back in the next one)
-    drop_finished = config.drop_finished_rows and not (block_causal and forward.cache is not None)
+    drop_finished = config.drop_finished_rows
     finish_blocks = config.finish_blocks
     pace_can_bind = _pace_can_bind(budget, BL, fallback, finish_blocks)
     top_k, top_p = config.top_k, config.top_p

@@ -58,31 +58,32 @@ def _threshold_or_top(state: DenoisingState, threshold: float, count: int) -> to
     return torch.where(enough, above, _most_confident(state, count))
 
 
-def _check_steps(owner: str, steps: object) -> int:
+def _check_steps(owner: str, steps: object, name: str = "steps_per_block") -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"{owner}: steps must be a positive integer (steps per block), got {steps!r}.")
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {steps!r}.")
     return steps
 
 
 class LLaDA2Decoder(UnmaskingStrategy):
-    """LLaDA2.0's own decoder: per block at most `steps` steps; commit the masked positions above `threshold`, or
-    the most confident `k` when fewer pass (`k` = the block length split evenly over `steps`); stop after a block
-    that holds an EOS.
+    """LLaDA2.0's own decoder: per block at most `steps_per_block` steps; commit the masked positions above
+    `threshold`, or the most confident `k` when fewer pass (`k` = the block length split evenly over the steps);
+    stop after a block that holds an EOS.
 
     Defaults are those of the published `generate` (threshold 0.95, 32 steps per block, minimal_topk 1, on
-    blocks of 32). `steps` is capped at `max_new_tokens // minimal_topk`, as there.
+    blocks of 32; its `steps` argument counts steps per block, hence the name here, which is not the generation
+    config's total `steps`). The steps are capped at `max_new_tokens // minimal_topk`, as there.
 
     Args:
         threshold: confidence a masked position must exceed to be committed in parallel.
-        steps: steps per block (the schedule of `k`).
-        minimal_topk: caps `steps` at `max_new_tokens // minimal_topk`.
+        steps_per_block: steps per block (the schedule of `k`).
+        minimal_topk: caps `steps_per_block` at `max_new_tokens // minimal_topk`.
         eos_early_stop: stop after a block that holds an EOS (the published decoder always does).
 
     Example:
         ```python
         >>> from hf_unmask.strategies import LLaDA2Decoder
         >>> LLaDA2Decoder()
-        LLaDA2Decoder(threshold=0.95, steps=32, minimal_topk=1, eos_early_stop=True)
+        LLaDA2Decoder(threshold=0.95, steps_per_block=32, minimal_topk=1, eos_early_stop=True)
         ```
     """
 
@@ -91,17 +92,17 @@ class LLaDA2Decoder(UnmaskingStrategy):
     name = "llada2"
 
     def __init__(
-        self, threshold: float = 0.95, steps: int = 32, minimal_topk: int = 1, eos_early_stop: bool = True
+        self, threshold: float = 0.95, steps_per_block: int = 32, minimal_topk: int = 1, eos_early_stop: bool = True
     ) -> None:
         owner = type(self).__name__
         self.threshold = check_number(owner, "threshold", threshold, low=0.0, high=1.0, example="threshold=0.95")
-        self.steps = _check_steps(owner, steps)
-        self.minimal_topk = _check_steps(owner, minimal_topk)
+        self.steps_per_block = _check_steps(owner, steps_per_block)
+        self.minimal_topk = _check_steps(owner, minimal_topk, "minimal_topk")
         self.eos_early_stop = bool(eos_early_stop)
         self.stops_after_block_with_eos = self.eos_early_stop
 
     def __call__(self, state: DenoisingState) -> torch.Tensor:
-        steps = min(self.steps, max(1, state.config.gen_length // self.minimal_topk))
+        steps = min(self.steps_per_block, max(1, state.config.gen_length // self.minimal_topk))
         count = transfer_count(state.config.effective_block_length, steps, state.block_step)
         return _threshold_or_top(state, self.threshold, count)
 
@@ -146,7 +147,7 @@ class LLaDA21Decoder(UnmaskingStrategy):
             raise ValueError(f"{owner}: max_post_steps must be an integer >= 0, got {max_post_steps!r}.")
         self.max_post_steps = max_post_steps
         self.max_revision_steps = max_post_steps
-        self.num_to_transfer = _check_steps(owner, num_to_transfer)
+        self.num_to_transfer = _check_steps(owner, num_to_transfer, "num_to_transfer")
         self.eos_early_stop = bool(eos_early_stop)
         self.stops_after_block_with_eos = self.eos_early_stop
 
@@ -201,7 +202,7 @@ class SDARDecoder(UnmaskingStrategy):
         self.confidence_threshold = check_number(
             owner, "confidence_threshold", confidence_threshold, low=0.0, high=1.0, example="confidence_threshold=0.85"
         )
-        self.denoising_steps = _check_steps(owner, denoising_steps)
+        self.denoising_steps = _check_steps(owner, denoising_steps, "denoising_steps")
 
     def __call__(self, state: DenoisingState) -> torch.Tensor:
         count = transfer_count(state.config.effective_block_length, self.denoising_steps, state.block_step)
