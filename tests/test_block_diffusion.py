@@ -424,3 +424,38 @@ def test_the_block_cache_feeds_only_the_rows_at_work(model):
     uncached = model.generate(ids, **kwargs)
     assert any(subsets)  # some steps fed only some rows
     assert torch.equal(at_work, every_row) and torch.equal(at_work, uncached)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("hf_unmask").strategies.registered_strategy_names()))
+def test_every_registered_strategy_runs_on_a_block_causal_model(model, name):
+    from hf_unmask.strategies import get_strategy_by_name
+
+    strategy = get_strategy_by_name(name)
+    ids, mask = left_padded(prompt(5), prompt(9, seed=2))
+    out = model.generate(
+        ids, attention_mask=mask, max_new_tokens=8, strategy=strategy, seed=0, return_dict_in_generate=True
+    )
+    assert out.sequences.shape == (2, 9 + 8)
+    assert (out.sequences[:, -8:] != TOY_MASK).all()  # every block is finished
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_shipped_policy_runs_on_a_block_causal_model(model, use_cache):
+    import warnings
+
+    import hf_unmask
+
+    policy = hf_unmask.load_builtin_policy("tiny-dllm-program_trace-bl8-alpha1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # trained for another setting: it says so, and runs
+        out = model.generate(prompt(6), max_new_tokens=8, strategy=policy, use_cache=use_cache, seed=0)
+    assert (out[:, -8:] != TOY_MASK).all()
+
+
+def test_a_subclass_does_not_take_over_its_parents_short_name():
+    from hf_unmask.strategies import registered_strategy_names
+
+    class Variant(LLaDA21Decoder):
+        pass
+
+    assert registered_strategy_names()["llada2.1"] is LLaDA21Decoder

@@ -28,6 +28,7 @@ from .step_checks import (
 from .strategy import as_strategy
 from .streamers import prepare_streamer
 from .token_choice import choose_tokens
+from .token_editing import TokenEditing
 from .validation import (
     as_token_id,
     check_cache_support,
@@ -257,18 +258,10 @@ def _denoise(
     finish_blocks = config.finish_blocks
     pace_can_bind = _pace_can_bind(budget, BL, fallback, finish_blocks)
     top_k, top_p = config.top_k, config.top_p
-    # Token editing: a strategy that revises decided tokens may go on after its block has no mask left, for at most
-    # `max_revision_steps` steps and only while its last step revised something; those steps count as NFE too, and
-    # with `max_steps` the block's budget bounds them.
-    revises = bool(getattr(strategy, "revises_decided_tokens", False))
-    if revises and getattr(strategy, "reads_only_eligible", False):
-        raise ValueError(
-            f"{type(strategy).__name__} sets both revises_decided_tokens and reads_only_eligible: a strategy that "
-            "revises decided tokens reads their confidence and proposal, which reads_only_eligible leaves out. "
-            "Set reads_only_eligible = False on it."
-        )
-    revision_bound = int(getattr(strategy, "max_revision_steps", 0)) if revises else 0
-    step_limit = budget + (revision_bound if config.max_steps is None else 0)
+    # token editing (see token_editing.py): its steps after a block is full count against max_steps when it is set
+    editing = TokenEditing.for_strategy(strategy)
+    revises = editing is not None
+    step_limit = budget + (editing.bound if revises and config.max_steps is None else 0)
     stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
 
     padding_mask = layout.padding_mask
@@ -281,8 +274,8 @@ def _denoise(
             block_mask_count = ((gen == mask_id) & in_block).sum(-1)
         if pace_can_bind:  # positions per step that finish the block in time
             pace = torch.div(block_mask_count + (budget - 1), budget, rounding_mode="floor")
-        revision_steps = torch.zeros(B, dtype=torch.long, device=device) if revises else None
-        revised_last = torch.zeros(B, dtype=torch.bool, device=device) if revises else None
+        if revises:
+            editing.start_block(B, device)
         block_step = 0
         while True:
             masked = gen == mask_id
@@ -291,26 +284,19 @@ def _denoise(
                 eligible = eligible & ~stopped.unsqueeze(-1)
             remaining = eligible.sum(-1)
             live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
-            editing = None
-            if revises:
-                # rows whose block is full keep going while they revise, within the bound
-                # (the first step after the block is full always runs; a block full from its start never edits)
-                editing = (remaining == 0) & (block_mask_count > 0) & (revision_steps < revision_bound)
-                editing &= (revision_steps == 0) | revised_last
-                if stopped is not None:
-                    editing &= ~stopped
-                live_count = live_count | editing.long()
+            editing_rows = None
+            if revises:  # rows whose block is full go on while they revise, within the bound
+                editing_rows = editing.rows_editing(remaining, block_mask_count, stopped)
+                live_count = live_count | editing_rows.long()
             if block_step >= budget:  # the block's budget is spent: what is still masked stays [MASK]
                 if finish_blocks and bool((remaining > 0).any()):  # cannot happen: the pace rule empties the block
                     raise RuntimeError("internal error: block step budget exceeded")
-                if editing is None or block_step >= step_limit:
+                if editing_rows is None or block_step >= step_limit:
                     break
                 # past the budget only the editing steps of full blocks go on
-                live_count, eligible = editing.long(), torch.zeros_like(eligible)
+                live_count, eligible = editing_rows.long(), torch.zeros_like(eligible)
                 remaining = torch.zeros_like(remaining)
-            revisable = None
-            if revises:
-                revisable = ~masked & (in_block if in_block is not None else True) & live_count.bool().unsqueeze(-1)
+            revisable = editing.revisable(masked, in_block, live_count.bool()) if revises else None
             live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
             if live_rows == 0:
                 break
@@ -360,7 +346,7 @@ def _denoise(
                 rows=rows,
                 full_batch_size=None if rows is None else B,
                 revisable=None if revisable is None else pick(revisable),
-                revision_steps=None if revision_steps is None else pick(revision_steps),
+                revision_steps=pick(editing.steps) if revises else None,
                 padding_mask=None if padding_mask is None else pick(padding_mask),
                 _logits=gen_logits,
             )
@@ -380,16 +366,13 @@ def _denoise(
                 unmask = _top_up(action, eligible_s, confidence, pick(live_count))
             else:
                 unmask = action
-            revised = None
+            unmask_or_revise = unmask
             if revises:
-                revised = state.revisable & (proposal != gen_s)
-                revised = revised & revision if revision is not None else torch.zeros_like(revised)
+                editing_step = (remaining == 0) & live_count.bool()
+                revised, full_revised = editing.revised(
+                    state.revisable, revision, proposal, gen_s, row_spreader(rows, B), editing_step
+                )
                 unmask_or_revise = unmask | revised
-                full_revised = row_spreader(rows, B)(revised)
-                revised_last = full_revised.any(-1)
-                revision_steps = revision_steps + ((remaining == 0) & live_count.bool()).long()
-            else:
-                unmask_or_revise = unmask
             if rows is None:
                 torch.where(unmask_or_revise, proposal, gen, out=gen)
                 forward_positions += fed * live_count

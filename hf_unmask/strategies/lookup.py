@@ -14,7 +14,8 @@ from .builtin import builtin_policy_path, list_builtin_policies
 
 def registered_strategy_names() -> dict[str, type[UnmaskingStrategy]]:
     """Short name (`TopKConfidence.name` = "top_k_confidence", ...) -> class, for every registered class with one."""
-    return {cls.name: cls for cls in STRATEGY_REGISTRY.values() if getattr(cls, "name", None)}
+    # a class's own `name` only: a subclass does not take over its parent's short name unless it sets one
+    return {vars(cls)["name"]: cls for cls in STRATEGY_REGISTRY.values() if vars(cls).get("name")}
 
 
 def resolve_strategy_name(name: str) -> tuple[type[UnmaskingStrategy], Optional[Union[str, Path]]]:
