@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb, eager_attention_forward
@@ -54,6 +55,39 @@ class RotaryEmbedding(nn.Module):
         angles = position_ids.to(torch.float32).unsqueeze(-1) * inv_freq
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+class GatedMLP(nn.Module):
+    """`down_proj(act(gate_proj(x)) * up_proj(x))` without biases: the feed-forward of Dream, SDAR, and of LLaDA2's
+    and LLaDA-MoE's dense layers and experts (the weight names are theirs).
+
+    Example:
+        ```python
+        >>> import torch
+        >>> GatedMLP(hidden_size=8, intermediate_size=16, hidden_act="silu")(torch.zeros(1, 3, 8)).shape
+        torch.Size([1, 3, 8])
+        ```
+    """
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.act_fn = ACT2FN[hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+def rotate(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """RoPE on `query` / `key` `[B, H, T, D]` with `cos` / `sin` `[B, T, r]`: the whole head when r = D, else only
+    its first r channels (partial rotary, as LLaDA2.x and LLaDA-MoE use); the other channels pass unchanged."""
+    width = cos.shape[-1]
+    if width == query.shape[-1]:
+        return apply_rotary_pos_emb(query, key, cos, sin)
+    q_turned, k_turned = apply_rotary_pos_emb(query[..., :width], key[..., :width], cos, sin)
+    return torch.cat([q_turned, query[..., width:]], dim=-1), torch.cat([k_turned, key[..., width:]], dim=-1)
 
 
 def default_position_ids(
@@ -194,7 +228,7 @@ def attend(
 
     Splits heads (`module.num_heads`, `module.num_key_value_heads`, `module.head_dim`), rotates queries and keys
     by `position_embeddings` (in float32 when `rope_in_float32`, as LLaDA does, else in the model's dtype, as
-    Dream / Qwen2 do), then runs the attention implementation named by `module.config._attn_implementation`
+    Dream / Qwen2 do; only the first channels of each head when the angles are narrower than a head, see `rotate`), then runs the attention implementation named by `module.config._attn_implementation`
     (grouped-query heads are shared by the implementation). Returns `[B, T, H*D]`.
 
     With a `cache`, the keys and values of this layer (`module.layer_idx`) are stored (refresh) or written over
@@ -209,10 +243,10 @@ def attend(
     v = value.view(batch, length, module.num_key_value_heads, module.head_dim).transpose(1, 2)
     cos, sin = position_embeddings
     if rope_in_float32:
-        q_rot, k_rot = apply_rotary_pos_emb(q.float(), k.float(), cos.float(), sin.float())
+        q_rot, k_rot = rotate(q.float(), k.float(), cos.float(), sin.float())
         q, k = q_rot.to(q.dtype), k_rot.to(k.dtype)
     else:
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        q, k = rotate(q, k, cos, sin)
     if cache is not None:
         k, v = cache.update(k, v, module.layer_idx)
     interface = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)

@@ -27,13 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
+from ..bidirectional import GatedMLP, RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_dream import DreamConfig
 
@@ -77,27 +76,13 @@ class DreamAttention(nn.Module):
         return self.o_proj(attended)
 
 
-class DreamMLP(nn.Module):
-    """`down_proj(act(gate_proj(x)) * up_proj(x))`."""
-
-    def __init__(self, config: DreamConfig) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.act_fn = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DreamDecoderLayer(GradientCheckpointingLayer):
     """Pre-norm block: `x + self_attn(input_layernorm(x))`, then `x + mlp(post_attention_layernorm(x))`."""
 
     def __init__(self, config: DreamConfig, layer_idx: int = 0) -> None:
         super().__init__()
         self.self_attn = DreamAttention(config, layer_idx)
-        self.mlp = DreamMLP(config)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 

@@ -42,27 +42,15 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RMSNorm, RotaryEmbedding, attention_inputs, cache_argument, run_layers
+from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_llada2_moe import LLADA2_TRAINED_BLOCK_LENGTH, LLaDA2MoeConfig
-from .moe import LLaDA2MoeGate, LLaDA2MoeMLP, LLaDA2MoeSparseMoeBlock
+from .moe import LLaDA2MoeGate, LLaDA2MoeSparseMoeBlock, gated_mlp
 
 __all__ = ["LLADA2_TRAINED_BLOCK_LENGTH", "LLaDA2MoeModelLM"]
-
-
-def rotate_leading_channels(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on the first `cos.shape[-1]` channels of `x [B, H, T, D]` (`cos`, `sin`: `[B, T, r]`, halves repeated);
-    channel j of that slice turns together with channel j + r/2, the remaining channels pass unchanged."""
-    width = cos.shape[-1]
-    turned, kept = x[..., :width], x[..., width:]
-    first, second = turned[..., : width // 2], turned[..., width // 2 :]
-    partner = torch.cat((-second, first), dim=-1)
-    return torch.cat((turned * cos.unsqueeze(1) + partner * sin.unsqueeze(1), kept), dim=-1)
 
 
 class LLaDA2MoeAttention(nn.Module):
@@ -95,26 +83,17 @@ class LLaDA2MoeAttention(nn.Module):
         cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
-        heads = self.query_key_value(x).view(batch, length, -1, self.head_dim).transpose(1, 2)
-        q, k, v = heads.split([self.num_heads, self.num_key_value_heads, self.num_key_value_heads], dim=1)
+        heads = self.query_key_value(x).view(batch, length, -1, self.head_dim)
+        q, k, v = heads.split([self.num_heads, self.num_key_value_heads, self.num_key_value_heads], dim=2)
         if self.config.use_qk_norm:
             q, k = self.query_layernorm(q), self.key_layernorm(k)
-        cos, sin = position_embeddings
-        q, k = rotate_leading_channels(q, cos, sin), rotate_leading_channels(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)
-        interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        out, _ = interface(
-            self,
-            q,
-            k,
-            v,
-            attention_mask,
-            dropout=self.config.attention_dropout if self.training else 0.0,
-            scaling=self.head_dim**-0.5,
-            is_causal=False,
-        )
-        return self.dense(out.reshape(batch, length, -1))
+        flat = lambda t: t.reshape(batch, length, -1)  # noqa: E731
+        # `attend` rotates the first rotary channels of each head (partial RoPE) and handles the cache
+        attended = attend(
+            self, flat(q), flat(k), flat(v), position_embeddings, attention_mask,
+            dropout=self.config.attention_dropout, cache=cache,
+        )  # fmt: skip
+        return self.dense(attended)
 
 
 class LLaDA2MoeDecoderLayer(GradientCheckpointingLayer):
@@ -129,7 +108,7 @@ class LLaDA2MoeDecoderLayer(GradientCheckpointingLayer):
         self.mlp: nn.Module = (
             LLaDA2MoeSparseMoeBlock(config)
             if config.is_moe_layer(layer_idx)
-            else LLaDA2MoeMLP(config, config.intermediate_size)
+            else gated_mlp(config, config.intermediate_size)
         )
 
     def forward(

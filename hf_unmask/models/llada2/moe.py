@@ -14,23 +14,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.activations import ACT2FN
 
+from ..bidirectional import GatedMLP
 from .configuration_llada2_moe import LLaDA2MoeConfig
 
 
-class LLaDA2MoeMLP(nn.Module):
-    """`down_proj(act(gate_proj(x)) * up_proj(x))`, no biases: the dense layers' MLP, each expert, the shared one."""
-
-    def __init__(self, config: LLaDA2MoeConfig, intermediate_size: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
-        self.down_proj = nn.Linear(intermediate_size, config.hidden_size, bias=False)
-        self.act_fn = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+def gated_mlp(config: LLaDA2MoeConfig, intermediate_size: int) -> GatedMLP:
+    """The dense layers' MLP, each expert and the shared one: a `GatedMLP` of width `intermediate_size`."""
+    return GatedMLP(config.hidden_size, intermediate_size, config.hidden_act)
 
 
 class LLaDA2MoeGate(nn.Module):
@@ -74,12 +65,12 @@ class LLaDA2MoeSparseMoeBlock(nn.Module):
         super().__init__()
         self.gate = LLaDA2MoeGate(config)
         self.experts = nn.ModuleList(
-            LLaDA2MoeMLP(config, config.moe_intermediate_size) for _ in range(config.num_experts)
+            gated_mlp(config, config.moe_intermediate_size) for _ in range(config.num_experts)
         )
         # The published code builds the shared MLP whenever num_shared_experts is not None; with 0 it has no width
         # and adds exactly zero, so 0 and None both mean "no shared experts" here.
         self.shared_experts = (
-            LLaDA2MoeMLP(config, config.moe_intermediate_size * config.num_shared_experts)
+            gated_mlp(config, config.moe_intermediate_size * config.num_shared_experts)
             if config.num_shared_experts
             else None
         )

@@ -35,45 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
+from ..bidirectional import GatedMLP, RMSNorm, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_llada_moe import LLaDAMoEConfig
 
-#: `(cos, sin)` for the heads' leading rotary dimensions, and the `(cos, sin)` `attend` applies to whole heads
-#: (the same when RoPE covers whole heads, an identity rotation when the model turned the leading part itself).
-RopeInputs = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-
-def rotate_leading_dims(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int) -> torch.Tensor:
-    """RoPE on the first `cos.shape[-1]` dimensions of every head of `x [B, T, heads * D]`; the rest pass."""
-    batch, length, _ = x.shape
-    x = x.view(batch, length, heads, -1)
-    width = cos.shape[-1]
-    turned, kept = x[..., :width], x[..., width:]
-    first, second = turned[..., : width // 2], turned[..., width // 2 :]
-    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
-    turned = turned * cos + torch.cat([-second, first], dim=-1) * sin
-    return torch.cat([turned, kept], dim=-1).view(batch, length, -1)
-
-
-class LLaDAMoEMLP(nn.Module):
-    """`down_proj(act(gate_proj(x)) * up_proj(x))` (an expert, the shared expert or a dense layer)."""
-
-    def __init__(self, config: LLaDAMoEConfig, width: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, width, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
-        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
-        self.act_fn = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+def gated_mlp(config: LLaDAMoEConfig, width: int) -> GatedMLP:
+    """An expert, the shared expert or a dense layer: a `GatedMLP` of width `width`."""
+    return GatedMLP(config.hidden_size, width, config.hidden_act)
 
 
 class LLaDAMoESparseBlock(nn.Module):
@@ -85,7 +59,7 @@ class LLaDAMoESparseBlock(nn.Module):
         self.top_k = config.num_experts_per_tok
         self.gate = nn.Linear(config.hidden_size, config.num_experts, bias=False)
         self.experts = nn.ModuleList(
-            LLaDAMoEMLP(config, config.expert_intermediate_size) for _ in range(config.num_experts)
+            gated_mlp(config, config.expert_intermediate_size) for _ in range(config.num_experts)
         )
         self.expert_bias: Optional[torch.Tensor]
         if config.moe_router_enable_expert_bias:
@@ -143,7 +117,7 @@ class LLaDAMoEAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rope: RopeInputs,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
         cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
@@ -153,13 +127,11 @@ class LLaDAMoEAttention(nn.Module):
         clip = self.config.clip_qkv
         if clip is not None:
             query, key, value = (t.clamp(min=-clip, max=clip) for t in (query, key, value))
-        (cos, sin), whole_heads = rope
-        if cos.shape[-1] != self.head_dim:  # partial RoPE: turn the leading dims here, `attend` gets the identity
-            query = rotate_leading_dims(query, cos, sin, self.num_heads)
-            key = rotate_leading_dims(key, cos, sin, self.num_key_value_heads)
+        # `attend` rotates the first rotary dimensions of each head (partial RoPE) or whole heads
         attended = attend(
-            self, query, key, value, whole_heads, attention_mask, dropout=self.config.attention_dropout, cache=cache
-        )
+            self, query, key, value, position_embeddings, attention_mask, dropout=self.config.attention_dropout,
+            cache=cache,
+        )  # fmt: skip
         return self.o_proj(attended)
 
 
@@ -171,20 +143,20 @@ class LLaDAMoEDecoderLayer(GradientCheckpointingLayer):
         super().__init__()
         moe = config.is_moe_layer(layer_idx)
         self.self_attn = LLaDAMoEAttention(config, layer_idx)
-        self.mlp = LLaDAMoESparseBlock(config) if moe else LLaDAMoEMLP(config, config.dense_intermediate_size)
+        self.mlp = LLaDAMoESparseBlock(config) if moe else gated_mlp(config, config.dense_intermediate_size)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         shared = config.shared_expert_intermediate_size
-        self.shared_expert = LLaDAMoEMLP(config, shared) if moe and shared is not None else None
+        self.shared_expert = gated_mlp(config, shared) if moe and shared is not None else None
 
     def forward(
         self,
         x: torch.Tensor,
-        rope: RopeInputs,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, attention_mask, cache)
+        x = x + self.self_attn(self.input_layernorm(x), position_embeddings, attention_mask, cache)
         h = self.post_attention_layernorm(x)
         out = self.mlp(h)
         if self.shared_expert is not None:
@@ -271,14 +243,6 @@ class LLaDAMoEModelLM(DiffusionGenerationMixin, LLaDAMoEPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
-    def _rope(self, position_ids: torch.Tensor, dtype: torch.dtype) -> RopeInputs:
-        cos, sin = self.rotary(position_ids, dtype)
-        head_dim = self.config.hidden_size // self.config.num_attention_heads
-        if cos.shape[-1] == head_dim:
-            return (cos, sin), (cos, sin)
-        identity = cos.new_ones(*cos.shape[:-1], head_dim), sin.new_zeros(*sin.shape[:-1], head_dim)
-        return (cos, sin), identity
-
     def forward(
         self,
         input_ids: Optional[torch.LongTensor] = None,
@@ -309,9 +273,11 @@ class LLaDAMoEModelLM(DiffusionGenerationMixin, LLaDAMoEPreTrainedModel):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
-        rope = self._rope(position_ids, x.dtype)
+        position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        x, hidden_states = run_layers(self.model.layers, x, (rope, mask), self.model.norm, want_hidden, cache)
+        x, hidden_states = run_layers(
+            self.model.layers, x, (position_embeddings, mask), self.model.norm, want_hidden, cache
+        )
         logits = self.lm_head(x)
         loss = None
         if labels is not None:

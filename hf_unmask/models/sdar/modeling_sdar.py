@@ -39,13 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
+from ..bidirectional import GatedMLP, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_sdar import SDAR_TRAINED_BLOCK_LENGTH, SDARConfig
 
@@ -121,27 +120,13 @@ class SDARAttention(nn.Module):
         return self.o_proj(attended)
 
 
-class SDARMLP(nn.Module):
-    """`down_proj(silu(gate_proj(x)) * up_proj(x))`."""
-
-    def __init__(self, config: SDARConfig) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.act_fn = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-
-
 class SDARDecoderLayer(GradientCheckpointingLayer):
     """Pre-norm block: `x + self_attn(input_layernorm(x))`, then `x + mlp(post_attention_layernorm(x))`."""
 
     def __init__(self, config: SDARConfig, layer_idx: int = 0) -> None:
         super().__init__()
         self.self_attn = SDARAttention(config, layer_idx)
-        self.mlp = SDARMLP(config)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.input_layernorm = SDARRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = SDARRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
