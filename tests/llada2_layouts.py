@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from hub_layouts import RAISING_MODULE, write_sharded_safetensors
 
 SEED = 20260214
-RAISING_MODULE = 'raise ImportError("remote code from the checkpoint folder was imported")\n'
 MASK_ID, EOS_ID = 156895, 156892
 
 LLADA2_CONFIG: dict[str, Any] = {
@@ -154,21 +153,6 @@ def random_weights(shapes: dict[str, tuple[int, ...]], seed: int = SEED) -> dict
     return weights
 
 
-def write_sharded_safetensors(folder: Path, weights: dict[str, torch.Tensor], shards: int = 2) -> None:
-    """`model-0000k-of-0000n.safetensors` files plus `model.safetensors.index.json`, as the Hub checkpoints are."""
-    names = list(weights)
-    per_shard = -(-len(names) // shards)
-    weight_map, total = {}, 0
-    for k in range(shards):
-        file = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
-        chunk = {n: weights[n].contiguous() for n in names[k * per_shard : (k + 1) * per_shard]}
-        save_file(chunk, str(folder / file), metadata={"format": "pt"})
-        weight_map.update({n: file for n in chunk})
-        total += sum(t.numel() * t.element_size() for t in chunk.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-
-
 def build_llada2_checkpoint(folder: Path, **overrides: Any) -> Path:
     """An inclusionAI/LLaDA2.0-mini-shaped folder with tiny random weights (`overrides` change config fields)."""
     folder = Path(folder)
@@ -179,18 +163,6 @@ def build_llada2_checkpoint(folder: Path, **overrides: Any) -> Path:
     for module in ("configuration_llada2_moe.py", "modeling_llada2_moe.py"):
         (folder / module).write_text(RAISING_MODULE)
     return folder
-
-
-def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """`(config.json as a dict, every weight of the shards in float32)`."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    index = json.loads((folder / "model.safetensors.index.json").read_text())
-    weights: dict[str, torch.Tensor] = {}
-    for file in sorted(set(index["weight_map"].values())):
-        weights.update({k: v.float() for k, v in load_file(str(folder / file)).items()})
-    return json.loads((folder / "config.json").read_text()), weights
 
 
 _BUILT: dict[str, Path] = {}

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 import torch
-from llada2_layouts import LLADA2_CONFIG, llada2_checkpoint, llada2_weight_shapes, read_checkpoint
+from hub_layouts import read_checkpoint
+from llada2_layouts import LLADA2_CONFIG, llada2_checkpoint, llada2_weight_shapes
 from llada2_reference import llada2_logits, route
 
 from hf_unmask import AutoDiffusionLM, DiffusionKVCache
