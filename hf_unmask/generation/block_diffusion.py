@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 _warned: set[tuple[str, int]] = set()
 
 
-def apply_block_defaults(config: Any, adapter: Any, kwargs: dict[str, Any], generation_config: Optional[Any]) -> None:
+def apply_block_defaults(config: Any, adapter: Any) -> None:
     """Set `block_length` to the family's trained block size when the call leaves it unset (full diffusion means
     nothing to a block-causal model), and warn once per family and size when another size is asked for: the
     attention mask is defined for any size, but the model was trained on one and may decode worse with another."""

@@ -121,7 +121,7 @@ def diffusion_generate(
     adapter = get_adapter(model, adapter)
     vocab = vocabulary_size(model)
     if adapter.block_causal:
-        apply_block_defaults(config, adapter, kwargs, generation_config)
+        apply_block_defaults(config, adapter)
 
     mask_id = config.mask_token_id if config.mask_token_id is not None else adapter.mask_token_id()
     if mask_id is None and tokenizer is not None:
@@ -164,7 +164,7 @@ def diffusion_generate(
         layout = BlockLayout.aligned(prompt_lengths.to(device), L, config.effective_block_length)
     else:
         layout = BlockLayout.relative(L, config.effective_block_length, device)
-    budget = layout.step_budget(config.block_step_budget(), config.max_steps if adapter.block_causal else None)
+    budget = layout.step_budget(config.block_step_budget(), config.max_steps)
     Lc = layout.canvas_length  # L, or up to the end of the last block for a block-diffusion model
     # Normal (not inference) tensors even under the caller's torch.inference_mode: the read-only check of the state
     # handed to strategies relies on version counters, which inference tensors lack. (inference_mode(False) turns
@@ -250,7 +250,7 @@ def _denoise(
     # recording (a policy trained on the trajectory reads the confidence of every position).
     eligible_token_choice = greedy and not record and bool(getattr(strategy, "reads_only_eligible", False))
     traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
-    history = [x[:, : P + config.gen_length].clone()] if config.output_history else None
+    history = [x[:, :out_length].clone()] if config.output_history else None
     stopped = torch.zeros(B, dtype=torch.bool, device=device) if callback is not None else None
 
     fallback = config.progress_fallback
@@ -268,9 +268,10 @@ def _denoise(
     step = 0
     for block in range(nb):
         start, end = layout.bounds(block)
-        in_block = layout.in_block(block)
-        block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
-        if in_block is not None:
+        in_block, window_start = layout.in_block(block), layout.window_start(block)
+        if in_block is None:
+            block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+        else:
             block_mask_count = ((gen == mask_id) & in_block).sum(-1)
         if pace_can_bind:  # positions per step that finish the block in time
             pace = torch.div(block_mask_count + (budget - 1), budget, rounding_mode="floor")
@@ -306,7 +307,7 @@ def _denoise(
             if drop_finished and live_rows < B:
                 rows = live_count.nonzero().squeeze(-1)
             pick = row_picker(rows)
-            gen_logits, hidden, fed = forward(start, end, block_step, rows, layout.window_start(block), in_block)
+            gen_logits, hidden, fed = forward(start, end, block_step, rows, window_start, in_block)
             if mask_id >= gen_logits.shape[-1]:
                 raise ValueError(
                     f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
