@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import block_decoder_references as references
 import pytest
 import torch
 from block_causal_toy import TOY_BLOCK, TOY_EOS, TOY_MASK, published_block_mask, toy_block_model
@@ -44,106 +45,41 @@ def left_padded(*rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def cut(ids: list[int]) -> list[int]:
-    return ids[: ids.index(TOY_EOS) + 1] if TOY_EOS in ids else ids
+    return references.cut(ids, {TOY_EOS})
 
 
 # ---------------------------------------------------------------------------------------------- reference loops
-def _greedy(model, x, end, BL):
+def greedy_step(model):
     """The published samplers' forward: the canvas up to the block's end, block-causal mask, absolute positions."""
-    mask = published_block_mask(end, BL)
-    logits = model(x[:, :end], attention_mask=mask, position_ids=torch.arange(end)[None]).logits[:, -BL:].float()
-    logits[..., TOY_MASK] = float("-inf")  # hf_unmask never proposes [MASK]; the reference decides on the same logits
-    probs = torch.softmax(logits, -1)
-    p, tok = probs.max(-1)
-    return tok[0], p[0]
 
+    def step(x, end):
+        mask = published_block_mask(end, TOY_BLOCK)
+        out = model(x[:, :end], attention_mask=mask, position_ids=torch.arange(end)[None])
+        logits = out.logits[0, -TOY_BLOCK:].float()
+        logits[:, TOY_MASK] = float(
+            "-inf"
+        )  # hf_unmask never proposes [MASK]; the reference decides on the same logits
+        probs, tokens = torch.softmax(logits, -1).max(-1)
+        return tokens, probs
 
-def _threshold_or_top(conf, active, threshold, k):
-    conf = torch.where(active, conf, torch.tensor(float("-inf")))
-    high = (conf > threshold) & active
-    if int(high.sum()) >= k:
-        return high
-    chosen = torch.zeros_like(active)
-    chosen[torch.topk(conf, min(k, int(active.sum()))).indices] = True
-    return chosen
+    return step
 
 
 def reference_llada2(model, ids, L, BL, steps, threshold):
-    P = ids.shape[1]
-    nb = -(-(P + L) // BL)
-    x = torch.full((1, nb * BL), TOY_MASK)
-    x[:, :P] = ids
-    schedule = [BL // steps + int(i < BL % steps) for i in range(steps)]
-    nfe = 0
-    for blk in range(P // BL, nb):
-        end = (blk + 1) * BL
-        for step in range(steps):
-            active = x[0, end - BL : end] == TOY_MASK
-            if not active.any():
-                break
-            tok, p = _greedy(model, x, end, BL)
-            nfe += 1
-            chosen = _threshold_or_top(p, active, threshold, schedule[step])
-            x[0, end - BL : end][chosen] = tok[chosen]
-        if (x[0, P:end] == TOY_EOS).any():
-            break
-    return cut(x[0, P : P + L].tolist()), nfe
+    tokens, nfe, _ = references.reference_llada2(greedy_step(model), ids, L, BL, steps, threshold, TOY_MASK, {TOY_EOS})
+    return tokens, nfe
 
 
 def reference_llada21(model, ids, L, BL, threshold, edit_threshold, max_post):
-    P = ids.shape[1]
-    nb = -(-(P + L) // BL)
-    x = torch.full((1, nb * BL), TOY_MASK)
-    x[:, :P] = ids
-    nfe = edits = 0
-    for blk in range(P // BL, nb):
-        start, end = blk * BL, (blk + 1) * BL
-        post = 0
-        while True:
-            old = x[0, start:end].clone()
-            active = old == TOY_MASK
-            if not active.any():
-                post += 1
-            if post > max_post:
-                break
-            tok, p = _greedy(model, x, end, BL)
-            nfe += 1
-            chosen = _threshold_or_top(p, active, threshold, 1) if active.any() else torch.zeros_like(active)
-            editable = ~active & (torch.arange(start, end) >= P)
-            edit = editable & (p > edit_threshold) & (tok != old)
-            edits += int(edit.sum())
-            x[0, start:end][chosen | edit] = tok[chosen | edit]
-            if not active.any() and not edit.any():
-                break
-    return cut(x[0, P : P + L].tolist()), nfe, edits
+    tokens, nfe, edits, _ = references.reference_llada21(
+        greedy_step(model), ids, L, BL, threshold, edit_threshold, max_post, TOY_MASK, {TOY_EOS}
+    )
+    return tokens, nfe, edits
 
 
 def reference_sdar(model, ids, L, BL, steps, rule, threshold):
-    P = ids.shape[1]
-    nb = -(-(P + L) // BL)
-    x = torch.full((1, nb * BL), TOY_MASK)
-    x[:, :P] = ids
-    schedule = [BL // steps + int(i < BL % steps) for i in range(steps)]
-    for blk in range(P // BL, nb):
-        end = (blk + 1) * BL
-        for step in range(steps + 1):
-            active = x[0, end - BL : end] == TOY_MASK
-            if not active.any():
-                break
-            tok, p = _greedy(model, x, end, BL)
-            k = min(schedule[step], int(active.sum()))
-            if rule == "low_confidence_dynamic":
-                chosen = _threshold_or_top(p, active, threshold, k)
-            elif rule == "low_confidence_static":
-                chosen = _threshold_or_top(p, active, 2.0, k)
-            else:
-                first = int(active.nonzero()[0])
-                chosen = torch.zeros_like(active)
-                chosen[first : first + k] = True
-            x[0, end - BL : end][chosen] = tok[chosen]
-        if (x[0, P:] == TOY_EOS).any():
-            break
-    return cut(x[0, P : P + L].tolist())
+    tokens, _ = references.reference_sdar(greedy_step(model), ids, L, BL, steps, rule, threshold, TOY_MASK, {TOY_EOS})
+    return tokens
 
 
 # ---------------------------------------------------------------------------------------------- layout

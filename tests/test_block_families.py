@@ -16,9 +16,9 @@ here are of that size, chosen so that every branch of each decoder is taken (ass
 
 from __future__ import annotations
 
-import collections
 import sys
 
+import block_decoder_references as references
 import pytest
 import torch
 from grpo_toys import make_trainer, policy_inputs, state_of, toy_dataset
@@ -81,14 +81,6 @@ def _prompts(lengths, seed=0):
         ids[row, -n:] = torch.randint(16, 150000, (n,), generator=gen)
         keep[row, -n:] = 1
     return ids, keep
-
-
-def _cut(ids, eos_ids):
-    """`ids` up to and including the first EOS."""
-    for i, tok in enumerate(ids):
-        if tok in eos_ids:
-            return ids[: i + 1]
-    return ids
 
 
 # Per family: prompt lengths of the padded batch (none a multiple of the block), generate settings.
@@ -207,116 +199,25 @@ def _published_step(model, x, end, block_length, mask_id, family):
     return tokens, probs
 
 
-def _threshold_or_top(probs, active, threshold, k, branches=None):
-    """The active positions above `threshold` when at least `k` pass, else the `k` most confident."""
-    conf = torch.where(active, probs, torch.tensor(float("-inf")))
-    high = (conf > threshold) & active
-    if int(high.sum()) >= k:
-        if branches is not None:
-            branches["threshold"] += 1
-        return high
-    if branches is not None:
-        branches["top_k"] += 1
-    chosen = torch.zeros_like(active)
-    chosen[torch.topk(conf, min(k, int(active.sum()))).indices] = True
-    return chosen
-
-
-def _schedule(block_length, steps):
-    return [block_length // steps + int(i < block_length % steps) for i in range(steps)]
-
-
-def _canvas(ids, gen_length, block_length, mask_id):
-    P = ids.shape[1]
-    blocks = -(-(P + gen_length) // block_length)
-    x = torch.full((1, blocks * block_length), mask_id)
-    x[:, :P] = ids
-    return x, P, blocks
-
-
 def reference_llada2(model, ids, gen_length, steps, threshold):
-    """LLaDA2.0's `generate` (greedy): per block at most `steps` steps committing the masked positions above
-    `threshold`, or the `k_s` most confident; stop after a block that holds an EOS."""
-    BL = LLADA2_BLOCK
-    x, P, blocks = _canvas(ids, gen_length, BL, LLADA2_MASK)
-    schedule = _schedule(BL, steps)
-    nfe, branches = 0, collections.Counter()
-    for block in range(P // BL, blocks):
-        end = (block + 1) * BL
-        for step in range(steps):
-            active = x[0, end - BL : end] == LLADA2_MASK
-            if not active.any():
-                break
-            tokens, probs = _published_step(model, x, end, BL, LLADA2_MASK, "llada2")
-            nfe += 1
-            chosen = _threshold_or_top(probs, active, threshold, schedule[step], branches)
-            x[0, end - BL : end][chosen] = tokens[chosen]
-        if (x[0, P:end] == LLADA2_EOS).any():
-            break
-    return _cut(x[0, P : P + gen_length].tolist(), {LLADA2_EOS}), nfe, branches
+    step = lambda x, end: _published_step(model, x, end, LLADA2_BLOCK, LLADA2_MASK, "llada2")  # noqa: E731
+    return references.reference_llada2(
+        step, ids, gen_length, LLADA2_BLOCK, steps, threshold, LLADA2_MASK, {LLADA2_EOS}
+    )
 
 
 def reference_llada21(model, ids, gen_length, threshold, edit_threshold, max_post):
-    """LLaDA2.1's threshold decoding with token editing (greedy, one position at least per step): commit the masked
-    positions above `threshold`, replace every generated decided token of the block whose prediction differs with
-    probability above `edit_threshold`; once the block is full, editing steps go on while they change a token, at
-    most `max_post`."""
-    BL = LLADA2_BLOCK
-    x, P, blocks = _canvas(ids, gen_length, BL, LLADA2_MASK)
-    nfe = edits = 0
-    branches = collections.Counter()
-    for block in range(P // BL, blocks):
-        start, end = block * BL, (block + 1) * BL
-        post = 0
-        while True:
-            old = x[0, start:end].clone()
-            active = old == LLADA2_MASK
-            if not active.any():
-                post += 1
-            if post > max_post:
-                break
-            tokens, probs = _published_step(model, x, end, BL, LLADA2_MASK, "llada2")
-            nfe += 1
-            if active.any():
-                chosen = _threshold_or_top(probs, active, threshold, 1, branches)
-            else:
-                chosen = torch.zeros_like(active)
-            editable = ~active & (torch.arange(start, end) >= P)
-            edit = editable & (probs > edit_threshold) & (tokens != old)
-            edits += int(edit.sum())
-            x[0, start:end][chosen | edit] = tokens[chosen | edit]
-            if not active.any() and not edit.any():
-                break
-    return _cut(x[0, P : P + gen_length].tolist(), {LLADA2_EOS}), nfe, edits, branches
+    step = lambda x, end: _published_step(model, x, end, LLADA2_BLOCK, LLADA2_MASK, "llada2")  # noqa: E731
+    return references.reference_llada21(
+        step, ids, gen_length, LLADA2_BLOCK, threshold, edit_threshold, max_post, LLADA2_MASK, {LLADA2_EOS}
+    )
 
 
 def reference_sdar(model, ids, gen_length, steps, rule, threshold):
-    """SDAR's `block_diffusion_generate` (greedy), its prefix recomputed instead of cached (block-causal: the
-    same logits): per block `steps` steps of `k_s` positions by `rule`; stop after a block that holds a stop id."""
-    BL = SDAR_BLOCK
-    x, P, blocks = _canvas(ids, gen_length, BL, SDAR_MASK)
-    schedule = _schedule(BL, steps)
-    branches = collections.Counter()
-    for block in range(P // BL, blocks):
-        end = (block + 1) * BL
-        for step in range(steps + 1):
-            active = x[0, end - BL : end] == SDAR_MASK
-            if not active.any():
-                break
-            tokens, probs = _published_step(model, x, end, BL, SDAR_MASK, "sdar")
-            k = min(schedule[step], int(active.sum()))
-            if rule == "low_confidence_dynamic":
-                chosen = _threshold_or_top(probs, active, threshold, k, branches)
-            elif rule == "low_confidence_static":
-                chosen = _threshold_or_top(probs, active, 2.0, k)
-            else:
-                first = int(active.nonzero()[0])
-                chosen = torch.zeros_like(active)
-                chosen[first : first + k] = True
-            x[0, end - BL : end][chosen] = tokens[chosen]
-        if any((x[0, P:] == stop).any() for stop in SDAR_STOP_IDS):
-            break
-    return _cut(x[0, P : P + gen_length].tolist(), set(SDAR_STOP_IDS)), branches
+    step = lambda x, end: _published_step(model, x, end, SDAR_BLOCK, SDAR_MASK, "sdar")  # noqa: E731
+    return references.reference_sdar(
+        step, ids, gen_length, SDAR_BLOCK, steps, rule, threshold, SDAR_MASK, set(SDAR_STOP_IDS)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- decoders
@@ -330,7 +231,7 @@ def test_llada2_decoder_matches_the_published_algorithm(llada2, prompt_length):
         out = llada2.generate(
             ids, max_new_tokens=LLADA2_GEN, strategy=strategy, use_cache=use_cache, return_dict_in_generate=True
         )
-        assert _cut(out.sequences[0, prompt_length:].tolist(), {LLADA2_EOS}) == expected, use_cache
+        assert references.cut(out.sequences[0, prompt_length:].tolist(), {LLADA2_EOS}) == expected, use_cache
         assert int(out.nfe[0]) == nfe, use_cache
 
 
@@ -345,7 +246,7 @@ def test_llada21_decoder_with_editing_matches_the_published_algorithm(llada2):
             ids, max_new_tokens=32, strategy=strategy, use_cache=use_cache, return_dict_in_generate=True,
             output_trajectory=True,
         )  # fmt: skip
-        assert _cut(out.sequences[0, prompt_length:].tolist(), {LLADA2_EOS}) == expected, use_cache
+        assert references.cut(out.sequences[0, prompt_length:].tolist(), {LLADA2_EOS}) == expected, use_cache
         assert int(out.nfe[0]) == nfe, use_cache
         assert int(out.trajectory.revised.sum()) == edits, use_cache
 
@@ -360,7 +261,7 @@ def test_sdar_decoder_matches_the_published_algorithm(sdar, rule):
     strategy = SDARDecoder(remasking_strategy=rule, confidence_threshold=SDAR_THRESHOLD, denoising_steps=4)
     for use_cache in (False, True):
         out = sdar.generate(ids, max_new_tokens=SDAR_GEN, strategy=strategy, use_cache=use_cache, temperature=0)
-        assert _cut(out[0, prompt_length:].tolist(), set(SDAR_STOP_IDS)) == expected, use_cache
+        assert references.cut(out[0, prompt_length:].tolist(), set(SDAR_STOP_IDS)) == expected, use_cache
 
 
 # ---------------------------------------------------------------------------------------------- loading
