@@ -15,6 +15,7 @@ from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
 from .eos import eos_id_list, fill_after_eos
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
+from .remasking import Remasking
 from .state import DenoisingState, row_picker, row_spreader
 from .step_checks import (
     check_processed_scores,
@@ -263,6 +264,10 @@ def _denoise(
     revises = editing is not None
     step_limit = budget + (editing.bound if revises and config.max_steps is None else 0)
     stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
+    # re-masking (see remasking.py): re-masks are capped so that the block still finishes within its budget
+    remasking = Remasking.for_strategy(strategy, B, L, device)
+    remasks = remasking is not None
+    caps_remasks = remasks and finish_blocks
 
     padding_mask = layout.padding_mask
     step = 0
@@ -273,7 +278,7 @@ def _denoise(
             block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
         else:
             block_mask_count = ((gen == mask_id) & in_block).sum(-1)
-        if pace_can_bind:  # positions per step that finish the block in time
+        if pace_can_bind or caps_remasks:  # positions per step that finish the block in time
             pace = torch.div(block_mask_count + (budget - 1), budget, rounding_mode="floor")
         if revises:
             editing.start_block(B, device)
@@ -297,7 +302,11 @@ def _denoise(
                 # past the budget only the editing steps of full blocks go on
                 live_count, eligible = editing_rows.long(), torch.zeros_like(eligible)
                 remaining = torch.zeros_like(remaining)
-            revisable = editing.revisable(masked, in_block, live_count.bool()) if revises else None
+            revisable = None
+            if revises:
+                revisable = editing.revisable(masked, in_block, live_count.bool())
+            elif remasks:
+                revisable = Remasking.revisable(masked, in_block, live_count.bool())
             live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
             if live_rows == 0:
                 break
@@ -329,6 +338,10 @@ def _denoise(
             # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
             if not float(confidence.amin()) >= 0.0:
                 raise_no_distribution(confidence.isnan(), step, rows)
+            token_confidence = decided_time = None
+            if remasks:
+                token_confidence = Remasking.token_confidence(gen_logits, gen_s, masked_s)
+                decided_time = pick(remasking.decided_nfe).to(torch.float32) / config.gen_length
             state = DenoisingState(
                 confidence=confidence,
                 proposal=proposal,
@@ -349,11 +362,15 @@ def _denoise(
                 revisable=None if revisable is None else pick(revisable),
                 revision_steps=pick(editing.steps) if revises else None,
                 padding_mask=None if padding_mask is None else pick(padding_mask),
+                token_confidence=token_confidence,
+                decided_time=decided_time,
                 _logits=gen_logits,
             )
             guarded = state_tensors(state)
             versions = read_versions(guarded)
-            selection, log_prob, revision = normalise_selection(strategy(state), state.batch_size, L, revises)
+            selection, log_prob, revision, remask = normalise_selection(
+                strategy(state), state.batch_size, L, revises, remasks
+            )
             check_untouched(guarded, versions, "strategy")
             action = selection & eligible_s
             # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
@@ -380,10 +397,20 @@ def _denoise(
             else:
                 gen.index_copy_(0, rows, torch.where(unmask_or_revise, proposal, gen_s))
                 forward_positions.index_add_(0, rows, fed)
+            if remasks:
+                remask_action = torch.zeros_like(unmask) if remask is None else remask & state.revisable
+                allowed = None
+                if caps_remasks:  # leave no more masks than the block's remaining steps fill at its pace
+                    left_after = pick(remaining) - unmask.sum(-1)
+                    allowed = pick(pace) * (budget - block_step - 1) - left_after
+                remasked = Remasking.kept(remask_action & ~unmask, token_confidence, allowed)
+                gen.masked_fill_(row_spreader(rows, B)(remasked), mask_id)
             time_before = nfe.to(torch.float32) / config.gen_length if record else None
             nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
             if config.stop_at_eos:
                 fill_after_eos(gen, mask_id, eos_tensor, fill_id)
+            if remasks:  # every position that got a token this step (strategy, fallback or EOS fill)
+                remasking.decided(masked & (gen != mask_id), nfe - live_count)
             if record:
                 spread = row_spreader(rows, B)
                 traj["confidence"].append(spread(confidence.float()))
@@ -399,6 +426,12 @@ def _denoise(
                 if revises:
                     traj["revisable"].append(revisable)
                     traj["revised"].append(full_revised)
+                if remasks:
+                    traj["revisable"].append(revisable)
+                    traj["remask_action"].append(spread(remask_action))
+                    traj["remasked"].append(spread(remasked))
+                    traj["token_confidence"].append(spread(token_confidence))
+                    traj["decided_time"].append(spread(decided_time))
                 if log_prob is not None:
                     traj["log_prob"].append(spread(log_prob.float()))
                 if hidden is not None:

@@ -30,7 +30,12 @@ class DiffusionTrajectory(ModelOutput):
         log_prob: `[T, B]` float32, log-probability of `action` reported by the strategy, when it reports one.
         hidden_states: `[T, B, L, H]`, only for strategies that read hidden states.
         revisable / revised: `[T, B, L]` bool, for strategies that revise decided tokens: the decided positions they
-            could revise, and those whose token they replaced.
+            could revise (or re-mask), and those whose token they replaced.
+        remask_action / remasked: `[T, B, L]` bool, for strategies that re-mask decided tokens: the strategy's own
+            re-mask (restricted to `revisable`), and what the loop set back to `[MASK]` (the same, unless the step
+            budget capped it).
+        token_confidence / decided_time: `[T, B, L]` float32, for re-masking strategies: what the strategy saw (see
+            `DenoisingState`).
 
         padding_mask: `[T, B, L]` bool, on a block-diffusion canvas that runs past some rows' last block: the
             positions of each row's own canvas (see `DenoisingState.padding_mask`).
@@ -51,6 +56,10 @@ class DiffusionTrajectory(ModelOutput):
     hidden_states: Optional[torch.Tensor] = None
     revisable: Optional[torch.Tensor] = None
     revised: Optional[torch.Tensor] = None
+    remask_action: Optional[torch.Tensor] = None
+    remasked: Optional[torch.Tensor] = None
+    token_confidence: Optional[torch.Tensor] = None
+    decided_time: Optional[torch.Tensor] = None
     padding_mask: Optional[torch.Tensor] = None
 
     @property

@@ -72,8 +72,12 @@ class DenoisingState:
             the batch is here.
         full_batch_size: the size of the whole batch (when `rows` is set).
         revisable: `[B, L]` bool, decided generated positions of the current block that a strategy with
-            `revises_decided_tokens = True` may revise this step (None for other strategies).
+            `revises_decided_tokens` or `remasks_decided_tokens` may revise or re-mask this step (None for others).
         revision_steps: `[B]` long, steps each row has run since its block had no mask left (token editing only).
+        token_confidence: `[B, L]` float, re-masking strategies only: the probability the (processed) dLLM
+            distribution now gives the token in place at decided positions (0 at masked ones).
+        decided_time: `[B, L]` float, re-masking strategies only: the time (NFE / L, as `time`) at which each
+            decided position received its token; `time - decided_time` is how long ago it was decided.
         padding_mask: `[B, L]` bool on a block-diffusion canvas that runs past some rows' last block: True at the
             positions of the row's own canvas, False past it (never decided; a learned policy ignores them, so a row
             is decoded as alone). None when every position belongs to every row.
@@ -107,6 +111,8 @@ class DenoisingState:
     revisable: Optional[torch.Tensor] = None
     revision_steps: Optional[torch.Tensor] = None
     padding_mask: Optional[torch.Tensor] = None
+    token_confidence: Optional[torch.Tensor] = None
+    decided_time: Optional[torch.Tensor] = None
     _logits: Optional[torch.Tensor] = field(default=None, repr=False)
     _probs: Optional[torch.Tensor] = field(default=None, repr=False)
 
@@ -175,4 +181,6 @@ class DenoisingState:
             revisable=spread(self.revisable),
             revision_steps=spread(self.revision_steps),
             padding_mask=spread(self.padding_mask),
+            token_confidence=spread(self.token_confidence),
+            decided_time=spread(self.decided_time),
         )

@@ -43,33 +43,31 @@ def raise_no_distribution(bad: torch.Tensor, step: int, rows: Optional[torch.Ten
 
 
 def normalise_selection(
-    out: Any, batch: int, length: int, revises: bool = False
-) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """The strategy's `[B, L]` bool selection, its `[B]` log-probability (or None) and its `[B, L]` revision (or
-    None), checked. `revises`: the strategy declared `revises_decided_tokens = True`."""
-    log_prob = revision = None
+    out: Any, batch: int, length: int, revises: bool = False, remasks: bool = False
+) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The strategy's `[B, L]` bool selection, its `[B]` log-probability (or None), its `[B, L]` revision and its
+    `[B, L]` re-mask (or None each), checked. `revises` / `remasks`: the strategy declared
+    `revises_decided_tokens` / `remasks_decided_tokens`."""
+    log_prob = revision = remask = None
     if isinstance(out, StrategyOutput):
-        out, log_prob, revision = out.selection, out.log_prob, out.revision
-    if revision is not None:
-        if not revises:
+        out, log_prob, revision, remask = out.selection, out.log_prob, out.revision, out.remask
+    for field, value, allowed, attribute, what in (
+        ("revision", revision, revises, "revises_decided_tokens", "replace the decided token by state.proposal"),
+        ("remask", remask, remasks, "remasks_decided_tokens", "set the decided token back to [MASK]"),
+    ):
+        if value is None:
+            continue
+        if not allowed:
             raise ValueError(
-                "The strategy returned a StrategyOutput with a revision, but its class does not set "
-                "`revises_decided_tokens = True`. Token editing is opt-in: set that class attribute (and "
-                "`max_revision_steps`) to let it revise decided tokens of the current block."
+                f"The strategy returned a StrategyOutput with a {field}, but its class does not set "
+                f"`{attribute} = True`. Changing decided tokens is opt-in: set that class attribute to let it "
+                f"{what} at decided positions of the current block."
             )
-        if (
-            not isinstance(revision, torch.Tensor)
-            or revision.dtype != torch.bool
-            or tuple(revision.shape)
-            != (
-                batch,
-                length,
-            )
-        ):
-            shape = tuple(revision.shape) if isinstance(revision, torch.Tensor) else type(revision).__name__
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.bool or tuple(value.shape) != (batch, length):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(
-                f"The strategy's revision is {shape}; it must be a bool tensor of shape [batch, gen_length] = "
-                f"[{batch}, {length}] (True = replace the decided token by state.proposal), or None."
+                f"The strategy's {field} is {shape}; it must be a bool tensor of shape [batch, gen_length] = "
+                f"[{batch}, {length}] (True = {what}), or None."
             )
     if not isinstance(out, torch.Tensor):
         raise TypeError(
@@ -94,7 +92,7 @@ def normalise_selection(
             f"The strategy returned a StrategyOutput whose log_prob is {shape}; it must be a float tensor of shape "
             f"[batch] = [{batch}] (the log-probability of each row's whole selection), or None."
         )
-    return out, log_prob, revision
+    return out, log_prob, revision, remask
 
 
 def state_tensors(state: DenoisingState) -> dict[str, torch.Tensor]:

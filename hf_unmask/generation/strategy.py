@@ -1,7 +1,8 @@
 """The strategy protocol as the generation loop sees it.
 
 A strategy is any callable `strategy(state) -> BoolTensor[B, L]` (or a `StrategyOutput` carrying the selection's
-log-probability, and, for strategies that edit, the decided tokens to revise). The loop knows nothing of the concrete strategies: names (`"top_k_confidence"`, a saved folder, a
+log-probability, and, for strategies that edit or re-mask, the decided tokens to revise or to set back to
+`[MASK]`). The loop knows nothing of the concrete strategies: names (`"top_k_confidence"`, a saved folder, a
 Hub repo) and the default (`None`) are turned into strategy objects by a resolver that `hf_unmask.strategies`
 registers when it is imported.
 """
@@ -27,11 +28,14 @@ class StrategyOutput:
         revision: `[B, L]` bool, decided positions of the current block whose token is replaced by `state.proposal`
             (token editing). Only from a strategy whose class sets `revises_decided_tokens = True`; the loop keeps
             it to `state.revisable` (decided, generated, current block), so the prompt and other blocks never change.
+        remask: `[B, L]` bool, decided positions of the current block set back to `[MASK]` (re-masking). Only from a
+            strategy whose class sets `remasks_decided_tokens = True`; kept to `state.revisable` like `revision`.
     """
 
     selection: torch.Tensor
     log_prob: Optional[torch.Tensor] = None
     revision: Optional[torch.Tensor] = None
+    remask: Optional[torch.Tensor] = None
 
 
 def register_strategy_resolver(resolver: Callable[[Optional[str]], Any]) -> None:

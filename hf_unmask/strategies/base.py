@@ -61,6 +61,10 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
     revises_decided_tokens: ClassVar[bool] = False
     #: With `revises_decided_tokens`: steps a row may spend revising after its block is full (an instance may set it).
     max_revision_steps: int = 0
+    #: Re-masking (opt-in): the strategy may also return `StrategyOutput(remask=...)`, decided positions of the
+    #: current block that the loop sets back to `[MASK]` (never the prompt, never another block); it then sees
+    #: `state.token_confidence` and `state.decided_time`. The step budget still bounds the forward passes.
+    remasks_decided_tokens: ClassVar[bool] = False
     #: After each block, stop the rows whose generated tokens so far hold an EOS (their later blocks are filled with
     #: the pad id and never decoded), as LLaDA2's and SDAR's own decoders do.
     stops_after_block_with_eos: bool = False
