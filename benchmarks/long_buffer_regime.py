@@ -15,6 +15,13 @@ Usage:
     python benchmarks/long_buffer_regime.py                                   # tiny-dllm-long, trace_until, n=500
     python benchmarks/long_buffer_regime.py --lengths 64 --n 200 --output-dir outputs/regime
     python benchmarks/long_buffer_regime.py --policies tiny-dllm-long-trace_until-full-alpha1   # add policies
+    python benchmarks/long_buffer_regime.py --lengths 64 --modes full --policies wino:threshold=0.5,0.7 \
+        --reference-policy tiny-dllm-long-trace_until-full-alpha1:beta=0.75,1,2,4   # and a policy's beta curve
+
+`--policies` takes any strategy spec to compare against the heuristics' front (learned policies, the re-masking
+decoders WINO and ReMDM): each runs with every `--policy-seeds` seed and is never part of that front.
+`--reference-policy` adds a policy's sweep (e.g. the commit-only policy's `beta` dial) as a second curve: every
+`--policies` row is then also compared with it, by accuracy at the row's NFE and by NFE at the row's accuracy.
 """
 
 from __future__ import annotations
@@ -133,14 +140,53 @@ def matched_nfe_gaps(rows: list[dict[str, Any]], gen_length: int) -> list[dict[s
     return front_gaps(points["semi"], points["full"], grid)
 
 
+def nfe_at_accuracy(points: list[tuple[float, float, float]], accuracy: float) -> float | None:
+    """The NFE at which the Pareto front of `(nfe, accuracy, se)` points first reaches `accuracy` (linear between
+    front points; None when it never does).
+
+    Example:
+        ```python
+        >>> nfe_at_accuracy([(10.0, 0.8, 0.0), (20.0, 1.0, 0.0)], 0.9), nfe_at_accuracy([(10.0, 0.8, 0.0)], 0.9)
+        (15.0, None)
+        ```
+    """
+    flags = pareto_front([(p[0], p[1]) for p in points])
+    front = sorted(p for p, on in zip(points, flags) if on)
+    if front and front[0][1] >= accuracy:
+        return front[0][0]
+    for (n0, a0, _), (n1, a1, _) in zip(front, front[1:]):
+        if a0 < accuracy <= a1:
+            return n0 + (accuracy - a0) / (a1 - a0) * (n1 - n0)
+    return None
+
+
+def _points(rows: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
+    return [(r["nfe_mean"], r["accuracy"], r["accuracy_se"]) for r in rows]
+
+
 def policy_margins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each policy row against the heuristics' front of its L and mode at the policy's NFE: margin and its SE."""
+    """Each policy row against the heuristics' front of its L and mode at the policy's NFE (margin and its SE), and,
+    when a reference policy ran (`reference` rows), against the reference's front: accuracy margin at the row's NFE
+    and the NFE ratio at the row's accuracy (row NFE / the NFE the reference needs for it)."""
     out = []
     for r in rows:
-        if not r["policy"]:
+        if not r["policy"] or r.get("reference"):
             continue
-        panel = [h for h in rows if not h["policy"] and h["gen_length"] == r["gen_length"] and h["mode"] == r["mode"]]
-        front = front_at([(h["nfe_mean"], h["accuracy"], h["accuracy_se"]) for h in panel], r["nfe_mean"])
+        same = [h for h in rows if h["gen_length"] == r["gen_length"] and h["mode"] == r["mode"]]
+        panel = [h for h in same if not h["policy"]]
+        front = front_at(_points(panel), r["nfe_mean"])
+        versus: dict[str, Any] = {}
+        reference = [h for h in same if h.get("reference")]
+        if reference:
+            ref_front = front_at(_points(reference), r["nfe_mean"])
+            ref_nfe = nfe_at_accuracy(_points(reference), r["accuracy"])
+            versus = {
+                "reference_accuracy": ref_front[0],
+                "reference_margin": r["accuracy"] - ref_front[0],
+                "reference_margin_se": math.hypot(r["accuracy_se"], ref_front[1]),
+                "reference_nfe_at_accuracy": ref_nfe,
+                "nfe_ratio": None if ref_nfe is None else r["nfe_mean"] / ref_nfe,
+            }
         out.append(
             {
                 "gen_length": r["gen_length"],
@@ -152,6 +198,7 @@ def policy_margins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "front_accuracy": front[0],
                 "margin": r["accuracy"] - front[0],
                 "margin_se": math.hypot(r["accuracy_se"], front[1]),
+                **versus,
             }
         )
     return out
@@ -213,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-length", type=int, default=8, help="block length of the semi-AR runs")
     parser.add_argument("--n", type=int, default=500, help="test examples (first n of the task's test split)")
     parser.add_argument("--strategies", nargs="*", default=None, help="strategy specs (default: the heuristics)")
-    parser.add_argument("--policies", nargs="*", default=[], help="learned policies to add (name or folder)")
+    parser.add_argument(
+        "--policies", nargs="*", default=[], help="strategies compared with the front: learned policies, WINO, ReMDM"
+    )
+    parser.add_argument(
+        "--reference-policy", default=None, help="a policy sweep (spec) every --policies row is also compared with"
+    )
     parser.add_argument("--policy-seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds of policies")
     parser.add_argument("--seed", type=int, default=0, help="seed of the heuristic runs (greedy: seed-free)")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -241,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 bl = args.block_length if mode == "semi" else L
                 specs = [(text, False) for text in (args.strategies or heuristic_specs(L, bl))]
                 specs += [(text, True) for text in args.policies]
+                if args.reference_policy:
+                    specs.append((args.reference_policy, "reference"))
                 for text, is_policy in specs:
                     spec = StrategySpec.parse(text)
                     for budget, strategy in spec.instances():
@@ -254,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                             "block_length": bl,
                             "strategy": spec.label,
                             "budget": ",".join(f"{k}={v}" for k, v in budget.items()) or "-",
-                            "policy": is_policy,
+                            "policy": bool(is_policy),
+                            "reference": is_policy == "reference",
                             **summary,
                         }
                         rows_l.append(row)
@@ -296,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['nfe']:5.1f} NFE  front {100 * m['front_accuracy']:5.1f}%  margin "
                 f"{100 * m['margin']:+5.1f} +- {100 * m['margin_se']:.1f}"
             )
+            if "reference_margin" in m:
+                ratio = "never reached" if m["nfe_ratio"] is None else f"{m['nfe_ratio']:.2f}x its NFE"
+                print(
+                    f"  {'':<11}{'vs the reference policy':<48} {100 * m['reference_accuracy']:5.1f}% at that NFE, "
+                    f"margin {100 * m['reference_margin']:+5.1f} +- {100 * m['reference_margin_se']:.1f}; "
+                    f"same accuracy at {ratio}"
+                )
     print("\nAcceptance:")
     if {"semi", "full"} <= set(args.modes) and any(L >= 64 for L in args.lengths):
         print(
@@ -310,6 +372,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  {'PASS' if m['margin'] >= 0.10 else 'FAIL'}  {m['policy']} beats the full-diffusion front by >= 10 "
                 f"points at matched NFE (L = {m['gen_length']}: {100 * m['margin']:+.1f} +- {100 * m['margin_se']:.1f})"
+            )
+    for m in margins:
+        if "reference_margin" in m:
+            above = m["reference_margin"] > 0 or (m["nfe_ratio"] is not None and m["nfe_ratio"] <= 0.8)
+            print(
+                f"  {'PASS' if above else 'FAIL'}  {m['policy']} ({m['mode']}, L = {m['gen_length']}) is above the "
+                "reference policy at matched NFE, or as accurate at <= 0.8x its NFE"
             )
     path = write_report(out_dir, all_rows, gaps, args, complete=not interrupted, verdict=verdict)
     print(f"\nWritten to {path}")

@@ -140,6 +140,27 @@ def test_long_buffer_regime_benchmark_reports_fronts_gaps_and_policy_margins(tmp
     assert "semi-AR front minus full-diffusion front" in out and "not checked" in out
 
 
+def test_long_buffer_regime_compares_policies_with_a_reference_policy_curve(tmp_path, capsys):
+    regime = _load("long_buffer_regime")
+    assert regime.nfe_at_accuracy([(4.0, 0.5, 0.1), (8.0, 0.9, 0.1), (6.0, 0.4, 0.1)], 0.7) == pytest.approx(6.0)
+    policy = "tiny-dllm-program_trace-full-alpha1"
+    code = regime.main(
+        ["--model", "tiny-dllm", "--task", "program_trace", "--lengths", "16", "--modes", "full", "--n", "6",
+         "--threads", "1", "--strategies", "confidence_threshold:threshold=0.9", "--policies", "top_k_confidence:steps=4",
+         "--reference-policy", f"{policy}:beta=0.5,2", "--policy-seeds", "0", "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "regime.json").read_text())
+    reference = [r for r in report["rows"] if r["reference"]]
+    assert len(reference) == 2 and all(r["policy"] and not r["front"] for r in reference)
+    (margin,) = report["policy_margins"]  # the reference rows get no margin of their own
+    assert margin["policy"] == "top_k_confidence steps=4"
+    assert margin["reference_margin"] == pytest.approx(margin["accuracy"] - margin["reference_accuracy"])
+    if margin["reference_nfe_at_accuracy"] is not None:
+        assert margin["nfe_ratio"] == pytest.approx(margin["nfe"] / margin["reference_nfe_at_accuracy"])
+    assert "vs the reference policy" in capsys.readouterr().out
+
+
 def test_finished_rows_speed_benchmark_runs_both_paths_on_the_same_inputs(tmp_path):
     """A small run of `benchmarks/finished_rows_speed.py`: both paths give the same tokens and NFE, the new one feeds
     exactly the forward passes the rows count (the timings themselves are not asserted)."""
