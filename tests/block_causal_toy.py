@@ -95,6 +95,7 @@ class ToyBlockAdapter(DiffusionAdapter):
     default_eos_token_ids = (TOY_EOS,)
     block_causal = True
     trained_block_length = TOY_BLOCK
+    supports_shadow_block = True
 
 
 def toy_block_model(seed: int = 0) -> ToyBlockCausalLM:

@@ -86,6 +86,9 @@ class DiffusionAdapter:
     block_causal: ClassVar[bool] = False
     #: The block size a block-causal family was trained with (the default `block_length` of `generate`).
     trained_block_length: ClassVar[Optional[int]] = None
+    #: The family's model runs the verification forward of strategies with `requires_verification` (WINO): it
+    #: honours a 4-D boolean attention mask and explicit position ids (see `generation/shadow_block.py`).
+    supports_shadow_block: ClassVar[bool] = False
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -160,6 +163,36 @@ class DiffusionAdapter:
                 )
             hidden = self.align_logits(states[-1])
         return self.align_logits(logits), hidden
+
+    # ---- verification forward (shadow block) -------------------------------------------------------------
+    @property
+    def supports_verification(self) -> bool:
+        """Whether this model can run the verification forward: its family declares `supports_shadow_block` and
+        its forward takes `attention_mask` and `position_ids` (a model loaded from remote code may take neither)."""
+        return self.supports_shadow_block and self._accepts_position_ids and self._accepts_attention_mask
+
+    def verification_inputs(self, inputs: dict[str, Any], real: torch.Tensor, shadow_length: int) -> dict[str, Any]:
+        """Family-specific keyword arguments of the verification forward, added to `inputs` (the `[canvas | shadow]`
+        ids, positions and 4-D mask; `real` `[B, T]` bool marks the canvas's non-padding positions, the last
+        `shadow_length` positions are the shadow block). Default: none."""
+        return inputs
+
+    def forward_verification(
+        self, inputs: dict[str, Any], shadow_length: int, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """One forward over `[canvas | shadow]`: `(aligned logits of the canvas [B, T, V], raw logits of the shadow
+        block [B, shadow_length, V], aligned last hidden states of the canvas or None)`. The shadow logits are not
+        shifted: the shadow block's positions already follow the family's alignment."""
+        out = self.model(**inputs, output_hidden_states=True) if output_hidden_states else self.model(**inputs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        length = logits.shape[1] - shadow_length
+        hidden = None
+        if output_hidden_states:
+            states = getattr(out, "hidden_states", None)
+            if states is None:
+                raise ValueError(f"{type(self.model).__name__} returned no hidden_states; this strategy needs them.")
+            hidden = self.align_logits(states[-1][:, :length])
+        return self.align_logits(logits[:, :length]), logits[:, length:], hidden
 
     # ---- key/value cache ------------------------------------------------------------------------------------
     @property

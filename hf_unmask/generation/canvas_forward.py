@@ -25,6 +25,10 @@ block's first step also re-feeds the block just finished, whose last tokens were
 outside the current block is the same either way: a finished block keeps the logits of its last step, a later
 block has not been computed yet and shows zero logits (a uniform distribution).
 
+A strategy with `requires_verification` (WINO) gets every forward over the canvas plus a shadow block (see
+`shadow_block.py`): the logits returned are the canvas's, the same as a normal forward's, and the shadow block's
+stay with the `ShadowBlock` (`shadow`). Never with a cache.
+
 Rows with nothing left to decide in the current block are not fed (the loop passes the rows at work), with or
 without a cache; a row's logits do not depend on the other rows of the batch, so this changes no result.
 """
@@ -35,6 +39,8 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import torch
+
+from .shadow_block import ShadowBlock
 
 CACHE_MODES = ("prefix", "dual")
 
@@ -65,6 +71,7 @@ class CanvasForward:
         wants_hidden: bool = False,
         cache_mode: Optional[str] = None,
         block_causal: bool = False,
+        shadow: Optional[ShadowBlock] = None,
     ) -> None:
         self.adapter = adapter
         self.model_inputs = model_inputs
@@ -82,6 +89,7 @@ class CanvasForward:
         self.block_causal = block_causal
         self._hidden: Optional[torch.Tensor] = None  # block-causal: the hidden states kept like the logits
         self._previous_start = 0  # block-causal cache: where the block before the current one starts
+        self.shadow = shadow  # the verification forward's shadow block (None: a normal forward)
 
     @property
     def keeps_logits(self) -> bool:
@@ -112,7 +120,7 @@ class CanvasForward:
             inputs = self.inputs
         real_lengths = self.real_lengths if rows is None else self.real_lengths.index_select(0, rows)
         if self.cache is None:
-            logits, hidden = self.adapter.forward_inputs(inputs, output_hidden_states=self.wants_hidden)
+            logits, hidden = self._forward(inputs, block_start, rows, in_block)
             hidden = None if hidden is None else hidden[:, self.P :]
             return logits.narrow(1, self.P, self.L), hidden, real_lengths
         if block_step == 0:
@@ -131,6 +139,20 @@ class CanvasForward:
         first = start - self.shift - lo
         self._logits[:, start - self.P : end - self.P] = raw[:, first : first + end - start]
         return self._logits, None, self._real_positions_in(real_lengths, lo, hi)
+
+    def _forward(
+        self,
+        inputs: dict[str, Any],
+        block_start: int,
+        rows: Optional[torch.Tensor],
+        in_block: Optional[torch.Tensor],
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """A full forward without a cache: the verification forward when a shadow block is set."""
+        if self.shadow is None:
+            return self.adapter.forward_inputs(inputs, output_hidden_states=self.wants_hidden)
+        if in_block is not None and rows is not None and in_block.shape[0] > 1:
+            in_block = in_block.index_select(0, rows)
+        return self.shadow.forward(inputs, block_start, in_block, self.wants_hidden)
 
     def _keep_cached_rows(self, rows: Optional[torch.Tensor]) -> None:
         """Drop from the cache (and the block's logits) the rows that left since the last step: `rows` is a subset
@@ -169,7 +191,7 @@ class CanvasForward:
         prefix = _prefix_of(inputs, hi)
         hidden = None
         if self.cache is None:
-            logits, hidden = self.adapter.forward_inputs(prefix, output_hidden_states=self.wants_hidden)
+            logits, hidden = self._forward(prefix, block_start, rows, in_block)
             fresh, lo = logits[:, start:hi], 0
             hidden = None if hidden is None else hidden[:, start:hi]
         elif self.cache.get_seq_length() == 0:  # the first step: every row of the batch enters the cache

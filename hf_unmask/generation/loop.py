@@ -16,6 +16,7 @@ from .config import DiffusionGenerationConfig, resolve_generation_config
 from .eos import eos_id_list, fill_after_eos
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .remasking import Remasking
+from .shadow_block import ShadowBlock
 from .state import DenoisingState, row_picker, row_spreader
 from .step_checks import (
     check_processed_scores,
@@ -37,6 +38,7 @@ from .validation import (
     check_lengths,
     check_prompt,
     check_token_ids,
+    check_verification_support,
     token_type_ids_to_pass,
     vocabulary_size,
 )
@@ -152,6 +154,7 @@ def diffusion_generate(
     L = config.gen_length
     check_lengths(model, input_ids, attention_mask, L, vocab)
     check_callback(callback_on_step_end)
+    check_verification_support(adapter, strategy, config.use_cache)
     if config.use_cache:
         check_cache_support(adapter, strategy, token_types)
     streamer = prepare_streamer(streamer, input_ids, eos_ids)
@@ -227,6 +230,8 @@ def _denoise(
 
     wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
     real_lengths = attn.sum(-1) if attn is not None else torch.full((B,), x.shape[1], device=device)
+    # verification (see shadow_block.py): every forward also runs a shadow block of the current block's positions
+    shadow = ShadowBlock(adapter, P, BL, mask_id) if getattr(strategy, "requires_verification", False) else None
     forward = CanvasForward(
         adapter,
         x,
@@ -238,6 +243,7 @@ def _denoise(
         wants_hidden,
         config.cache_mode if config.use_cache else None,
         block_causal=block_causal,
+        shadow=shadow,
     )
     nfe = torch.zeros(B, dtype=torch.long, device=device)
     forward_positions = torch.zeros(B, dtype=torch.long, device=device)
@@ -338,7 +344,10 @@ def _denoise(
             # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
             if not float(confidence.amin()) >= 0.0:
                 raise_no_distribution(confidence.isnan(), step, rows)
-            token_confidence = decided_time = None
+            token_confidence = decided_time = verification = None
+            if shadow is not None:  # decided positions of the current block: the shadow's view of their token
+                decided = revisable if revisable is not None else Remasking.revisable(masked, in_block, live_count > 0)
+                verification = shadow.confidence(gen_s, pick(decided))
             if remasks:
                 token_confidence = Remasking.token_confidence(gen_logits, gen_s, masked_s)
                 decided_time = pick(remasking.decided_nfe).to(torch.float32) / config.gen_length
@@ -364,6 +373,7 @@ def _denoise(
                 padding_mask=None if padding_mask is None else pick(padding_mask),
                 token_confidence=token_confidence,
                 decided_time=decided_time,
+                verification_confidence=verification,
                 _logits=gen_logits,
             )
             guarded = state_tensors(state)
@@ -432,6 +442,8 @@ def _denoise(
                     traj["remasked"].append(spread(remasked))
                     traj["token_confidence"].append(spread(token_confidence))
                     traj["decided_time"].append(spread(decided_time))
+                if verification is not None:
+                    traj["verification_confidence"].append(spread(verification))
                 if log_prob is not None:
                     traj["log_prob"].append(spread(log_prob.float()))
                 if hidden is not None:

@@ -36,6 +36,8 @@ class DiffusionTrajectory(ModelOutput):
             budget capped it).
         token_confidence / decided_time: `[T, B, L]` float32, for re-masking strategies: what the strategy saw (see
             `DenoisingState`).
+        verification_confidence: `[T, B, L]` float32, for strategies with `requires_verification` (WINO): what the
+            strategy saw (see `DenoisingState.verification_confidence`).
 
         padding_mask: `[T, B, L]` bool, on a block-diffusion canvas that runs past some rows' last block: the
             positions of each row's own canvas (see `DenoisingState.padding_mask`).
@@ -61,6 +63,7 @@ class DiffusionTrajectory(ModelOutput):
     token_confidence: Optional[torch.Tensor] = None
     decided_time: Optional[torch.Tensor] = None
     padding_mask: Optional[torch.Tensor] = None
+    verification_confidence: Optional[torch.Tensor] = None
 
     @property
     def num_steps(self) -> int:

@@ -78,6 +78,10 @@ class DenoisingState:
             distribution now gives the token in place at decided positions (0 at masked ones).
         decided_time: `[B, L]` float, re-masking strategies only: the time (NFE / L, as `time`) at which each
             decided position received its token; `time - decided_time` is how long ago it was decided.
+        verification_confidence: `[B, L]` float, strategies with `requires_verification` only (WINO): at each
+            position decided in an earlier step of the current block (`revisable`), the probability that the
+            step's shadow block (see `generation/shadow_block.py`: the slot's position, its own token hidden,
+            computed in the same forward) gives the token in place; 0 elsewhere.
         padding_mask: `[B, L]` bool on a block-diffusion canvas that runs past some rows' last block: True at the
             positions of the row's own canvas, False past it (never decided; a learned policy ignores them, so a row
             is decoded as alone). None when every position belongs to every row.
@@ -113,6 +117,7 @@ class DenoisingState:
     padding_mask: Optional[torch.Tensor] = None
     token_confidence: Optional[torch.Tensor] = None
     decided_time: Optional[torch.Tensor] = None
+    verification_confidence: Optional[torch.Tensor] = None
     _logits: Optional[torch.Tensor] = field(default=None, repr=False)
     _probs: Optional[torch.Tensor] = field(default=None, repr=False)
 
@@ -183,4 +188,5 @@ class DenoisingState:
             padding_mask=spread(self.padding_mask),
             token_confidence=spread(self.token_confidence),
             decided_time=spread(self.decided_time),
+            verification_confidence=spread(self.verification_confidence),
         )

@@ -356,3 +356,25 @@ def check_cache_support(adapter: Any, strategy: Any, token_types: Optional[torch
         )
     if token_types is not None:
         raise ValueError("use_cache=True with token_type_ids: no cached family takes segment ids. Drop one of them.")
+
+
+def check_verification_support(adapter: Any, strategy: Any, use_cache: bool) -> None:
+    """A strategy with `requires_verification` (WINO) needs a model that runs the shadow-block forward, and no
+    cache (the published WINO has none: every step is a full forward over the canvas and the shadow block)."""
+    if not getattr(strategy, "requires_verification", False):
+        return
+    name = type(strategy).__name__
+    if use_cache:
+        raise ValueError(
+            f"use_cache=True with {name}, which verifies decided tokens in a shadow block run in the same full "
+            "forward as the canvas (as the published algorithm, which has no cache). Drop use_cache=True."
+        )
+    if not adapter.supports_verification:
+        model = type(unwrap_model(adapter.model)).__name__
+        raise ValueError(
+            f"{name} needs a verification forward (the canvas plus a shadow block under a 4-D attention mask with "
+            f"explicit position ids), which {model} ({type(adapter).__name__}) does not support. Use a model family "
+            "that does (LLaDA, LLaDA-MoE, Dream, LLaDA2.x, SDAR or the built-in tiny dLLM, loaded with "
+            "hf_unmask.AutoDiffusionLM), or a strategy without verification, e.g. strategy='confidence_threshold' "
+            "or 'top_k_confidence'."
+        )

@@ -13,6 +13,9 @@ from .learned import ActionEvaluation, LearnedUnmaskingPolicy, PolicySample
 from .lookup import get_strategy_by_name, registered_strategy_names, resolve_strategy_name
 from .margin import TopKMargin
 from .random_order import RandomTimeGrid, RandomTopK
+from .remasking_policy import RemaskingPolicy
+from .remdm import ReMDM, ReMDMLLaDA
+from .wino import WINO
 
 __all__ = [
     "STRATEGY_REGISTRY",
@@ -28,6 +31,9 @@ __all__ = [
     "PolicySample",
     "RandomTimeGrid",
     "RandomTopK",
+    "RemaskingPolicy",
+    "ReMDM",
+    "ReMDMLLaDA",
     "SDARDecoder",
     "StrategyOutput",
     "TopKConfidence",
@@ -35,6 +41,7 @@ __all__ = [
     "TopKMargin",
     "UnmaskingPolicy",
     "UnmaskingStrategy",
+    "WINO",
     "as_strategy",
     "builtin_policy_path",
     "list_builtin_policies",

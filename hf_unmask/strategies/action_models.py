@@ -47,6 +47,11 @@ def bernoulli_log_probs(z: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tenso
     return log_p, log_q
 
 
+def remask_log_probs(z: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(log p_r, log(1 - p_r))` of a re-mask, `p_r = min(1, sigmoid(z) / beta)`: `beta` > 1 (faster) re-masks less."""
+    return bernoulli_log_probs(z, 1.0 / beta)
+
+
 def argmax_eligible(z: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
     """`[N]` index of the eligible position with the largest z (lowest index on ties)."""
     return z.masked_fill(~eligible, float("-inf")).argmax(dim=-1)
@@ -156,3 +161,61 @@ def dpls_sample(v: torch.Tensor, eligible: torch.Tensor, generator: Optional[tor
     stop = first - torch.log(uniform((v.shape[0], 1), generator, v.device, torch.float64).clamp_min(tiny))
     chosen = eligible & (arrival <= stop)
     return chosen & eligible.any(-1, keepdim=True)
+
+
+def sample_unmask(
+    z: torch.Tensor, eligible: torch.Tensor, mode: str, beta: float, generator: Optional[torch.Generator]
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """`(action, uniforms)`: an unmask action `[N, L]` drawn under `mode` from `z = logits / temperature`, and the
+    uniforms of the Bernoulli draw (None for DPLS, which draws its own)."""
+    if mode == "dpls":
+        return dpls_sample(z + math.log(beta), eligible, generator), None
+    log_p, _ = bernoulli_log_probs(z, beta)
+    u = uniform(tuple(z.shape), generator, z.device)
+    action = (u < log_p.exp()) & eligible
+    if mode == "bernoulli-argmax":
+        empty = eligible.any(-1) & ~action.any(-1)
+        fallback = torch.zeros_like(action).scatter(-1, argmax_eligible(z, eligible).unsqueeze(-1), True)
+        action = torch.where(empty.unsqueeze(-1), fallback & eligible, action)
+    return action, u
+
+
+def unmask_log_prob(
+    logits: torch.Tensor,
+    eligible: torch.Tensor,
+    action: torch.Tensor,
+    mode: str,
+    temperature: float,
+    beta: float,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """`(log pi(action), entropy or None)` `[N]` of an unmask action under `mode` (see the module doc), from the
+    network's logits before the temperature. DPLS gives no entropy."""
+    z = logits / temperature
+    action = action & eligible
+    if mode == "dpls":
+        return dpls_set_log_prob(z + math.log(beta), eligible, action).to(logits.dtype), None
+    log_p, log_q = bernoulli_log_probs(z, beta)
+    zero = torch.zeros_like(log_p)
+    per_position = torch.where(eligible, torch.where(action, log_p, log_q), zero)
+    log_prob = per_position.sum(-1)
+    entropy = None
+    if with_entropy:
+        p, q = log_p.exp(), log_q.exp()
+        entropy = torch.where(eligible, entropy_term(p) + entropy_term(q), zero).sum(-1)
+    if mode == "bernoulli-argmax":
+        live = eligible.any(-1)
+        best = argmax_eligible(z, eligible).unsqueeze(-1)
+        log_empty = torch.where(eligible, log_q, zero).sum(-1)
+        is_fallback = live & (action.sum(-1) == 1) & action.gather(-1, best).squeeze(-1)
+        log_prob = torch.where(is_fallback, torch.logaddexp(log_prob, log_empty), log_prob)
+        # a live row never ends with an empty action in this mode
+        log_prob = torch.where(live & ~action.any(-1), torch.full_like(log_prob, float("-inf")), log_prob)
+        if with_entropy:
+            # the empty action and {k*} merge into one outcome: H = H_bern - H(p0) - H(p1) + H(p0 + p1)
+            others = eligible & ~torch.zeros_like(eligible).scatter(-1, best, True)
+            log_single = torch.where(others, log_q, zero).sum(-1) + log_p.gather(-1, best).squeeze(-1)
+            p0, p1 = log_empty.exp(), log_single.exp()
+            merged = (entropy - entropy_term(p0) - entropy_term(p1) + entropy_term(p0 + p1)).clamp_min(0.0)
+            entropy = torch.where(live, merged, entropy)
+    return log_prob, entropy

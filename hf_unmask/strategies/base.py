@@ -65,6 +65,9 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
     #: current block that the loop sets back to `[MASK]` (never the prompt, never another block); it then sees
     #: `state.token_confidence` and `state.decided_time`. The step budget still bounds the forward passes.
     remasks_decided_tokens: ClassVar[bool] = False
+    #: Verification (opt-in): each step's forward also runs a shadow block (the current block's positions, all
+    #: masked, each hiding its own decided token) and the strategy sees `state.verification_confidence` (WINO).
+    requires_verification: ClassVar[bool] = False
     #: After each block, stop the rows whose generated tokens so far hold an EOS (their later blocks are filled with
     #: the pad id and never decoded), as LLaDA2's and SDAR's own decoders do.
     stops_after_block_with_eos: bool = False

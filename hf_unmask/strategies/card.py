@@ -278,18 +278,33 @@ def _builtin_usage_code(
     )
 
 
+def _remasks(strategy: Any) -> bool:
+    return bool(getattr(strategy, "remasks_decided_tokens", False))
+
+
 def _architecture(policy: Any) -> str:
+    log_odds = " (as log-odds)" if getattr(policy, "confidence_feature", "probability") == "log_odds" else ""
     if type(policy).__name__ == "HiddenStatePolicy":
         inputs = f"dLLM last hidden states ({policy.input_size}-d)"
-    elif getattr(policy, "confidence_feature", "probability") == "log_odds":
-        inputs = "dLLM confidence (as log-odds)"
+    elif _remasks(policy):
+        inputs = f"dLLM confidence, confidence of the decided token{log_odds}, its age"
     else:
-        inputs = "dLLM confidence"
+        inputs = f"dLLM confidence{log_odds}"
     variant = " (the paper's network)" if getattr(policy, "architecture", "hf_unmask") == "paper" else ""
+    outputs = "two logits per position (unmask, re-mask)" if _remasks(policy) else "one logit per position"
     return (
         f"{inputs}, mask bit and time -> 1 DiT block with adaLN and RoPE (d = {policy.hidden_size}, "
-        f"{policy.num_heads} heads, FFN {policy.ffn_size}){variant} -> one logit per position"
+        f"{policy.num_heads} heads, FFN {policy.ffn_size}){variant} -> {outputs}"
     )
+
+
+#: What the card of a re-masking policy adds to the summary.
+REMASKING_SUMMARY = (
+    " It also **re-masks**: at every step it may set decided tokens of the current block back to `[MASK]` (reading "
+    "how confident the dLLM now is in each decided token and how long ago it was decided), so early mistakes can be "
+    "decided again; a re-masked token costs the steps that decide it again. `beta` scales both decisions: above 1 "
+    "the policy unmasks more and re-masks less (re-mask probability `min(1, p / beta)`)."
+)
 
 
 def build_model_card(
@@ -333,7 +348,8 @@ def build_model_card(
     base_model = portable_name(base_model or trained.get("base_model"))
     datasets = _as_list(datasets) if datasets is not None else hub_dataset_ids(trained.get("dataset"))
     rows = _rows_of(evaluation_results)
-    all_tags = list(dict.fromkeys([*BASE_TAGS, *(POLICY_TAGS if is_policy else ()), *tags]))
+    own_tags = ("remasking",) if _remasks(strategy) else ()
+    all_tags = list(dict.fromkeys([*BASE_TAGS, *(POLICY_TAGS if is_policy else ()), *own_tags, *tags]))
     task = trained.get("task")
     if task:
         all_tags.append(str(task))
@@ -367,7 +383,8 @@ def build_model_card(
                 "*Learning Unmasking Policies for Diffusion Language Models*): a small transformer that decides, at "
                 "every denoising step, which masked positions the dLLM should fill, trained with GRPO to be accurate "
                 "in few forward passes."
-            ),
+            )
+            + (REMASKING_SUMMARY if _remasks(strategy) else ""),
             trained=trained_ok,
             training_rows=training_rows,
             mode=strategy.mode,
@@ -378,6 +395,8 @@ def build_model_card(
             inputs_text=(
                 "the dLLM's last hidden states"
                 if type(strategy).__name__ == "HiddenStatePolicy"
+                else "the dLLM's per-position confidence, the confidence of each decided token and its age"
+                if _remasks(strategy)
                 else "only the dLLM's per-position confidence"
             ),
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
@@ -29,15 +29,7 @@ from .. import hub
 from ..generation.outputs import DiffusionTrajectory
 from ..generation.state import DenoisingState
 from ..generation.strategy import StrategyOutput
-from .action_models import (
-    MODES,
-    argmax_eligible,
-    bernoulli_log_probs,
-    dpls_sample,
-    dpls_set_log_prob,
-    entropy_term,
-    uniform,
-)
+from .action_models import MODES, bernoulli_log_probs, sample_unmask, unmask_log_prob
 from .base import UnmaskingStrategy
 from .policy_network import PolicyNetwork
 from .trained_for import TRAINED_FOR_KEYS, checked_trained_for, setting_mismatches  # noqa: F401 (re-exported)
@@ -45,11 +37,14 @@ from .trained_for import TRAINED_FOR_KEYS, checked_trained_for, setting_mismatch
 
 @dataclass
 class PolicySample:
-    """A sampled action. `action`: `[..., L]` bool; `log_prob`: `[...]`; `logits`: `[..., L]` (before temperature)."""
+    """A sampled action. `action`: `[..., L]` bool; `log_prob`: `[...]`; `logits`: `[..., L]` (before temperature;
+    `[..., L, 2]` for a re-masking policy); `remask`: `[..., L]` bool, the decided positions a re-masking policy sets
+    back to `[MASK]` (None for the others)."""
 
     action: torch.Tensor
     log_prob: torch.Tensor
     logits: torch.Tensor
+    remask: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -71,13 +66,17 @@ class _Batch:
     padding_mask: Optional[torch.Tensor]  # [N, L]
     lead: tuple[int, ...]
     device: torch.device
+    revisable: Optional[torch.Tensor] = None  # [N, L], re-masking policies only
 
 
 class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
     """Base of learned policies: action modes, sampling, log-probabilities, the trained-for check and weights I/O.
 
     Subclasses build `self.network`, implement `forward`, and name the per-position input they read from a state,
-    a trajectory or a mapping (`feature_name`, checked and shaped by `_prepare_feature`).
+    a trajectory or a mapping (`feature_name`, checked and shaped by `_prepare_feature`, or `_read_feature` for
+    several fields). A re-masking policy (`remasks_decided_tokens`) overrides `_sample_actions` and
+    `log_prob_from_logits`; the rest (sampling, `log_prob`, the trainer's `network_inputs` / `log_prob_from_states`)
+    is shared.
     """
 
     #: The field of a `DenoisingState` / `DiffusionTrajectory` / states mapping that the network reads per position.
@@ -115,6 +114,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         project_input: bool = True,
         architecture: str = "hf_unmask",
         time_features_bfloat16: Optional[bool] = None,
+        output_dim: int = 1,
     ) -> None:
         """Keep the architecture hyper-parameters (they are the saved config) and build `self.network`."""
         self.init_bias = float(init_bias)
@@ -134,6 +134,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
             init_bias=self.init_bias,
             architecture=architecture,
             time_features_bfloat16=time_features_bfloat16,
+            output_dim=output_dim,
         )
         self.architecture = self.network.architecture
         self.time_features_bfloat16 = self.network.time_features_bfloat16
@@ -156,15 +157,44 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         with torch.no_grad():
             # sampled over the whole batch, so a row's random draws do not depend on which rows the step feeds
             sample = self.sample(state.over_full_batch(), generator=state.generator)
-        action, log_prob = sample.action.to(state.eligible.device), sample.log_prob.float().to(state.eligible.device)
+        device = state.eligible.device
+        action, log_prob = sample.action.to(device), sample.log_prob.float().to(device)
+        remask = None if sample.remask is None else sample.remask.to(device)
         if state.rows is not None:
             action, log_prob = action[state.rows], log_prob[state.rows]
-        return StrategyOutput(selection=action & state.eligible, log_prob=log_prob)
+            remask = None if remask is None else remask[state.rows]
+        remask = None if remask is None else remask & state.revisable
+        return StrategyOutput(selection=action & state.eligible, log_prob=log_prob, remask=remask)
 
     # ---- inputs ------------------------------------------------------------------------------------------------
     def _prepare_feature(self, value: Optional[torch.Tensor]) -> torch.Tensor:
         """`[..., L, F]` network input from the states' `feature_name` field (None when the states lack it)."""
         raise NotImplementedError
+
+    def _read_feature(self, get: Callable[[str], Any], time: torch.Tensor) -> torch.Tensor:
+        """`[..., L, F]` network input from the states' fields (`get(name)`, None when absent) and the time `[...]`."""
+        return self._prepare_feature(get(self.feature_name))
+
+    @property
+    def trajectory_fields(self) -> tuple[str, ...]:
+        """The recorded fields the policy reads besides `masked`, `eligible`, `time`, `action` (and `padding_mask`)."""
+        return (self.feature_name,)
+
+    def network_inputs(self, states: Mapping[str, torch.Tensor]) -> tuple[Any, ...]:
+        """The arguments of `forward` (`feature, masked, time, padding_mask`) from recorded states (a mapping of
+        `[N, L]` fields, `time` `[N]`): what a trainer feeds the network (through its DDP wrapper)."""
+        time = states["time"]
+        return self._read_feature(states.get, time), states["masked"], time, states.get("padding_mask")
+
+    def log_prob_from_states(
+        self, logits: torch.Tensor, states: Mapping[str, torch.Tensor], with_entropy: bool = False
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """`log_prob_from_logits` of the actions recorded in `states` (`action`, and `revisable` / `remask_action`
+        for a re-masking policy)."""
+        extra = {}
+        if self.remasks_decided_tokens:
+            extra = {"revisable": states["revisable"], "remask": states["remask_action"]}
+        return self.log_prob_from_logits(logits, states["eligible"], states["action"], with_entropy, **extra)
 
     def _batch(self, states: Any) -> _Batch:
         if isinstance(states, DenoisingState):
@@ -188,12 +218,15 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
             )
         masked, eligible = get("masked"), get("eligible")
         lead, length = tuple(masked.shape[:-1]), masked.shape[-1]
-        feature = self._prepare_feature(get(self.feature_name))
         device = self._device()
         n = int(math.prod(lead))
         time = torch.as_tensor(time, dtype=torch.float32)
         if tuple(time.shape) != lead:
             raise ValueError(f"time must have shape {lead} (one value per step and row), got {tuple(time.shape)}.")
+        feature = self._read_feature(get, time)
+        revisable = get("revisable") if self.remasks_decided_tokens else None
+        if self.remasks_decided_tokens and revisable is None:
+            raise ValueError(f"{type(self).__name__} re-masks decided tokens: it reads `revisable`, which is missing.")
         return _Batch(
             feature=feature.reshape(n, length, feature.shape[-1]).to(device),
             masked=masked.reshape(n, length).to(device=device, dtype=torch.bool),
@@ -202,6 +235,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
             padding_mask=None if padding is None else padding.reshape(n, length).to(device=device, dtype=torch.bool),
             lead=lead,
             device=masked.device,
+            revisable=None if revisable is None else revisable.reshape(n, length).to(device=device, dtype=torch.bool),
         )
 
     def _device(self) -> torch.device:
@@ -235,53 +269,73 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         """
         batch = self._batch(states)
         logits = self._logits(batch)
-        z = logits / self.temperature
-        eligible = batch.eligible
-        if self.mode == "dpls":
-            action = dpls_sample(z + math.log(self.beta), eligible, generator)
-        else:
-            log_p, _ = bernoulli_log_probs(z, self.beta)
-            action = (uniform(tuple(z.shape), generator, z.device) < log_p.exp()) & eligible
-            if self.mode == "bernoulli-argmax":
-                empty = eligible.any(-1) & ~action.any(-1)
-                fallback = torch.zeros_like(action).scatter(-1, argmax_eligible(z, eligible).unsqueeze(-1), True)
-                action = torch.where(empty.unsqueeze(-1), fallback & eligible, action)
-        log_prob = self._log_prob_and_entropy(logits, eligible, action, with_entropy=False)[0]
+        action, remask = self._sample_actions(logits, batch, generator)
+        log_prob = self._actions_log_prob(logits, batch, action, remask, with_entropy=False)[0]
         shape = (*batch.lead, -1)
         return PolicySample(
             action=action.reshape(shape).to(batch.device),
             log_prob=log_prob.reshape(batch.lead).to(batch.device),
-            logits=logits.reshape(shape).to(batch.device),
+            logits=logits.reshape(*batch.lead, *logits.shape[1:]).to(batch.device),
+            remask=None if remask is None else remask.reshape(shape).to(batch.device),
         )
 
-    def evaluate_actions(self, states: Any, actions: Optional[torch.Tensor] = None) -> ActionEvaluation:
+    def _sample_actions(
+        self, logits: torch.Tensor, batch: _Batch, generator: Optional[torch.Generator]
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """`(unmask action, re-mask action or None)` `[N, L]` drawn from the network's logits."""
+        return sample_unmask(logits / self.temperature, batch.eligible, self.mode, self.beta, generator)[0], None
+
+    def _actions_log_prob(
+        self, logits: torch.Tensor, batch: _Batch, action: torch.Tensor, remask: Any, with_entropy: bool
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        extra = {}
+        if self.remasks_decided_tokens or remask is not None:
+            extra = {"revisable": batch.revisable, "remask": remask}
+        return self.log_prob_from_logits(logits, batch.eligible, action, with_entropy, **extra)
+
+    def evaluate_actions(
+        self, states: Any, actions: Optional[torch.Tensor] = None, remask: Optional[torch.Tensor] = None
+    ) -> ActionEvaluation:
         """Log-probabilities (differentiable) and entropies of recorded actions, batched over steps.
 
         Args:
             states: a `DiffusionTrajectory` (tensors `[T, B, L]`), a `DenoisingState`, or a mapping with `confidence`
                 (or `hidden_states`), `masked`, `eligible`, `time` and optionally `padding_mask`, flattened `[N, L]`.
             actions: bool `[..., L]`; defaults to `states.action` for a trajectory (or `states["action"]`).
+            remask: re-masking policies: bool `[..., L]`, the re-mask action; defaults to `remask_action`.
 
         Returns:
             `ActionEvaluation` with `log_prob` of shape `[T, B]` (or `[N]`), equal to what sampling reported. Rows
             with no eligible position (not live in a trajectory) get log-probability 0 and entropy 0.
         """
+
+        def recorded(name: str) -> Optional[torch.Tensor]:
+            return states.get(name) if isinstance(states, Mapping) else getattr(states, name, None)
+
         if actions is None:
-            actions = states.get("action") if isinstance(states, Mapping) else getattr(states, "action", None)
+            actions = recorded("action")
             if actions is None:
                 raise ValueError("No actions given and none recorded in `states`; pass actions=...")
+        if remask is None and self.remasks_decided_tokens:
+            remask = recorded("remask_action")
+            if remask is None:
+                raise ValueError("No re-mask actions given and none recorded in `states`; pass remask=...")
         batch = self._batch(states)
         logits = self._logits(batch)
-        actions = actions.reshape(batch.eligible.shape).to(device=batch.eligible.device, dtype=torch.bool)
-        log_prob, entropy = self._log_prob_and_entropy(logits, batch.eligible, actions, with_entropy=True)
+        shape, device = batch.eligible.shape, batch.eligible.device
+        actions = actions.reshape(shape).to(device=device, dtype=torch.bool)
+        remask = None if remask is None else remask.reshape(shape).to(device=device, dtype=torch.bool)
+        log_prob, entropy = self._actions_log_prob(logits, batch, actions, remask, with_entropy=True)
         return ActionEvaluation(
             log_prob=log_prob.reshape(batch.lead),
             entropy=None if entropy is None else entropy.reshape(batch.lead),
-            logits=logits.reshape(*batch.lead, -1),
+            logits=logits.reshape(*batch.lead, *logits.shape[1:]),
         )
 
-    def log_prob(self, states: Any, actions: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """`[T, B]` (or `[N]`) log-probabilities of `actions` in `states`; see `evaluate_actions`.
+    def log_prob(
+        self, states: Any, actions: Optional[torch.Tensor] = None, remask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """`[T, B]` (or `[N]`) log-probabilities of `actions` (and `remask`) in `states`; see `evaluate_actions`.
 
         Example:
             ```python
@@ -295,49 +349,30 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
             True
             ```
         """
-        return self.evaluate_actions(states, actions).log_prob
+        return self.evaluate_actions(states, actions, remask).log_prob
 
     def log_prob_from_logits(
-        self, logits: torch.Tensor, eligible: torch.Tensor, action: torch.Tensor, with_entropy: bool = False
+        self,
+        logits: torch.Tensor,
+        eligible: torch.Tensor,
+        action: torch.Tensor,
+        with_entropy: bool = False,
+        revisable: Optional[torch.Tensor] = None,
+        remask: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Log-probability (and entropy) of `action` given network `logits` (before temperature), `[..., L]` each.
 
         For trainers that run the network themselves (e.g. through a DDP wrapper) and need the action model on top.
-        DPLS returns no entropy.
+        DPLS returns no entropy. `revisable` / `remask` are for re-masking policies (`RemaskingPolicy`).
         """
+        if revisable is not None or remask is not None:
+            raise ValueError(f"{type(self).__name__} does not re-mask decided tokens: pass no revisable / remask.")
         return self._log_prob_and_entropy(logits, eligible, action, with_entropy)
 
     def _log_prob_and_entropy(
         self, logits: torch.Tensor, eligible: torch.Tensor, action: torch.Tensor, with_entropy: bool
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        z = logits / self.temperature
-        action = action & eligible
-        if self.mode == "dpls":
-            return dpls_set_log_prob(z + math.log(self.beta), eligible, action).to(logits.dtype), None
-        log_p, log_q = bernoulli_log_probs(z, self.beta)
-        zero = torch.zeros_like(log_p)
-        per_position = torch.where(eligible, torch.where(action, log_p, log_q), zero)
-        log_prob = per_position.sum(-1)
-        entropy = None
-        if with_entropy:
-            p, q = log_p.exp(), log_q.exp()
-            entropy = torch.where(eligible, entropy_term(p) + entropy_term(q), zero).sum(-1)
-        if self.mode == "bernoulli-argmax":
-            live = eligible.any(-1)
-            best = argmax_eligible(z, eligible).unsqueeze(-1)
-            log_empty = torch.where(eligible, log_q, zero).sum(-1)
-            is_fallback = live & (action.sum(-1) == 1) & action.gather(-1, best).squeeze(-1)
-            log_prob = torch.where(is_fallback, torch.logaddexp(log_prob, log_empty), log_prob)
-            # a live row never ends with an empty action in this mode
-            log_prob = torch.where(live & ~action.any(-1), torch.full_like(log_prob, float("-inf")), log_prob)
-            if with_entropy:
-                # the empty action and {k*} merge into one outcome: H = H_bern - H(p0) - H(p1) + H(p0 + p1)
-                others = eligible & ~torch.zeros_like(eligible).scatter(-1, best, True)
-                log_single = torch.where(others, log_q, zero).sum(-1) + log_p.gather(-1, best).squeeze(-1)
-                p0, p1 = log_empty.exp(), log_single.exp()
-                merged = (entropy - entropy_term(p0) - entropy_term(p1) + entropy_term(p0 + p1)).clamp_min(0.0)
-                entropy = torch.where(live, merged, entropy)
-        return log_prob, entropy
+        return unmask_log_prob(logits, eligible, action, self.mode, self.temperature, self.beta, with_entropy)
 
     # ---- the trained-for check ---------------------------------------------------------------------------------
     def _check_trained_for(self, state: DenoisingState) -> None:

@@ -1,14 +1,15 @@
 """The network of a learned unmasking policy: one DiT-style transformer block over the L generated positions.
 
 Per position it reads a feature (the dLLM confidence, or its last hidden state for the ablation), the mask bit and
-the time (steps used / L), and returns one logit. Architecture (the paper's "policy network"):
+the time (steps used / L), and returns one logit (or `output_dim` logits: two for a re-masking policy). Architecture
+(the paper's "policy network"):
 
 - `input_proj`: Linear(input_dim -> d) on the feature (input_dim = 1 for the confidence);
 - conditioning `c = mask_embedding(mask bit) + time_embedding(time)`, per position;
 - one `AdaLNBlock`: pre-LayerNorm attention and GELU FFN, each modulated by shift / scale / gate produced from `c`
   (`x * (1 + scale) + shift`, residual scaled by `1 + gate`), bidirectional attention with rotary position
   embeddings on q and k, so the network runs at any L;
-- final LayerNorm and `head`: Linear(d -> 1).
+- final LayerNorm and `head`: Linear(d -> 1) (Linear(d -> output_dim) in general).
 
 With d = 128, 2 heads, FFN 512 and a 128-frequency time embedding this is 331,265 parameters. At initialisation
 the adaLN projections are zero and the head bias is -2: the block is a plain pre-LN block (gates 1 + 0).
@@ -192,6 +193,8 @@ class PolicyNetwork(nn.Module):
         time_features_bfloat16: round the time features through bfloat16 before the time MLP; None means True for
             `"paper"` (the paper's code does, so its checkpoints see the inputs they were trained on) and False for
             `"hf_unmask"`.
+        output_dim: logits per position: 1 (default; `forward` returns `[B, L]`) or more (`[B, L, output_dim]`,
+            e.g. 2 for the unmask and re-mask logits of `RemaskingPolicy`), every head bias set to `init_bias`.
 
     Example:
         ```python
@@ -217,6 +220,7 @@ class PolicyNetwork(nn.Module):
         init_bias: float = INITIAL_LOGIT,
         architecture: str = "hf_unmask",
         time_features_bfloat16: Optional[bool] = None,
+        output_dim: int = 1,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -225,6 +229,9 @@ class PolicyNetwork(nn.Module):
             time_features_bfloat16 = architecture == "paper"
         self.architecture = architecture
         self.time_features_bfloat16 = bool(time_features_bfloat16)
+        if not isinstance(output_dim, int) or isinstance(output_dim, bool) or output_dim < 1:
+            raise ValueError(f"output_dim must be a positive integer (logits per position), got {output_dim!r}.")
+        self.output_dim = output_dim
         if not project_input and input_dim != hidden_size:
             raise ValueError(f"project_input=False needs input_dim == hidden_size, got {input_dim} != {hidden_size}.")
         self.input_proj = nn.Linear(input_dim, hidden_size) if project_input else nn.Identity()
@@ -235,7 +242,7 @@ class PolicyNetwork(nn.Module):
         paper = architecture == "paper"
         self.block = AdaLNBlock(hidden_size, num_heads, ffn_size, rope_theta, modulation_silu=not paper)
         self.final_norm = nn.LayerNorm(hidden_size)
-        self.head = nn.Linear(hidden_size, 1)
+        self.head = nn.Linear(hidden_size, output_dim)
         if not paper:  # the paper's initialisation keeps PyTorch's default head weight
             nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, init_bias)
@@ -247,7 +254,8 @@ class PolicyNetwork(nn.Module):
         time: torch.Tensor,
         padding_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Logits `[B, L]` from `features [B, L, input_dim]`, `masked [B, L]` (bool), `time [B]`.
+        """Logits `[B, L]` (`[B, L, output_dim]` above 1) from `features [B, L, input_dim]`, `masked [B, L]` (bool),
+        `time [B]`.
 
         `padding_mask` `[B, L]` (bool, True = real position) lets rows of different lengths share a batch: padded
         positions are not attended to, and their logits are meaningless.
@@ -256,4 +264,5 @@ class PolicyNetwork(nn.Module):
         x = self.input_proj(features.to(dtype))
         cond = self.mask_embedding(masked.long()) + self.time_embedding(time).unsqueeze(1)
         x = self.block(x, cond, padding_mask)
-        return self.head(self.final_norm(x)).squeeze(-1)
+        logits = self.head(self.final_norm(x))
+        return logits.squeeze(-1) if self.output_dim == 1 else logits

@@ -144,8 +144,9 @@ class UnmaskingGRPOConfig(GRPOConfig):
     policy_name_or_path: Optional[str] = field(
         default=None,
         metadata={
-            "help": "Start from a saved policy (folder or Hub id) instead of a fresh one: an UnmaskingPolicy, or a "
-            "HiddenStatePolicy with --policy_type hidden_states."
+            "help": "Start from a saved policy (folder, Hub id or shipped policy name) instead of a fresh one: an "
+            "UnmaskingPolicy, a HiddenStatePolicy with --policy_type hidden_states, or a RemaskingPolicy with "
+            "--policy_remasking true (which also warm-starts from an UnmaskingPolicy)."
         },
     )
     action_mode: str = field(
@@ -209,6 +210,24 @@ class UnmaskingGRPOConfig(GRPOConfig):
             "conditioning, time features cos t and sin t, output weight at PyTorch's default init) or 'hf_unmask' "
             "(a SiLU before the adaLN linear, 64 frequencies of 1000 t, a zero output weight: the shipped policies). "
             "Recorded in the saved policy; a policy loaded with policy_name_or_path keeps its own."
+        },
+    )
+
+    policy_remasking: bool = field(
+        default=False,
+        metadata={
+            "help": "Train a RemaskingPolicy: the policy also re-masks decided tokens of the current block, reading "
+            "the confidence of each decided token and its age (a re-mask costs steps like any other: the reward is "
+            "unchanged). With --policy_name_or_path naming a commit-only UnmaskingPolicy it is warm-started from it "
+            "(the same decisions, re-masking rare at first); a saved RemaskingPolicy resumes as it is. Rules out "
+            "expert_steering and policy_type 'hidden_states'."
+        },
+    )
+    policy_remask_init_bias: float = field(
+        default=-6.0,
+        metadata={
+            "help": "Initial bias of a RemaskingPolicy's re-mask output (fresh or warm-started): every decided "
+            "position starts with re-mask probability about sigmoid(bias) (-6: ~0.0025, re-masking starts rare)."
         },
     )
 

@@ -127,6 +127,7 @@ def check_unmasking_fields(config: Any) -> None:
             "--rollout_cache_mode dual."
         )
     check_policy_type(config)
+    check_remasking(config)
     check_trl_fields(config)
     config._check_collapse_and_best_fields()
     heads, hidden = config.policy_num_heads, config.policy_hidden_size
@@ -163,6 +164,29 @@ def check_policy_type(config: Any) -> None:
             "rollout_use_cache=True with policy_type='hidden_states': generate cannot give the dLLM's hidden "
             "states of a cached forward pass, which the hidden-state policy reads at every step. Drop "
             "--rollout_use_cache (or use --policy_type confidence)."
+        )
+
+
+def check_remasking(config: Any) -> None:
+    """`policy_remasking` is a bool, `policy_remask_init_bias` a finite number, and a re-masking policy is not combined
+    with what cannot give it the re-masking fields (expert rollouts) or a confidence (hidden-state policies)."""
+    if not isinstance(config.policy_remasking, bool):
+        raise ValueError(f"policy_remasking must be true or false, got {config.policy_remasking!r}.")
+    bias = config.policy_remask_init_bias
+    if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not math.isfinite(bias):
+        raise ValueError(f"policy_remask_init_bias must be a finite number, got {bias!r}. Default: -6.")
+    if not config.policy_remasking:
+        return
+    if config.policy_type != "confidence":
+        raise ValueError(
+            f"policy_remasking=True with policy_type={config.policy_type!r}: the RemaskingPolicy reads the dLLM's "
+            "confidence. Drop --policy_type (or --policy_remasking)."
+        )
+    if config.expert_steering:
+        raise ValueError(
+            "expert_steering=True with policy_remasking=True: the expert rollout (Fast-dLLM confidence threshold) "
+            "never re-masks and records no token confidences or decided times, so the re-masking policy cannot score "
+            "it. Drop --expert_steering (or --policy_remasking)."
         )
 
 

@@ -56,8 +56,9 @@ class PolicyModel(nn.Module):
         padding_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """The policy's logits `[B, L]` (before temperature) for the states `(feature, masked, time)`, `feature`
-        being the per-position input the policy reads (`policy.feature_name`): the dLLM's confidences `[B, L]` for
-        an `UnmaskingPolicy`, its last hidden states `[B, L, H]` for a `HiddenStatePolicy`."""
+        being the per-position input the policy reads (`policy.network_inputs`): the dLLM's confidences `[B, L]` for
+        an `UnmaskingPolicy`, its last hidden states `[B, L, H]` for a `HiddenStatePolicy`, the features `[B, L, 3]`
+        of a `RemaskingPolicy` (whose logits are `[B, L, 2]`: unmask, re-mask)."""
         return self.policy(feature, masked, time, padding_mask)
 
     def add_model_tags(self, tags: Any) -> None:

@@ -2,8 +2,10 @@
 
 A rollout batch is a dict of tensors with the rollout as leading axis: `sequences [N, P + L]`, `nfe [N]` and the
 trajectory as `[N, T, ...]` (`confidence`, `masked`, `eligible`, `action`, `time`, `live`, `log_prob`, and
-`hidden_states [N, T, L, H]` when the strategy reads them, e.g. a `HiddenStatePolicy`), where step t of row i is a dLLM
-forward pass when `live[i, t]`. A policy reads its per-position input from the field named by its `feature_name`.
+`hidden_states [N, T, L, H]` when the strategy reads them, e.g. a `HiddenStatePolicy`, and the re-masking fields
+`REMASK_FIELDS` when it re-masks, e.g. a `RemaskingPolicy`), where step t of row i is a dLLM forward pass when
+`live[i, t]`. A policy names the recorded fields it reads (`trajectory_fields`) and turns them into its network's
+inputs (`network_inputs`) and the log-probability of the recorded actions (`log_prob_from_states`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from ..generation import diffusion_generate
 __all__ = [
     "HIDDEN_STATES",
     "PADDING_MASK",
+    "REMASK_FIELDS",
     "STEP_FIELDS",
     "decode_completions",
     "group_advantages",
+    "live_states",
     "pad_steps",
     "policy_eligible",
     "policy_feature",
+    "policy_fields",
     "rollout",
     "step_log_probs",
     "tokenize_prompts",
@@ -35,7 +40,9 @@ STEP_FIELDS = ("confidence", "masked", "eligible", "action")
 HIDDEN_STATES = "hidden_states"
 #: On a block-diffusion model a row's canvas may end before the batch's (`DiffusionTrajectory.padding_mask`).
 PADDING_MASK = "padding_mask"
-_POSITION_FIELDS = (*STEP_FIELDS, PADDING_MASK, HIDDEN_STATES)
+#: Recorded by strategies that re-mask decided tokens (`remasks_decided_tokens`): what a re-masking policy reads.
+REMASK_FIELDS = ("revisable", "remask_action", "remasked", "token_confidence", "decided_time")
+_POSITION_FIELDS = (*STEP_FIELDS, PADDING_MASK, HIDDEN_STATES, *REMASK_FIELDS)
 
 
 def pad_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -65,11 +72,15 @@ def _pad_positions(x: torch.Tensor, width: int) -> torch.Tensor:
 
 def concat_rollouts(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """One rollout batch from several (rows concatenated, step axes padded to the longest). Block-diffusion canvases
-    of different lengths are padded to the longest, and `padding_mask` marks each row's own positions."""
+    of different lengths are padded to the longest, and `padding_mask` marks each row's own positions. A part without
+    the re-masking fields (its strategy did not re-mask) gets zeros / False there."""
     steps = max(p["live"].shape[1] for p in parts)
     width = max(p["masked"].shape[2] for p in parts)
     if any(PADDING_MASK in p or p["masked"].shape[2] != width for p in parts):
         parts = [p if PADDING_MASK in p else {**p, PADDING_MASK: torch.ones_like(p["masked"])} for p in parts]
+    remask = {key: p[key] for p in parts for key in REMASK_FIELDS if key in p}
+    if remask:
+        parts = [{**{k: torch.zeros_like(p["masked"], dtype=v.dtype) for k, v in remask.items()}, **p} for p in parts]
 
     def padded(p: dict[str, torch.Tensor], key: str) -> torch.Tensor:
         if key in ("sequences", "nfe"):
@@ -121,7 +132,8 @@ def rollout(
     and what is still masked stays `[MASK]`; with it, rows that fall behind are topped up by the dLLM's confidence so
     that every block is decided. `use_cache` / `cache_mode` are `generate`'s diffusion KV cache; the trajectory
     records the confidences the strategy saw either way, and the dLLM's last hidden states `[N, T, L, H]` (in the
-    dLLM's dtype) when the strategy reads them (`requires_hidden_states`, never with the cache)."""
+    dLLM's dtype) when the strategy reads them (`requires_hidden_states`, never with the cache), and the re-masking
+    fields (`REMASK_FIELDS`) when it re-masks."""
     size = batch_size or input_ids.shape[0]
     parts = []
     for start in range(0, input_ids.shape[0], size):
@@ -145,7 +157,7 @@ def rollout(
             return_dict_in_generate=True,
         )
         part = {"sequences": out.sequences, "nfe": out.nfe}
-        for name in (*STEP_FIELDS, "time", "live", "log_prob", HIDDEN_STATES, PADDING_MASK):
+        for name in (*STEP_FIELDS, "time", "live", "log_prob", HIDDEN_STATES, PADDING_MASK, *REMASK_FIELDS):
             value = getattr(out.trajectory, name)
             if value is not None:
                 part[name] = value.transpose(0, 1).contiguous()  # [T, B, ...] -> [B, T, ...]
@@ -176,21 +188,45 @@ def policy_eligible(masked: torch.Tensor, block_length: int) -> torch.Tensor:
 @torch.no_grad()
 def step_log_probs(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """`[N, T]` log-probabilities of the recorded actions under `policy` in its current mode and temperature (0 on
-    steps that are not live), the policy reading the recorded `batch[policy.feature_name]` (confidences or hidden
-    states)."""
+    steps that are not live), the policy reading the recorded fields it names (`policy_fields`): confidences or hidden
+    states, and for a re-masking policy the re-masking fields and its re-mask actions."""
     live = batch["live"]
     out = torch.zeros(live.shape, dtype=torch.float32, device=live.device)
     rows, steps = live.nonzero(as_tuple=True)
     if rows.numel() == 0:
         return out
-    feature = policy_feature(policy, batch)
-    padding = batch[PADDING_MASK][rows, steps] if PADDING_MASK in batch else None
-    logits = policy(feature[rows, steps], batch["masked"][rows, steps], batch["time"][rows, steps], padding)
-    log_prob, _ = policy.log_prob_from_logits(
-        logits.float(), batch["eligible"][rows, steps], batch["action"][rows, steps], with_entropy=False
-    )
+    states = live_states(policy, batch, rows, steps)
+    logits = policy(*policy.network_inputs(states))
+    log_prob, _ = policy.log_prob_from_states(logits.float(), states, with_entropy=False)
     out[rows, steps] = log_prob.float()
     return out
+
+
+def live_states(
+    policy: Any, batch: dict[str, torch.Tensor], rows: torch.Tensor, steps: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The recorded states of the steps `(rows, steps)` that `policy` reads, `[S, L, ...]` each (`time` `[S]`):
+    `masked`, `eligible`, `time`, `action`, `padding_mask` (when recorded) and the policy's `policy_fields`. What the
+    policy's `network_inputs` and `log_prob_from_states` take (in `step_log_probs` and the trainer's loss)."""
+    fields = {key: batch[key] for key in ("masked", "eligible", "time", "action", PADDING_MASK) if key in batch}
+    fields.update(policy_fields(policy, batch))
+    return {key: value[rows, steps] for key, value in fields.items()}
+
+
+def policy_fields(policy: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The recorded fields `policy` reads besides `masked`, `eligible`, `time` and `action`
+    (`policy.trajectory_fields`: `[N, T, L]` confidences, `[N, T, L, H]` hidden states, the re-masking fields);
+    `KeyError` naming the first field the rollouts did not record."""
+    names = getattr(policy, "trajectory_fields", None) or (getattr(policy, "feature_name", "confidence"),)
+    for name in names:
+        if name not in batch:
+            raise KeyError(
+                f"{type(policy).__name__} reads '{name}', which the rollout batch does not hold (fields: "
+                f"{', '.join(sorted(batch))}). Hidden states are only recorded by rollouts of a strategy that reads "
+                "them (requires_hidden_states = True), without the KV cache; the re-masking fields only by rollouts "
+                "of a strategy that re-masks (remasks_decided_tokens = True)."
+            )
+    return {name: batch[name] for name in names}
 
 
 def policy_feature(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..models import get_adapter, unwrap_model
 from ..rewards import required_columns
-from ..strategies import HiddenStatePolicy, LearnedUnmaskingPolicy, UnmaskingPolicy
+from ..strategies import HiddenStatePolicy, LearnedUnmaskingPolicy, RemaskingPolicy, UnmaskingPolicy
 
 __all__ = [
     "build_policy",
@@ -49,20 +49,23 @@ def load_dllm(
 
 def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPolicy:
     """The trained policy, in the training setting of `args` (action mode, temperature tau_pi, beta 1): `model`
-    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id), or a fresh one of
-    `args.policy_type`: an `UnmaskingPolicy` sized by `args.policy_*`, or a `HiddenStatePolicy` sized after the
-    config of `dllm` (one block as wide as the dLLM, as in the paper). A given or saved policy must read what
-    `args.policy_type` names (`policy.feature_name`)."""
+    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id / shipped policy name), or a fresh
+    one of `args.policy_type`: an `UnmaskingPolicy` sized by `args.policy_*` (a `RemaskingPolicy` with
+    `args.policy_remasking`), or a `HiddenStatePolicy` sized after the config of `dllm` (one block as wide as the
+    dLLM, as in the paper). A given or saved policy must read what `args.policy_type` names (`policy.feature_name`);
+    with `args.policy_remasking` a commit-only `UnmaskingPolicy` warm-starts a `RemaskingPolicy`
+    (`RemaskingPolicy.from_unmasking_policy`)."""
     if model is None and args.policy_name_or_path is not None:
         model = args.policy_name_or_path
+    remasking = bool(getattr(args, "policy_remasking", False))
     if isinstance(model, (str, os.PathLike)):
-        policy = LearnedUnmaskingPolicy.from_pretrained(str(model))
+        policy = LearnedUnmaskingPolicy.from_pretrained(saved_policy_source(str(model)))
         if not isinstance(policy, LearnedUnmaskingPolicy):
             raise TypeError(f"'{model}' holds a {type(policy).__name__}, not a learned unmasking policy.")
     elif model is None and args.policy_type == "hidden_states":
         policy = fresh_hidden_state_policy(args, dllm)
     elif model is None:
-        policy = UnmaskingPolicy(
+        sizes = dict(
             hidden_size=args.policy_hidden_size,
             num_heads=args.policy_num_heads,
             ffn_size=args.policy_ffn_size,
@@ -70,6 +73,10 @@ def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPol
             confidence_feature=args.policy_confidence_feature,
             architecture=args.policy_architecture,
         )
+        if remasking:
+            policy = RemaskingPolicy(**sizes, remask_init_bias=args.policy_remask_init_bias)
+        else:
+            policy = UnmaskingPolicy(**sizes)
     elif isinstance(model, LearnedUnmaskingPolicy):
         policy = model
     else:
@@ -93,10 +100,56 @@ def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPol
         )
     if policy.requires_hidden_states and dllm is not None:
         check_hidden_size(policy, dllm)
+    policy = match_remasking(policy, model, args)
     policy.mode = args.action_mode
     policy.temperature = float(args.policy_temperature)
     policy.beta = 1.0
     return policy.train()
+
+
+def saved_policy_source(name: str) -> str:
+    """A saved policy's folder / Hub id, or the folder of the shipped policy of that name (when no such path exists).
+
+    Example:
+        ```python
+        >>> saved_policy_source("tiny-dllm-program_trace-bl8-alpha1").endswith("tiny-dllm-program_trace-bl8-alpha1")
+        True
+        ```
+    """
+    from ..strategies import builtin_policy_path, list_builtin_policies
+
+    if not os.path.exists(name) and name in list_builtin_policies():
+        return str(builtin_policy_path(name))
+    return name
+
+
+def match_remasking(policy: LearnedUnmaskingPolicy, model: Any, args: Any) -> LearnedUnmaskingPolicy:
+    """The policy `args.policy_remasking` asks for: a re-masking policy as it is, a commit-only `UnmaskingPolicy`
+    warm-started into a `RemaskingPolicy` (`args.policy_remask_init_bias`); `ValueError` naming the flag otherwise,
+    and for a re-masking policy with expert steering (the expert's rollouts record no re-masking fields)."""
+    source = f"'{model}' holds" if isinstance(model, (str, os.PathLike)) else "The given policy is"
+    name = type(policy).__name__
+    if not getattr(args, "policy_remasking", False):
+        if policy.remasks_decided_tokens:
+            raise ValueError(
+                f"{source} a {name}, which re-masks decided tokens, but policy_remasking is False. Pass "
+                "--policy_remasking true (UnmaskingGRPOConfig(policy_remasking=True))."
+            )
+        return policy
+    if not policy.remasks_decided_tokens:
+        if not isinstance(policy, UnmaskingPolicy):
+            raise ValueError(
+                f"policy_remasking=True trains a RemaskingPolicy, warm-started from a commit-only UnmaskingPolicy; "
+                f"{source} a {name}. Drop --policy_remasking, or start from an UnmaskingPolicy."
+            )
+        policy = RemaskingPolicy.from_unmasking_policy(policy, remask_init_bias=args.policy_remask_init_bias)
+    if args.expert_steering:
+        raise ValueError(
+            f"expert_steering=True with the re-masking {name}: the expert rollout (Fast-dLLM confidence threshold) "
+            "never re-masks and records no token confidences or decided times, so the policy cannot score it. Drop "
+            "--expert_steering (or --policy_remasking)."
+        )
+    return policy
 
 
 #: The policy_* sizes of the config, which a hidden-state policy does not read (it is as wide as the dLLM).

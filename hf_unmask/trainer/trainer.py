@@ -2,7 +2,8 @@
 
 The trained model is the *policy* (an `hf_unmask.strategies.UnmaskingPolicy`, ~331K parameters, or with
 `policy_type="hidden_states"` the paper's ablation `HiddenStatePolicy`, one block as wide as the dLLM reading its last
-hidden states); the dLLM is a frozen environment. One rollout = one diffusion `generate` call in which the policy
+hidden states, or with `policy_remasking=True` a `RemaskingPolicy` that also re-masks decided tokens); the dLLM is a
+frozen environment. One rollout = one diffusion `generate` call in which the policy
 chooses, at every denoising step, which masked positions of the current block to unmask; the per-step record (the
 trajectory) is what the policy is trained on.
 
@@ -60,8 +61,9 @@ from .rollouts import (
     concat_rollouts,
     decode_completions,
     group_advantages,
+    live_states,
     policy_eligible,
-    policy_feature,
+    policy_fields,
     rollout,
     step_log_probs,
     tokenize_prompts,
@@ -86,10 +88,11 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
     """Train an unmasking policy with GRPO, the dLLM being a frozen environment.
 
     Args:
-        model: the policy: an `UnmaskingPolicy` or `HiddenStatePolicy` (of `args.policy_type`), a saved policy
-            (folder / Hub id), or `None` for a fresh policy of `args.policy_type`: an `UnmaskingPolicy` sized by
-            `args.policy_*`, or a `HiddenStatePolicy` sized after the dLLM's config (or loaded from
-            `args.policy_name_or_path`).
+        model: the policy: an `UnmaskingPolicy` or `HiddenStatePolicy` (of `args.policy_type`), a
+            `RemaskingPolicy` (with `args.policy_remasking`, which also warm-starts one from a given or saved
+            `UnmaskingPolicy`), a saved policy (folder / Hub id / shipped policy name), or `None` for a fresh policy
+            of `args.policy_type`: an `UnmaskingPolicy` (`RemaskingPolicy`) sized by `args.policy_*`, or a
+            `HiddenStatePolicy` sized after the dLLM's config (or loaded from `args.policy_name_or_path`).
         dllm: the frozen dLLM (any model `hf_unmask` can generate with, a `PeftModel` included), a name for
             `load_dllm`, or `None` to load `args.dllm_name_or_path`. It is put in eval mode with
             `requires_grad_(False)` and never reaches the optimizer.
@@ -244,7 +247,8 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
 
         Returns a dict of per-rollout tensors (leading axis = rollout, then denoising step) that `_prepare_inputs`
         shuffles, splits and buffers: the trajectory (`confidence`, `masked`, `eligible`, `action`, `time`,
-        `live`, and `hidden_states` `[N, T, L, H]` for a hidden-state policy), `old_logps`, `ref_logps` (KL only),
+        `live`, `hidden_states` `[N, T, L, H]` for a hidden-state policy, the re-masking fields and re-mask actions
+        for a re-masking policy), `old_logps`, `ref_logps` (KL only),
         `advantages`, `is_expert`, and for inspection `rewards`, `task_rewards` and `nfe`.
         """
         args = self.args
@@ -320,8 +324,10 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         out: dict[str, Any] = {key: batch[key] for key in (*STEP_FIELDS, "time", "live")}
         if PADDING_MASK in batch:  # block-diffusion canvases that end before the batch's
             out[PADDING_MASK] = batch[PADDING_MASK]
-        # what the policy reads: the confidences (above) or, for a HiddenStatePolicy, the dLLM's hidden states
-        out[self.policy.feature_name] = policy_feature(self.policy, batch)
+        # what the policy reads: the confidences (above), the dLLM's hidden states for a HiddenStatePolicy, the
+        # re-masking fields (token confidences, decided times, revisable positions, re-mask actions) for a
+        # RemaskingPolicy
+        out.update(policy_fields(self.policy, batch))
         if mode == "train":
             out["old_logps"] = batch["log_prob"]
         if self.ref_policy is not None:
@@ -350,6 +356,12 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         metrics = self._metrics[mode]
         for name, value in rollout_metrics(batch, is_expert, scores, lengths, self._reduce_sum).items():
             metrics[name].append(value)
+        if "remask_action" in batch:  # a re-masking policy: its re-masks per revisable position, and per rollout
+            own = ~is_expert
+            stats = torch.stack([batch[k][own].sum().float() for k in ("remask_action", "revisable", "remasked")])
+            stats = self._reduce_sum(torch.cat([stats, own.sum().float().view(1).to(stats.device)]))
+            metrics["remask_fraction"].append((stats[0] / stats[1].clamp(min=1)).item())
+            metrics["remasked_per_rollout"].append((stats[2] / stats[3].clamp(min=1)).item())
         self._record_collapse_signals(mode, batch, is_expert)  # masked_at_end (monitoring.py)
         if self.log_completions:
             self._logs["prompt"].extend(gather_object(texts))
@@ -381,13 +393,15 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         mode = "train" if self.model.training else "eval"
         policy = self.policy
         rows, steps = inputs["live"].nonzero(as_tuple=True)
-        eligible, action = inputs["eligible"][rows, steps], inputs["action"][rows, steps]
         # The forward goes through `model` (the DDP wrapper in multi-process runs) so gradients are synchronised; the
-        # policy reads its recorded feature (confidences, or the dLLM's hidden states for a HiddenStatePolicy).
-        feature = policy_feature(policy, inputs)[rows, steps]
-        padding = inputs[PADDING_MASK][rows, steps] if PADDING_MASK in inputs else None
-        logits = model(feature, inputs["masked"][rows, steps], inputs["time"][rows, steps], padding)
-        policy_logps, entropy = policy.log_prob_from_logits(logits.float(), eligible, action, with_entropy=True)
+        # policy reads the recorded fields it names (confidences, the dLLM's hidden states for a HiddenStatePolicy,
+        # the re-masking fields for a RemaskingPolicy) and scores the recorded actions (unmask, and re-mask).
+        states = live_states(policy, inputs, rows, steps)
+        logits = model(*policy.network_inputs(states))
+        policy_logps, entropy = policy.log_prob_from_states(logits.float(), states, with_entropy=True)
+        eligible = states["eligible"]
+        if policy.remasks_decided_tokens:  # the entropy (floor, metric) is per decision: eligible or revisable
+            eligible = eligible | states["revisable"]
         old_logps = inputs["old_logps"][rows, steps] if "old_logps" in inputs else policy_logps.detach()
         expert = inputs["is_expert"][rows]
         new_logps = policy_logps

@@ -38,3 +38,4 @@ class DreamAdapter(DiffusionAdapter):
     default_pad_token_id = DREAM_EOS_TOKEN_ID
     end_of_turn_token_ids = (DREAM_END_OF_TURN_TOKEN_ID,)
     shift_logits = True
+    supports_shadow_block = True

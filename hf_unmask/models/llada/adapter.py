@@ -39,3 +39,4 @@ class LLaDAAdapter(DiffusionAdapter):
     default_eos_token_ids = (LLADA_EOS_TOKEN_ID,)
     default_pad_token_id = LLADA_EOS_TOKEN_ID
     end_of_turn_token_ids = (LLADA_EOT_TOKEN_ID,)
+    supports_shadow_block = True

@@ -39,3 +39,4 @@ class LLaDA2Adapter(DiffusionAdapter):
     default_pad_token_id = LLADA2_EOS_TOKEN_ID
     block_causal = True
     trained_block_length = LLADA2_TRAINED_BLOCK_LENGTH
+    supports_shadow_block = True

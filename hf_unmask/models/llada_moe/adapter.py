@@ -35,3 +35,4 @@ class LLaDAMoEAdapter(DiffusionAdapter):
     default_mask_token_id = LLADA_MOE_MASK_TOKEN_ID
     default_eos_token_ids = (LLADA_MOE_EOS_TOKEN_ID,)
     default_pad_token_id = LLADA_MOE_EOS_TOKEN_ID
+    supports_shadow_block = True

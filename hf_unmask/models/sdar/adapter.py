@@ -44,6 +44,7 @@ class SDARAdapter(DiffusionAdapter):
     default_pad_token_id = SDAR_EOS_TOKEN_ID
     end_of_turn_token_ids = (SDAR_END_OF_TURN_TOKEN_ID,)
     block_causal = True
+    supports_shadow_block = True
 
     @property
     def trained_block_length(self) -> int:  # type: ignore[override]

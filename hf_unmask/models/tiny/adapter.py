@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
+
 from ...generation.adapter import DiffusionAdapter, register_adapter
 
 
@@ -23,3 +27,10 @@ class TinyDLLMAdapter(DiffusionAdapter):
 
     default_mask_token_id = 1
     default_eos_token_ids = (2,)
+    supports_shadow_block = True
+
+    def verification_inputs(self, inputs: dict[str, Any], real: torch.Tensor, shadow_length: int) -> dict[str, Any]:
+        """The local mixer convolves the shadow block on its own (`local_segments`: 1 = canvas, 2 = shadow,
+        0 = padding), so the shadow never mixes with the canvas's last positions."""
+        shadow = torch.full((real.shape[0], shadow_length), 2, dtype=torch.long, device=real.device)
+        return {**inputs, "local_segments": torch.cat([real.long(), shadow], dim=1)}

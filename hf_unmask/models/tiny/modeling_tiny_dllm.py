@@ -47,7 +47,9 @@ class TinyDLLMLocalMixer(nn.Module):
     """Depthwise convolution over a small centred window (a bidirectional "token shift"): each position sees its
     neighbours' features before attention, so keys can carry their context (smeared keys). Padding is zeroed
     first, so a left-padded row computes exactly what it computes alone. With a cache window, the inputs of the
-    positions around the window come from the cache."""
+    positions around the window come from the cache. With `segments` (`[B, T]` long), each segment id's positions
+    are convolved on their own (the others read as zeros; id 0 is padding): the verification forward's shadow block
+    never mixes with the canvas."""
 
     def __init__(self, config: TinyDLLMConfig, layer_idx: int = 0) -> None:
         super().__init__()
@@ -57,11 +59,24 @@ class TinyDLLMLocalMixer(nn.Module):
         self.conv = nn.Conv1d(config.hidden_size, config.hidden_size, k, padding=k // 2, groups=config.hidden_size)
 
     def forward(
-        self, x: torch.Tensor, token_mask: Optional[torch.Tensor], cache: Optional[DiffusionKVCache] = None
+        self,
+        x: torch.Tensor,
+        token_mask: Optional[torch.Tensor],
+        cache: Optional[DiffusionKVCache] = None,
+        segments: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         h = self.norm(x)
         if token_mask is not None:
             h = h * token_mask
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("local_segments cannot be combined with a cache.")
+            out = torch.zeros_like(h)
+            for segment in segments.unique().tolist():
+                if segment != 0:
+                    inside = (segments == segment).unsqueeze(-1).to(h.dtype)
+                    out = out + self.conv((h * inside).transpose(1, 2)).transpose(1, 2) * inside
+            return out
         if cache is None or not cache.is_partial:
             if cache is not None:
                 cache.update_state("mixer", self.layer_idx, h)
@@ -96,10 +111,11 @@ class TinyDLLMBlock(GradientCheckpointingLayer):
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
         token_mask: Optional[torch.Tensor] = None,
+        segments: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
     ) -> torch.Tensor:
         if self.mixer is not None:
-            x = x + self.mixer(x, token_mask, cache)
+            x = x + self.mixer(x, token_mask, cache, segments)
         x = x + self.attn(self.attn_norm(x), position_embeddings, attention_mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -173,6 +189,7 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         cache: Optional[DiffusionKVCache] = None,
+        local_segments: Optional[torch.Tensor] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
         """Run the transformer.
@@ -185,6 +202,9 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
             output_hidden_states: also return the embeddings and the output of every block.
             cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
                 window of the sequence (`attention_mask` still covers the whole sequence).
+            local_segments: `[B, T]` long segment ids for the local mixer: it convolves each segment on its own,
+                zero-padded at its borders, and zeroes id 0 (padding). The verification forward passes it (canvas 1,
+                shadow block 2, padding 0) with a 4-D `attention_mask`; default: one segment, padding from a 2-D mask.
         """
         cache = cache_argument(cache, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
@@ -196,11 +216,15 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
             token_mask = attention_mask.to(device=x.device, dtype=x.dtype).unsqueeze(-1)
             if cache is not None and cache.is_partial:
                 token_mask = token_mask[:, cache.window[0] : cache.window[1]]
+        if local_segments is not None:
+            local_segments = local_segments.to(x.device)
+            token_mask = (local_segments != 0).to(x.dtype).unsqueeze(-1)
         position_embeddings = self.rotary(position_ids, x.dtype)
+        layer_inputs: tuple[Any, ...] = (position_embeddings, mask, token_mask)
+        if local_segments is not None:
+            layer_inputs += (local_segments,)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        x, hidden_states = run_layers(
-            self.layers, x, (position_embeddings, mask, token_mask), self.norm, want_hidden, cache
-        )
+        x, hidden_states = run_layers(self.layers, x, layer_inputs, self.norm, want_hidden, cache)
         logits = self.lm_head(x)
         loss = None
         if labels is not None:
