@@ -106,7 +106,9 @@ class DiffusionGenerationConfig(GenerationConfig):
             (one token per step). Adaptive strategies (thresholds, learned policies) ignore it.
         max_steps (`int`, *optional*): hard cap on forward passes per row. The loop unmasks extra
             (most confident) positions when needed so that generation always ends within it.
-            Defaults to L. Must be a multiple of the number of blocks.
+            Defaults to L. Must be a multiple of the number of blocks. A block gets at most BL of them, except with
+            a strategy that re-masks decided tokens (WINO, ReMDM, a re-masking policy): it may spend up to
+            `max_steps` / number of blocks forward passes per block, so `max_steps` > L buys re-masking time.
         temperature (`float`, *optional*): 0 or `None` is greedy (argmax) token choice; > 0 draws tokens by
             Gumbel-max in float64 as LLaDA does (`do_sample` is then set for you). Negative, NaN and inf are refused.
         top_k, top_p: restrict the token choice, as in transformers.
@@ -251,12 +253,14 @@ class DiffusionGenerationConfig(GenerationConfig):
         if self.top_p is not None and not (0.0 < float(self.top_p) <= 1.0):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}.")
 
-    def block_step_budget(self) -> int:
-        """Forward passes a row may spend in one block (at most BL, or `max_steps` / num_blocks)."""
+    def block_step_budget(self, remasks: bool = False) -> int:
+        """Forward passes a row may spend in one block: BL, or `max_steps` / num_blocks, at most BL unless the
+        strategy re-masks decided tokens (`remasks`): a re-masked token has to be decided again."""
         BL = self.effective_block_length
         if self.max_steps is None:
             return BL
-        return min(BL, self.max_steps // self.num_blocks)
+        per_block = self.max_steps // self.num_blocks
+        return per_block if remasks else min(BL, per_block)
 
 
 def check_block_length(

@@ -168,7 +168,8 @@ def diffusion_generate(
         layout = BlockLayout.aligned(prompt_lengths.to(device), L, config.effective_block_length)
     else:
         layout = BlockLayout.relative(L, config.effective_block_length, device)
-    budget = layout.step_budget(config.block_step_budget(), config.max_steps)
+    remasks = bool(getattr(strategy, "remasks_decided_tokens", False))
+    budget = layout.step_budget(config.block_step_budget(remasks), config.max_steps)
     Lc = layout.canvas_length  # L, or up to the end of the last block for a block-diffusion model
     # Normal (not inference) tensors even under the caller's torch.inference_mode: the read-only check of the state
     # handed to strategies relies on version counters, which inference tensors lack. (inference_mode(False) turns

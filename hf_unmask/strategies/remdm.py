@@ -40,8 +40,9 @@ LOOP_DEFAULTS = {"t_on": 0.55, "t_off": 0.05, "alpha_on": 0.9}
 
 def block_time_steps(state: DenoisingState, steps: Optional[int]) -> int:
     """Steps of the current block's time grid: `steps` split evenly over the blocks (None: the block's whole step
-    budget, BL or `max_steps` / blocks, as the loop computes it), at most that budget."""
-    budget = state.config.block_step_budget()
+    budget, BL or `max_steps` / blocks, which may exceed BL for a re-masking strategy, as the loop computes it), at
+    most that budget."""
+    budget = state.config.block_step_budget(remasks=True)
     if steps is None:
         return budget
     return max(1, min(budget, steps_per_block(steps, state.config.num_blocks)))
@@ -107,8 +108,8 @@ class ReMDM(UnmaskingStrategy):
     which goes to `s = 0` (`alpha_s = 1`, `sigma = 0`: every mask left is filled, nothing re-masked), so a block costs
     at most `T` forward passes instead of `T + 1`; time runs per block (the published one has a single canvas); a
     row is done with a block once the block has no mask (the published sampler runs all steps); a step that changes
-    nothing still costs a forward pass; a block gets at most BL steps (the loop's budget; the published runs use as
-    many steps as tokens or more); the token at an unmasked position is the loop's choice (greedy by default; with
+    nothing still costs a forward pass; a block gets BL steps by default (the published runs use as many steps as
+    tokens or more: pass `max_steps` above L, which a re-masking strategy may spend); the token at an unmasked position is the loop's choice (greedy by default; with
     `temperature` the loop's top-k/top-p, whose top-p keeps the token that crosses p where the published one drops
     it; the published runs sample at top-p 0.9); the confidences of
     `"conf"` are kept in float32 (the published code keeps bfloat16) and are those of the unrestricted
@@ -279,8 +280,8 @@ class ReMDMLLaDA(UnmaskingStrategy):
     commits and the re-masks of the next loop step from one forward pass: it commits the most confident masked
     positions, ranks the block's decided tokens with the just-committed ones (at their confidence of this step),
     re-masks the lowest and leaves a just-committed one among them masked. The canvas every forward pass sees is
-    thus the published one. The step budget is at most BL per block (the published runs use `2 * BL`: one token
-    per plain step), so with the default budget a plain step commits about two tokens. Under the loop's default
+    thus the published one. The step budget is BL per block by default, so a plain step commits about two
+    tokens; the published runs use `2 * BL` (one token per plain step): pass `max_steps=2 * L`. Under the loop's default
     rules a step that commits nothing (a loop step whose commit would be re-masked at once, which the published code
     repeats with a new draw) commits the most confident position instead, and with `finish_blocks=True` masks never
     exceed what the remaining steps fill at the block's pace, which caps the re-masks of the last loop steps: pass
