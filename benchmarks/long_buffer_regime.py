@@ -20,6 +20,7 @@ Usage:
 
 `--policies` takes any strategy spec to compare against the heuristics' front (learned policies, the re-masking
 decoders WINO and ReMDM): each runs with every `--policy-seeds` seed and is never part of that front.
+`--front-from regime.json` takes the heuristics' rows of an earlier run as the front instead of running them again.
 `--reference-policy` adds a policy's sweep (e.g. the commit-only policy's `beta` dial) as a second curve: every
 `--policies` row is then also compared with it, by accuracy at the row's NFE and by NFE at the row's accuracy.
 """
@@ -267,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-policy", default=None, help="a policy sweep (spec) every --policies row is also compared with"
     )
     parser.add_argument("--policy-seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds of policies")
+    parser.add_argument(
+        "--front-from",
+        default=None,
+        help="a regime.json of an earlier run: its heuristic rows (same L and mode) are the front, not re-run",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the heuristic runs (greedy: seed-free)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
@@ -281,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    front_rows: list[dict[str, Any]] = []
+    if args.front_from:
+        front_rows = [r for r in json.loads(Path(args.front_from).read_text())["rows"] if not r["policy"]]
     all_rows: list[dict[str, Any]] = []
     gaps: dict[int, list[dict[str, float]]] = {}
     t0 = time.perf_counter()
@@ -291,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             rows_l = []
             for mode in args.modes:
                 bl = args.block_length if mode == "semi" else L
-                specs = [(text, False) for text in (args.strategies or heuristic_specs(L, bl))]
+                earlier = [r for r in front_rows if r["gen_length"] == L and r["mode"] == mode]
+                rows_l += [{**r, "reference": False} for r in earlier]
+                specs = [] if earlier else [(text, False) for text in (args.strategies or heuristic_specs(L, bl))]
                 specs += [(text, True) for text in args.policies]
                 if args.reference_policy:
                     specs.append((args.reference_policy, "reference"))
@@ -299,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     spec = StrategySpec.parse(text)
                     for budget, strategy in spec.instances():
                         seeds = args.policy_seeds if is_policy else [args.seed]
+                        if getattr(strategy, "deterministic", False):  # greedy and no draw: every seed is the same
+                            seeds = seeds[:1]
                         summary = evaluate_setting(
                             model, tokenizer, task, test_rows, strategy, L, bl, seeds, args.batch_size
                         )

@@ -159,6 +159,17 @@ def test_long_buffer_regime_compares_policies_with_a_reference_policy_curve(tmp_
     if margin["reference_nfe_at_accuracy"] is not None:
         assert margin["nfe_ratio"] == pytest.approx(margin["nfe"] / margin["reference_nfe_at_accuracy"])
     assert "vs the reference policy" in capsys.readouterr().out
+    # the front of that run, reused: no heuristic runs again, the margins stay the same
+    again = tmp_path / "again"
+    code = regime.main(
+        ["--model", "tiny-dllm", "--task", "program_trace", "--lengths", "16", "--modes", "full", "--n", "6",
+         "--threads", "1", "--front-from", str(tmp_path / "regime.json"), "--policies", "top_k_confidence:steps=4",
+         "--policy-seeds", "0", "--output-dir", str(again)]
+    )  # fmt: skip
+    rows = json.loads((again / "regime.json").read_text())["rows"]
+    assert [r["strategy"] for r in rows if not r["policy"]] == ["confidence_threshold"]
+    (reused,) = json.loads((again / "regime.json").read_text())["policy_margins"]
+    assert reused["front_accuracy"] == margin["front_accuracy"]
 
 
 def test_finished_rows_speed_benchmark_runs_both_paths_on_the_same_inputs(tmp_path):
