@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hf_unmask
-from hf_unmask.strategies import ConfidenceThreshold, UnmaskingPolicy, load_builtin_policy
+from hf_unmask.strategies import ConfidenceThreshold, RemaskingPolicy, UnmaskingPolicy, load_builtin_policy
 from hf_unmask.tasks import get_task
 from hf_unmask.tasks.evaluate import generate_completions
 
@@ -76,3 +76,23 @@ def test_the_semi_ar_policy_loads_and_matches_the_best_semi_ar_heuristic(long_mo
         )
         scores.append(sum(task.is_correct(c, r["reference"]) for c, r in zip(completions, rows)) / len(rows))
     assert scores[0] >= 0.95 and scores[0] >= scores[1] - 0.03, scores
+
+
+REMASK = "tiny-dllm-long-trace_until-full-remask"
+
+
+def test_the_remasking_policy_loads_offline_by_name_and_re_masks(long_model, rows, monkeypatch):
+    """The shipped re-masking policy: a RemaskingPolicy warm-started from the commit-only one, which re-masks on this
+    task and stays as accurate as the threshold heuristic cannot (48 test examples, full diffusion, L = 64)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    policy = load_builtin_policy(REMASK)
+    assert isinstance(policy, RemaskingPolicy) and policy.remasks_decided_tokens
+    assert policy.trained_for["initialized_from"] == NAME and policy.trained_for["block_length"] == 64
+    model, tokenizer = long_model
+    ids = tokenizer([r["prompt"] for r in rows[:16]], return_tensors="pt", padding=True, padding_side="left")
+    out = model.generate(**ids, strategy=policy, max_new_tokens=64, seed=0, output_trajectory=True,
+                         return_dict_in_generate=True)  # fmt: skip
+    assert bool(out.trajectory.remasked.any())  # it does take tokens back
+    learned = accuracy(long_model, rows, policy, 64)
+    heuristic = accuracy(long_model, rows, ConfidenceThreshold(0.99), 64)
+    assert learned >= 0.9 and learned >= heuristic + 0.03, (learned, heuristic)

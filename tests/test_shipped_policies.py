@@ -144,4 +144,4 @@ def test_demo_compares_each_shipped_policy_in_the_panel_it_was_trained_for():
 def test_policy_configs_are_plain_json():
     for name in list_builtin_policies():
         config = json.loads((builtin_policy_path(name) / "config.json").read_text())
-        assert config["_class_name"] == "UnmaskingPolicy"
+        assert config["_class_name"] == ("RemaskingPolicy" if name.endswith("-remask") else "UnmaskingPolicy")
