@@ -26,12 +26,15 @@ def _rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Ten
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
-    """Bidirectional attention; q [B, H, T, D], k/v [B, H_kv, T, D]; keep [B, T] hides padding keys."""
+    """Bidirectional attention; q [B, H, T, D], k/v [B, H_kv, T, D]; keep [B, T] hides padding keys, a dense
+    keep [B, T, T] (query x key) hides key k from query q where keep[:, q, k] is False."""
     groups = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     if keep is not None:
-        scores = scores.masked_fill(~keep.bool()[:, None, None, :], float("-inf"))
+        keep = keep.bool()
+        keep = keep[:, None, None, :] if keep.dim() == 2 else keep[:, None]
+        scores = scores.masked_fill(~keep, float("-inf"))
     return scores.softmax(-1) @ v
 
 
@@ -46,6 +49,8 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 
 
 def _positions(input_ids: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    if keep is not None and keep.dim() != 2:
+        raise ValueError("A dense [B, T, T] keep-mask needs explicit positions.")
     if keep is None:
         return torch.arange(input_ids.shape[1]).expand_as(input_ids)
     return (keep.long().cumsum(-1) - 1).clamp_min(0)
@@ -56,12 +61,16 @@ def llada_logits(
     weights: dict[str, torch.Tensor],
     input_ids: torch.Tensor,
     keep: Optional[torch.Tensor] = None,
+    positions: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Logits `[B, T, embedding_size]` of a LLaDA checkpoint (llama blocks, RMSNorm, silu gate, untied head)."""
+    """Logits `[B, T, embedding_size]` of a LLaDA checkpoint (llama blocks, RMSNorm, silu gate, untied head).
+
+    `keep`: a `[B, T]` padding mask or a dense `[B, T, T]` keep-mask; `positions` `[B, T]` default to the count of
+    kept tokens before each one (a dense keep-mask needs them given)."""
     w = {k: v.double() for k, v in weights.items()}
     eps, heads = config["rms_norm_eps"], config["n_heads"]
     kv_heads = config["n_kv_heads"] or heads
-    positions = _positions(input_ids, keep)
+    positions = _positions(input_ids, keep) if positions is None else positions
     x = w["model.transformer.wte.weight"][input_ids]
     for i in range(config["n_layers"]):
         p = f"model.transformer.blocks.{i}."
@@ -82,11 +91,14 @@ def dream_logits(
     weights: dict[str, torch.Tensor],
     input_ids: torch.Tensor,
     keep: Optional[torch.Tensor] = None,
+    positions: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Logits `[B, T, vocab]` of a Dream checkpoint as the model returns them: row i scores token i + 1."""
+    """Logits `[B, T, vocab]` of a Dream checkpoint as the model returns them: row i scores token i + 1.
+
+    `keep` and `positions` as in `llada_logits`."""
     w = {k: v.double() for k, v in weights.items()}
     eps, heads, kv_heads = config["rms_norm_eps"], config["num_attention_heads"], config["num_key_value_heads"]
-    positions = _positions(input_ids, keep)
+    positions = _positions(input_ids, keep) if positions is None else positions
     x = w["model.embed_tokens.weight"][input_ids]
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."

@@ -10,10 +10,9 @@ import pytest
 import torch
 from block_causal_toy import TOY_MASK, ToyBlockAdapter, toy_block_model
 from hub_layouts import hub_checkpoint, read_checkpoint
+from reference_dllms import dream_logits, llada_logits
 from wino_reference import (
     dense_shadow_mask,
-    dream_dense_logits,
-    llada_dense_logits,
     shadow_positions,
     tiny_segments,
     wino_reference,
@@ -152,7 +151,7 @@ def test_shadow_logits_match_a_dense_mask_reference(tmp_path_factory, kind):
     config, weights = read_checkpoint(folder)
     adapter = get_adapter(model)
     mask_id, shift = adapter.mask_token_id(), int(adapter.shift_logits)
-    dense = {"llada": llada_dense_logits, "dream": dream_dense_logits}[kind]
+    dense = {"llada": llada_logits, "dream": dream_logits}[kind]
     prompts, gen, BL = [[11, 12, 13, 14, 15], [21, 22, 23]], [31, 32, 33, 34, 35, 36, mask_id, mask_id], 4
     P = max(map(len, prompts))
     canvas = torch.tensor([[0] * (P - len(p)) + p + gen for p in prompts])
@@ -168,7 +167,7 @@ def test_shadow_logits_match_a_dense_mask_reference(tmp_path_factory, kind):
         keep = dense_shadow_mask([True] * T, start, S)
         positions = list(range(T)) + shadow_positions(list(range(T)), start, S, shift)
         ids = torch.tensor([sequence + [mask_id] * S])
-        expected = dense(config, weights, ids, torch.tensor([positions]), keep[None])[0, T:]
+        expected = dense(config, weights, ids, keep[None], torch.tensor([positions]))[0, T:]
         assert torch.allclose(shadow.logits[row].double(), expected, atol=1e-5)
 
 

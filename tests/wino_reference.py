@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import torch
-from reference_dllms import _heads, _merge, _rms_norm, _rotate
 
 
 def dense_shadow_mask(real: list[bool], start: int, shadow: int, blocks: Optional[list[int]] = None) -> torch.Tensor:
@@ -124,62 +123,3 @@ def wino_reference(
             decided = sorted((set(decided) | set(above)) - set(remask))
             last_accept = len(above)
     return x[: P + gen_length], nfe
-
-
-def llada_dense_logits(
-    config: dict[str, Any],
-    weights: dict[str, torch.Tensor],
-    input_ids: torch.Tensor,
-    positions: torch.Tensor,
-    keep: torch.Tensor,
-) -> torch.Tensor:
-    """float64 logits of a LLaDA checkpoint under a dense `[B, T, T]` keep-mask and explicit positions."""
-    w = {k: v.double() for k, v in weights.items()}
-    eps, heads = config["rms_norm_eps"], config["n_heads"]
-    kv_heads = config["n_kv_heads"] or heads
-    x = w["model.transformer.wte.weight"][input_ids]
-    for i in range(config["n_layers"]):
-        p = f"model.transformer.blocks.{i}."
-        h = _rms_norm(x, w[p + "attn_norm.weight"], eps)
-        q = _rotate(_heads(h @ w[p + "q_proj.weight"].T, heads), positions, config["rope_theta"])
-        k = _rotate(_heads(h @ w[p + "k_proj.weight"].T, kv_heads), positions, config["rope_theta"])
-        v = _heads(h @ w[p + "v_proj.weight"].T, kv_heads)
-        x = x + _merge(_dense_attention(q, k, v, keep)) @ w[p + "attn_out.weight"].T
-        h = _rms_norm(x, w[p + "ff_norm.weight"], eps)
-        gate = h @ w[p + "ff_proj.weight"].T
-        x = x + (gate * torch.sigmoid(gate) * (h @ w[p + "up_proj.weight"].T)) @ w[p + "ff_out.weight"].T
-    x = _rms_norm(x, w["model.transformer.ln_f.weight"], eps)
-    return x @ w["model.transformer.ff_out.weight"].T
-
-
-def dream_dense_logits(
-    config: dict[str, Any],
-    weights: dict[str, torch.Tensor],
-    input_ids: torch.Tensor,
-    positions: torch.Tensor,
-    keep: torch.Tensor,
-) -> torch.Tensor:
-    """float64 raw logits of a Dream checkpoint (row i scores token i + 1) under a dense `[B, T, T]` keep-mask."""
-    w = {k: v.double() for k, v in weights.items()}
-    eps, heads, kv_heads = config["rms_norm_eps"], config["num_attention_heads"], config["num_key_value_heads"]
-    x = w["model.embed_tokens.weight"][input_ids]
-    for i in range(config["num_hidden_layers"]):
-        p = f"model.layers.{i}.self_attn."
-        h = _rms_norm(x, w[f"model.layers.{i}.input_layernorm.weight"], eps)
-        q, k, v = (h @ w[p + f"{n}_proj.weight"].T + w[p + f"{n}_proj.bias"] for n in "qkv")
-        q = _rotate(_heads(q, heads), positions, config["rope_theta"])
-        k = _rotate(_heads(k, kv_heads), positions, config["rope_theta"])
-        x = x + _merge(_dense_attention(q, k, _heads(v, kv_heads), keep)) @ w[p + "o_proj.weight"].T
-        h = _rms_norm(x, w[f"model.layers.{i}.post_attention_layernorm.weight"], eps)
-        m = f"model.layers.{i}.mlp."
-        gate = h @ w[m + "gate_proj.weight"].T
-        x = x + (gate * torch.sigmoid(gate) * (h @ w[m + "up_proj.weight"].T)) @ w[m + "down_proj.weight"].T
-    x = _rms_norm(x, w["model.norm.weight"], eps)
-    return x @ w["lm_head.weight"].T
-
-
-def _dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    return scores.masked_fill(~keep[:, None], float("-inf")).softmax(-1) @ v

@@ -15,6 +15,22 @@ CONFIDENCE_FEATURES = ("probability", "log_odds")
 LOG_ODDS_EPS = 1e-6
 
 
+def check_confidence_feature(confidence_feature: str) -> str:
+    """`confidence_feature` if it is one of `CONFIDENCE_FEATURES`, else a ValueError."""
+    if confidence_feature not in CONFIDENCE_FEATURES:
+        raise ValueError(
+            f"Unknown confidence_feature {confidence_feature!r}. Use one of {CONFIDENCE_FEATURES} "
+            "(paper: 'probability')."
+        )
+    return confidence_feature
+
+
+def log_odds(confidence: torch.Tensor) -> torch.Tensor:
+    """float32 log(c / (1 - c)) of a confidence, clamped to [LOG_ODDS_EPS, 1 - LOG_ODDS_EPS] first."""
+    c = confidence.float().clamp(LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
+    return torch.log(c) - torch.log1p(-c)
+
+
 class UnmaskingPolicy(LearnedUnmaskingPolicy):
     """The paper's confidence policy: per-position dLLM confidence, mask bit and time -> unmasking decisions.
 
@@ -71,12 +87,7 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         time_features_bfloat16: Optional[bool] = None,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
-        if confidence_feature not in CONFIDENCE_FEATURES:
-            raise ValueError(
-                f"Unknown confidence_feature {confidence_feature!r}. Use one of {CONFIDENCE_FEATURES} "
-                "(paper: 'probability')."
-            )
-        self.confidence_feature = confidence_feature
+        self.confidence_feature = check_confidence_feature(confidence_feature)
         self._build_network(
             1,
             hidden_size,
@@ -103,8 +114,7 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         if confidence.dim() == masked.dim():
             confidence = confidence.unsqueeze(-1)
         if self.confidence_feature == "log_odds":
-            c = confidence.float().clamp(LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
-            confidence = torch.log(c) - torch.log1p(-c)
+            confidence = log_odds(confidence)
         return self.network(confidence, masked, time, padding_mask)
 
     def _prepare_feature(self, confidence: Optional[torch.Tensor]) -> torch.Tensor:

@@ -28,7 +28,7 @@ from typing import Any, Optional
 import torch
 
 from .action_models import bernoulli_log_probs, entropy_term, remask_log_probs, sample_unmask, uniform
-from .confidence_policy import CONFIDENCE_FEATURES, LOG_ODDS_EPS, UnmaskingPolicy
+from .confidence_policy import UnmaskingPolicy, check_confidence_feature, log_odds
 from .learned import LearnedUnmaskingPolicy, _Batch
 from .policy_network import INITIAL_LOGIT
 
@@ -58,11 +58,6 @@ def remask_features(
     """
     age = (time.float().unsqueeze(-1) - decided_time.float()).masked_fill(masked.bool(), 0.0)
     return torch.stack([confidence.float(), token_confidence.float(), age], dim=-1)
-
-
-def _log_odds(c: torch.Tensor) -> torch.Tensor:
-    c = c.float().clamp(LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
-    return torch.log(c) - torch.log1p(-c)
 
 
 class RemaskingPolicy(LearnedUnmaskingPolicy):
@@ -120,11 +115,7 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
         remask_init_bias: float = REMASK_INITIAL_LOGIT,
     ) -> None:
         super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
-        if confidence_feature not in CONFIDENCE_FEATURES:
-            raise ValueError(
-                f"Unknown confidence_feature {confidence_feature!r}. Use one of {CONFIDENCE_FEATURES} "
-                "(paper: 'probability')."
-            )
+        check_confidence_feature(confidence_feature)
         bias = remask_init_bias
         if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not math.isfinite(bias):
             raise ValueError(
@@ -206,7 +197,7 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
             )
         confidence, token_confidence, age = features.unbind(-1)
         if self.confidence_feature == "log_odds":
-            confidence, token_confidence = _log_odds(confidence), _log_odds(token_confidence)
+            confidence, token_confidence = log_odds(confidence), log_odds(token_confidence)
         token_confidence = token_confidence.masked_fill(masked.bool(), 0.0)
         return self.network(torch.stack([confidence, token_confidence, age], dim=-1), masked, time, padding_mask)
 
