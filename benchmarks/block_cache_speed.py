@@ -37,9 +37,9 @@ to `--prompt-length` with real lengths between 3/4 of it and all of it (the firs
 their own blocks.
 
 Usage:
-    python benchmarks/block_cache_speed.py                            # batch 1 and 16 (the batch-16 baseline is long)
-    python benchmarks/block_cache_speed.py --batch-sizes 1 --repeats 1
-    python benchmarks/block_cache_speed.py --model mini               # on a GPU
+    python -m benchmarks.block_cache_speed                            # batch 1 and 16 (the batch-16 baseline is long)
+    python -m benchmarks.block_cache_speed --batch-sizes 1 --repeats 1
+    python -m benchmarks.block_cache_speed --model mini               # on a GPU
 """
 
 from __future__ import annotations

@@ -18,16 +18,15 @@ NFE), i.e. the speed-up if a forward's cost were proportional to the rows it fee
 Acceptance, at batch 16: >= 1.4x for threshold 0.9 without a cache and >= 1.2x with the dual cache.
 
 Usage:
-    python benchmarks/finished_rows_speed.py                      # batch 16 and 64 (a long run on CPU)
-    python benchmarks/finished_rows_speed.py --batch-sizes 16 --threads 2
-    python benchmarks/finished_rows_speed.py --batch-sizes 64 --only "dual cache" tiny-dllm-long
+    python -m benchmarks.finished_rows_speed                      # batch 16 and 64 (a long run on CPU)
+    python -m benchmarks.finished_rows_speed --batch-sizes 16 --threads 2
+    python -m benchmarks.finished_rows_speed --batch-sizes 64 --only "dual cache" tiny-dllm-long
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,14 +37,12 @@ from hf_unmask.evaluation import EvaluationData
 from hf_unmask.evaluation.model_io import tokenize_batches
 from hf_unmask.models import load_dllm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 # the model and its arguments are the KV cache benchmark's
-from kv_cache_speed import add_model_arguments, build_model  # noqa: E402
+from .kv_cache_speed import add_model_arguments, build_model
 
 LLADA_SETTINGS = [
     ("threshold 0.9, no cache", {}),
-    ("threshold 0.9, dual cache", {"use_cache": True, "cache_mode": "dual"}),
+    ("threshold 0.9, dual cache", {"use_cache": True, "cache_implementation": "dual"}),
 ]
 POLICY = "tiny-dllm-long-trace_until-full-alpha1"
 POLICY_SETTING = f"{POLICY} (tiny-dllm-long, L = 64)"

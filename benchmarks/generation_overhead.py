@@ -11,7 +11,7 @@ Prints, for batch 1 and 16, semi-AR and full diffusion:
        two columns give that own work per step in ms
 Both on the same model and inputs in the same run; the two loops must produce identical tokens.
 
-    python benchmarks/generation_overhead.py [--model builtin|bert] [--vocab-size 32000] [--repeats 3]
+    python -m benchmarks.generation_overhead [--model builtin|bert] [--vocab-size 32000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -103,6 +103,58 @@ def repeat_calls(fn, n):
     return run
 
 
+def split_timing(fn, record: list, forward_calls: dict):
+    """`fn` that also records (wall time, time inside the model's forward) of each call in `record`."""
+
+    def run():
+        forward_calls["inside"] = 0.0
+        t0 = time.perf_counter()
+        out = fn()
+        record.append((time.perf_counter() - t0, forward_calls["inside"]))
+        return out
+
+    return run
+
+
+def measure_setting(model, prompt, L: int, block_length: int, forward_calls: dict, repeats: int) -> str:
+    """One table row: the loop's overhead over its forward passes, ours against the naive loop."""
+    batch, mask_id = prompt.shape[0], model.generation_config.mask_token_id
+    steps = L // 2
+    strategy = TopKConfidence(steps=steps)
+    canvas = torch.cat([prompt, torch.full((batch, L), mask_id)], dim=1)
+    ours_split, naive_split = [], []  # wall time and time spent inside the model's forward, per call
+    ours = split_timing(
+        functools.partial(model.generate, prompt, max_new_tokens=L, block_length=block_length, strategy=strategy),
+        ours_split,
+        forward_calls,
+    )
+    naive = split_timing(
+        functools.partial(naive_llada_generate, model, prompt, mask_id, L, block_length, steps),
+        naive_split,
+        forward_calls,
+    )
+    forward = functools.partial(model, input_ids=canvas)
+    forward_calls["n"] = 0
+    ours_out = ours()
+    passes = forward_calls["n"]
+    t_passes, t_ours, t_naive = interleaved_medians([repeat_calls(forward, passes), ours, naive], repeats)
+    t_forward = t_passes / passes
+    naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
+    same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
+    in_run = statistics.median(wall / inside for wall, inside in ours_split)
+    # (b) with the forward passes' share equalised: both loops make the same passes on the same shapes, so
+    # they differ only by their own work; the median forward time of all calls stands in for both.
+    forward_share = statistics.median(inside for _, inside in ours_split + naive_split)
+    own_ours = statistics.median(wall - inside for wall, inside in ours_split)
+    own_naive = statistics.median(wall - inside for wall, inside in naive_split)
+    b_in_run = (forward_share + own_ours) / (forward_share + own_naive)
+    return (
+        f"{t_forward * 1e3:>8.2f} {passes:>6} {t_ours / (passes * t_forward):>11.3f} "
+        f"{in_run:>9.3f} {t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f} {b_in_run:>9.3f}"
+        f" {own_ours * 1e3 / passes:>9.2f} {own_naive * 1e3 / passes:>9.2f}{same}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["builtin", "bert"], default="builtin")
@@ -114,7 +166,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.vocab_size)
-    mask_id = model.generation_config.mask_token_id
     vocab = model.config.vocab_size
     L = args.gen_length
     print(
@@ -141,52 +192,8 @@ def main() -> None:
         # tokens away from the specials (ids < 8 are reserved in the built-in vocabularies)
         prompt = torch.randint(8, vocab, (batch, args.prompt_length), generator=g)
         for mode, block_length in (("semi-AR BL=8", 8), ("full diffusion", L)):
-            steps = L // 2
-            strategy = TopKConfidence(steps=steps)
-            canvas = torch.cat([prompt, torch.full((batch, L), mask_id)], dim=1)
-
-            # wall time and time spent inside the model's forward, per call
-            ours_split, naive_split = [], []
-
-            def split_timing(fn, record):
-                def run():
-                    forward_calls["inside"] = 0.0
-                    t0 = time.perf_counter()
-                    out = fn()
-                    record.append((time.perf_counter() - t0, forward_calls["inside"]))
-                    return out
-
-                return run
-
-            ours = split_timing(
-                functools.partial(
-                    model.generate, prompt, max_new_tokens=L, block_length=block_length, strategy=strategy
-                ),
-                ours_split,
-            )
-            naive = split_timing(
-                functools.partial(naive_llada_generate, model, prompt, mask_id, L, block_length, steps), naive_split
-            )
-            forward = functools.partial(model, input_ids=canvas)
-            forward_calls["n"] = 0
-            ours_out = ours()
-            passes = forward_calls["n"]
-            t_passes, t_ours, t_naive = interleaved_medians([repeat_calls(forward, passes), ours, naive], args.repeats)
-            t_forward = t_passes / passes
-            naive_out = naive_llada_generate(model, prompt, mask_id, L, block_length, steps)
-            same = "" if torch.equal(ours_out, naive_out) else "  (OUTPUTS DIFFER)"
-            in_run = statistics.median(wall / inside for wall, inside in ours_split)
-            # (b) with the forward passes' share equalised: both loops make the same passes on the same shapes, so
-            # they differ only by their own work; the median forward time of all calls stands in for both.
-            forward_share = statistics.median(inside for _, inside in ours_split + naive_split)
-            own_ours = statistics.median(wall - inside for wall, inside in ours_split)
-            own_naive = statistics.median(wall - inside for wall, inside in naive_split)
-            b_in_run = (forward_share + own_ours) / (forward_share + own_naive)
-            print(
-                f"{batch:>5} {mode:>14} {t_forward * 1e3:>8.2f} {passes:>6} {t_ours / (passes * t_forward):>11.3f} "
-                f"{in_run:>9.3f} {t_ours:>8.3f} {t_naive:>8.3f} {t_ours / t_naive:>8.3f} {b_in_run:>9.3f}"
-                f" {own_ours * 1e3 / passes:>9.2f} {own_naive * 1e3 / passes:>9.2f}{same}"
-            )
+            row = measure_setting(model, prompt, L, block_length, forward_calls, args.repeats)
+            print(f"{batch:>5} {mode:>14} {row}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ per-example differences d_i in {-1, 0, 1}).
 Acceptance: every cached accuracy within 1 point of no cache.
 
 Usage:
-    python benchmarks/kv_cache_quality.py                    # 500 examples per task, seed 0
-    python benchmarks/kv_cache_quality.py --n 100 --tasks program_trace
+    python -m benchmarks.kv_cache_quality                    # 500 examples per task, seed 0
+    python -m benchmarks.kv_cache_quality --n 100 --tasks program_trace
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torch
 import hf_unmask
 from hf_unmask.evaluation import evaluate_strategies
 
-MODES = {"no cache": {}, "prefix": {"use_cache": True, "cache_mode": "prefix"}}
-MODES["dual"] = {"use_cache": True, "cache_mode": "dual"}
+MODES = {"no cache": {}, "prefix": {"use_cache": True, "cache_implementation": "prefix"}}
+MODES["dual"] = {"use_cache": True, "cache_implementation": "dual"}
 PANELS = {
     "semi_ar": ("top_k_confidence", "confidence_threshold:threshold=0.9", "tiny-dllm-program_trace-bl8-alpha1"),
     "full_diffusion": (

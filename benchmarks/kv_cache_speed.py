@@ -4,7 +4,7 @@ A native `LLaDAModelLM` with random weights (default: d_model 384, 8 layers, 6 h
 38.8M parameters), L = 256, BL = 32, a 128-token prompt. For batch 1 and 16, one timed `generate` per setting:
 
 * top-k confidence, one token per step, without a cache: the baseline;
-* the same with `use_cache=True`, `cache_mode="prefix"` and `"dual"`;
+* the same with `use_cache=True`, `cache_implementation="prefix"` and `"dual"`;
 * Fast-dLLM's threshold 0.9 without a cache and on top of the dual cache.
 
 Prints wall time, NFE, positions run through the model, and the speed-up per generated token over the baseline.
@@ -15,8 +15,8 @@ standard deviation (`--head-std`, logits of std ~15) so that the model is as sur
 the threshold's NFE is printed: its speed-up follows from it. The cache speed-ups do not depend on it.
 
 Usage:
-    python benchmarks/kv_cache_speed.py                       # batch 1 and 16 (the batch-16 baseline takes a while)
-    python benchmarks/kv_cache_speed.py --batch-sizes 1 --threads 2
+    python -m benchmarks.kv_cache_speed                       # batch 1 and 16 (the batch-16 baseline takes a while)
+    python -m benchmarks.kv_cache_speed --batch-sizes 1 --threads 2
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from hf_unmask import LLaDAConfig, LLaDAModelLM
 
 SETTINGS = [
     ("top-k, no cache", "top_k_confidence", {}),
-    ("top-k, prefix cache", "top_k_confidence", {"use_cache": True, "cache_mode": "prefix"}),
-    ("top-k, dual cache", "top_k_confidence", {"use_cache": True, "cache_mode": "dual"}),
+    ("top-k, prefix cache", "top_k_confidence", {"use_cache": True, "cache_implementation": "prefix"}),
+    ("top-k, dual cache", "top_k_confidence", {"use_cache": True, "cache_implementation": "dual"}),
     ("threshold 0.9, no cache", "confidence_threshold", {}),
-    ("threshold 0.9, dual cache", "confidence_threshold", {"use_cache": True, "cache_mode": "dual"}),
+    ("threshold 0.9, dual cache", "confidence_threshold", {"use_cache": True, "cache_implementation": "dual"}),
 ]
 TARGETS = {"top-k, prefix cache": 2.0, "top-k, dual cache": 3.0, "threshold 0.9, dual cache": 5.0}
 

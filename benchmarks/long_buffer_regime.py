@@ -5,23 +5,23 @@ diffusion (block length L) on the held-out test split of a built-in task. Each r
 binomial standard error, mean NFE, and why answers fail: the share of wrong answers cut short by an early EOS
 (`trunc`), the share of answers decoded right to left (`r2l`: position and decision order anti-correlated) and the
 share whose end (first EOS) was decided before half of the answer in front of it (`end1st`). Then, per L, the
-semi-AR front minus the full-diffusion front at matched NFE over 0.1L-0.5L (definitions: hf_unmask/evaluation/
+semi-AR front minus the full-diffusion front at matched NFE over 0.1L-0.5L (definitions: benchmarks/
 regime.py).
 
 Acceptance, printed at the end: at some L >= 64 the full-diffusion front lies >= 10 points below the
 semi-AR front at matched NFE somewhere in 0.1L-0.5L.
 
 Usage:
-    python benchmarks/long_buffer_regime.py                                   # tiny-dllm-long, trace_until, n=500
-    python benchmarks/long_buffer_regime.py --lengths 64 --n 200 --output-dir outputs/regime
-    python benchmarks/long_buffer_regime.py --policies tiny-dllm-long-trace_until-full-alpha1   # add policies
-    python benchmarks/long_buffer_regime.py --lengths 64 --modes full --policies wino:threshold=0.5,0.7 \
-        --reference-policy tiny-dllm-long-trace_until-full-alpha1:beta=0.75,1,2,4   # and a policy's beta curve
+    python -m benchmarks.long_buffer_regime                                   # tiny-dllm-long, trace_until, n=500
+    python -m benchmarks.long_buffer_regime --lengths 64 --n 200 --output-dir outputs/regime
+    python -m benchmarks.long_buffer_regime --policies tiny-dllm-long-trace_until-full-alpha1   # add policies
+    python -m benchmarks.long_buffer_regime --lengths 64 --modes full --policies wino:threshold=0.5,0.7 \
+        --reference-policy tiny-dllm-long-trace_until-full-alpha1:unmask_beta=0.75,1,2,4   # and a policy's unmask_beta curve
 
 `--policies` takes any strategy spec to compare against the heuristics' front (learned policies, the re-masking
 decoders WINO and ReMDM): each runs with every `--policy-seeds` seed and is never part of that front.
 `--front-from regime.json` takes the heuristics' rows of an earlier run as the front instead of running them again.
-`--reference-policy` adds a policy's sweep (e.g. the commit-only policy's `beta` dial) as a second curve: every
+`--reference-policy` adds a policy's sweep (e.g. the commit-only policy's `unmask_beta` dial) as a second curve: every
 `--policies` row is then also compared with it, by accuracy at the row's NFE and by NFE at the row's accuracy.
 """
 
@@ -38,17 +38,19 @@ from typing import Any
 import torch
 
 from hf_unmask.evaluation import StrategySpec
-from hf_unmask.evaluation.model_io import completion_eos_ids, decode_completions, tokenize_batches
+from hf_unmask.evaluation.model_io import tokenize_batches
 from hf_unmask.evaluation.pareto import pareto_front
-from hf_unmask.evaluation.regime import (
+from hf_unmask.generation import completion_eos_ids, completion_texts
+from hf_unmask.models import load_dllm
+from hf_unmask.tasks import get_task
+
+from .regime import (
     DecodeRecord,
     decision_steps_recorder,
     front_at,
     front_gaps,
     summarize_records,
 )
-from hf_unmask.models import load_dllm
-from hf_unmask.tasks import get_task
 
 THRESHOLDS = "confidence_threshold:threshold=0.99,0.9,0.7,0.5,0.3,0.1"
 FACTORS = "confidence_factor:factor=0.25,0.5,1,2,4"
@@ -94,7 +96,7 @@ def run_setting(
             callback_on_step_end=callback,
         )
         P = input_ids.shape[1]
-        texts = decode_completions(out.sequences, P, tokenizer, eos_ids)
+        texts = completion_texts(tokenizer, out.sequences, P, eos_ids)
         is_eos = torch.isin(out.sequences[:, P:], eos_tensor)
         for j, text in enumerate(texts):
             reference = rows[start + j]["reference"]
@@ -252,7 +254,7 @@ def evaluate_setting(
     return {**summarize_records(records), "accuracy_per_seed": per_seed, "seeds": list(seeds)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-dllm-long", help="a built-in model name or a model folder")
     parser.add_argument("--task", default="trace_until")
@@ -277,72 +279,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output-dir", default="outputs/long_buffer_regime")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    return parser
 
-    model, tokenizer = load_dllm(args.model if Path(args.model).is_dir() else f"builtin:{args.model}")
-    task = get_task(args.task)
-    test_rows = list(task.dataset(n_train=0, n_test=args.n, seed=0)["test"])
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
-    front_rows: list[dict[str, Any]] = []
-    if args.front_from:
-        front_rows = [r for r in json.loads(Path(args.front_from).read_text())["rows"] if not r["policy"]]
-    all_rows: list[dict[str, Any]] = []
-    gaps: dict[int, list[dict[str, float]]] = {}
-    t0 = time.perf_counter()
-    interrupted = False
-    rows_l: list[dict[str, Any]] = []
-    try:
-        for L in args.lengths:
-            rows_l = []
-            for mode in args.modes:
-                bl = args.block_length if mode == "semi" else L
-                earlier = [r for r in front_rows if r["gen_length"] == L and r["mode"] == mode]
-                rows_l += [{**r, "reference": False} for r in earlier]
-                specs = [] if earlier else [(text, False) for text in (args.strategies or heuristic_specs(L, bl))]
-                specs += [(text, True) for text in args.policies]
-                if args.reference_policy:
-                    specs.append((args.reference_policy, "reference"))
-                for text, is_policy in specs:
-                    spec = StrategySpec.parse(text)
-                    for budget, strategy in spec.instances():
-                        seeds = args.policy_seeds if is_policy else [args.seed]
-                        if getattr(strategy, "deterministic", False):  # greedy and no draw: every seed is the same
-                            seeds = seeds[:1]
-                        summary = evaluate_setting(
-                            model, tokenizer, task, test_rows, strategy, L, bl, seeds, args.batch_size
-                        )
-                        row = {
-                            "gen_length": L,
-                            "mode": mode,
-                            "block_length": bl,
-                            "strategy": spec.label,
-                            "budget": ",".join(f"{k}={v}" for k, v in budget.items()) or "-",
-                            "policy": bool(is_policy),
-                            "reference": is_policy == "reference",
-                            **summary,
-                        }
-                        rows_l.append(row)
-                        print(
-                            f"  [{time.perf_counter() - t0:6.0f}s] L={L} {mode} {row['strategy']} {row['budget']}: "
-                            f"{100 * row['accuracy']:.1f}% @ {row['nfe_mean']:.1f} NFE",
-                            file=sys.stderr,
-                        )
-            finish_length(rows_l, args.modes)
-            all_rows += rows_l
-            rows_l = []
-            gaps[L] = matched_nfe_gaps([r for r in all_rows if r["gen_length"] == L and not r["policy"]], L)
-            write_report(out_dir, all_rows, gaps, args, complete=False)  # each finished L is kept
-    except KeyboardInterrupt:  # Ctrl-C: keep every finished setting (the current L's fronts are partial)
-        interrupted = True
-        finish_length(rows_l, args.modes)
-        all_rows += rows_l
+def run_length(
+    rows: list[dict[str, Any]], L: int, args: argparse.Namespace, setup: tuple, front_rows: list[dict[str, Any]]
+) -> None:
+    """Every setting of buffer length `L` (each mode, each strategy and budget), appended to `rows` as it finishes,
+    so that an interrupted run keeps what it did. `setup`: (model, tokenizer, task, test rows, start time)."""
+    model, tokenizer, task, test_rows, t0 = setup
+    for mode in args.modes:
+        bl = args.block_length if mode == "semi" else L
+        earlier = [r for r in front_rows if r["gen_length"] == L and r["mode"] == mode]
+        rows += [{**r, "reference": False} for r in earlier]
+        specs = [] if earlier else [(text, False) for text in (args.strategies or heuristic_specs(L, bl))]
+        specs += [(text, True) for text in args.policies]
+        if args.reference_policy:
+            specs.append((args.reference_policy, "reference"))
+        for text, is_policy in specs:
+            spec = StrategySpec.parse(text)
+            for budget, strategy in spec.instances():
+                seeds = args.policy_seeds if is_policy else [args.seed]
+                if getattr(strategy, "deterministic", False):  # greedy and no draw: every seed is the same
+                    seeds = seeds[:1]
+                summary = evaluate_setting(model, tokenizer, task, test_rows, strategy, L, bl, seeds, args.batch_size)
+                row = {
+                    "gen_length": L,
+                    "mode": mode,
+                    "block_length": bl,
+                    "strategy": spec.label,
+                    "budget": ",".join(f"{k}={v}" for k, v in budget.items()) or "-",
+                    "policy": bool(is_policy),
+                    "reference": is_policy == "reference",
+                    **summary,
+                }
+                rows.append(row)
+                print(
+                    f"  [{time.perf_counter() - t0:6.0f}s] L={L} {mode} {row['strategy']} {row['budget']}: "
+                    f"{100 * row['accuracy']:.1f}% @ {row['nfe_mean']:.1f} NFE",
+                    file=sys.stderr,
+                )
 
-    print(f"\n=== {args.task}, {args.n} test examples, model {args.model}, semi-AR BL = {args.block_length}")
-    print_rows(all_rows)
+
+def print_gaps(gaps: dict[int, list[dict[str, float]]]) -> bool:
+    """Print the semi-AR minus full-diffusion gaps per L; True when some L >= 64 has a gap of 10 points or more."""
     verdict = False
     for L, lines in gaps.items():
         if not lines:
@@ -355,30 +335,40 @@ def main(argv: list[str] | None = None) -> int:
             )
         if L >= 64 and any(g["gap"] >= 0.10 for g in lines):
             verdict = True
-    margins = policy_margins(all_rows)
-    if margins:
-        print(f"\nPolicies vs the heuristics' front at matched NFE (seeds {args.policy_seeds}, SE of the margin)")
-        for m in margins:
+    return verdict
+
+
+def print_margins(margins: list[dict[str, Any]], policy_seeds: list[int]) -> None:
+    """Print each policy's margin over the heuristics' front (and over the reference policy, if any)."""
+    if not margins:
+        return
+    print(f"\nPolicies vs the heuristics' front at matched NFE (seeds {policy_seeds}, SE of the margin)")
+    for m in margins:
+        print(
+            f"  L={m['gen_length']:<4} {m['mode']:<5} {m['policy']:<48} {100 * m['accuracy']:5.1f}% @ "
+            f"{m['nfe']:5.1f} NFE  front {100 * m['front_accuracy']:5.1f}%  margin "
+            f"{100 * m['margin']:+5.1f} +- {100 * m['margin_se']:.1f}"
+        )
+        if "reference_margin" in m:
+            ratio = "never reached" if m["nfe_ratio"] is None else f"{m['nfe_ratio']:.2f}x its NFE"
             print(
-                f"  L={m['gen_length']:<4} {m['mode']:<5} {m['policy']:<48} {100 * m['accuracy']:5.1f}% @ "
-                f"{m['nfe']:5.1f} NFE  front {100 * m['front_accuracy']:5.1f}%  margin "
-                f"{100 * m['margin']:+5.1f} +- {100 * m['margin_se']:.1f}"
+                f"  {'':<11}{'vs the reference policy':<48} {100 * m['reference_accuracy']:5.1f}% at that NFE, "
+                f"margin {100 * m['reference_margin']:+5.1f} +- {100 * m['reference_margin_se']:.1f}; "
+                f"same accuracy at {ratio}"
             )
-            if "reference_margin" in m:
-                ratio = "never reached" if m["nfe_ratio"] is None else f"{m['nfe_ratio']:.2f}x its NFE"
-                print(
-                    f"  {'':<11}{'vs the reference policy':<48} {100 * m['reference_accuracy']:5.1f}% at that NFE, "
-                    f"margin {100 * m['reference_margin']:+5.1f} +- {100 * m['reference_margin_se']:.1f}; "
-                    f"same accuracy at {ratio}"
-                )
+
+
+def print_acceptance(args: argparse.Namespace, verdict: bool, margins: list[dict[str, Any]]) -> bool | None:
+    """Print the acceptance lines; returns the front verdict (None: not checked, the run lacks a mode or L >= 64)."""
     print("\nAcceptance:")
+    checked: bool | None = verdict
     if {"semi", "full"} <= set(args.modes) and any(L >= 64 for L in args.lengths):
         print(
             f"  {'PASS' if verdict else 'FAIL'}  at some L >= 64 the full-diffusion front is >= 10 points below "
             "semi-AR at matched NFE in 0.1L-0.5L"
         )
     else:
-        verdict = None
+        checked = None
         print("  not checked: it needs both modes (--modes semi full) and some L >= 64")
     for m in margins:
         if m["mode"] == "full" and m["gen_length"] >= 64:
@@ -393,6 +383,48 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {'PASS' if above else 'FAIL'}  {m['policy']} ({m['mode']}, L = {m['gen_length']}) is above the "
                 "reference policy at matched NFE, or as accurate at <= 0.8x its NFE"
             )
+    return checked
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    model, tokenizer = load_dllm(args.model if Path(args.model).is_dir() else f"builtin:{args.model}")
+    task = get_task(args.task)
+    test_rows = list(task.dataset(n_train=0, n_test=args.n, seed=0)["test"])
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    front_rows: list[dict[str, Any]] = []
+    if args.front_from:
+        front_rows = [r for r in json.loads(Path(args.front_from).read_text())["rows"] if not r["policy"]]
+    all_rows: list[dict[str, Any]] = []
+    gaps: dict[int, list[dict[str, float]]] = {}
+    setup = (model, tokenizer, task, test_rows, time.perf_counter())
+    interrupted = False
+    rows_l: list[dict[str, Any]] = []
+    try:
+        for L in args.lengths:
+            rows_l = []
+            run_length(rows_l, L, args, setup, front_rows)
+            finish_length(rows_l, args.modes)
+            all_rows += rows_l
+            rows_l = []
+            gaps[L] = matched_nfe_gaps([r for r in all_rows if r["gen_length"] == L and not r["policy"]], L)
+            write_report(out_dir, all_rows, gaps, args, complete=False)  # each finished L is kept
+    except KeyboardInterrupt:  # Ctrl-C: keep every finished setting (the current L's fronts are partial)
+        interrupted = True
+        finish_length(rows_l, args.modes)
+        all_rows += rows_l
+
+    print(f"\n=== {args.task}, {args.n} test examples, model {args.model}, semi-AR BL = {args.block_length}")
+    print_rows(all_rows)
+    verdict = print_gaps(gaps)
+    margins = policy_margins(all_rows)
+    print_margins(margins, args.policy_seeds)
+    verdict = print_acceptance(args, verdict, margins)
     path = write_report(out_dir, all_rows, gaps, args, complete=not interrupted, verdict=verdict)
     print(f"\nWritten to {path}")
     if interrupted:

@@ -14,7 +14,7 @@ interleaved repeats:
 All four must produce identical tokens. The difference between "same guarantees" and "no guarantees" is what
 the guarantees cost; between "ours" and "same guarantees", what the strategy interface and the adapter cost.
 
-    python benchmarks/loop_cost_breakdown.py [--batch 1] [--repeats 60] [--threads 1]
+    python -m benchmarks.loop_cost_breakdown [--batch 1] [--repeats 60] [--threads 1]
 """
 
 from __future__ import annotations
@@ -22,17 +22,14 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
 import hf_unmask
 from hf_unmask.strategies import TopKConfidence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generation_overhead import naive_llada_generate  # noqa: E402
+from .generation_overhead import naive_llada_generate
 
 
 def _top_k_by_schedule(confidence, eligible, block_mask_count, steps_per_block, block_step, positions):

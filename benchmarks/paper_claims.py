@@ -18,16 +18,17 @@ of the same model, task, L and block length on held-out test examples:
 (c) is also the paper-size confidence policy of (d) and the transferred policy of (f).
 
 Margins are the policy's accuracy minus the heuristics' front interpolated at the policy's mean NFE
-(hf_unmask.evaluation.regime.front_at; below the front's cheapest point: that point). Standard errors are
+(benchmarks.regime.front_at; below the front's cheapest point: that point). Standard errors are
 binomial over the test examples, sqrt(p (1 - p) / n), combined as independent for a difference; policies are
 averaged over the sampling seeds `--seeds` (heuristics are greedy and deterministic: one run). Training seeds:
-`--train-seeds`, each a separate line. Results: `claims.md` (the README table) and `claims.json` in --output-dir;
-every evaluation is kept in `evals/` and reused when its settings and policy weights are unchanged.
+`--train-seeds`, each a separate line. Results: `claims.md` (the table of docs/results/paper_claims.md) and
+`claims.json` in --output-dir; every evaluation is kept in `evals/` and reused when its settings and policy weights
+are unchanged.
 
 Usage:
-    python benchmarks/paper_claims.py                                   # every claim (about 1.5 h on 2 CPU cores)
-    python benchmarks/paper_claims.py --claims a b g --n 200            # some claims, fewer examples
-    python benchmarks/paper_claims.py --train-seeds 0 1 2 --train-jobs 2   # three training seeds, two runs at once
+    python -m benchmarks.paper_claims                                   # every claim (about 1.5 h on 2 CPU cores)
+    python -m benchmarks.paper_claims --claims a b g --n 200            # some claims, fewer examples
+    python -m benchmarks.paper_claims --train-seeds 0 1 2 --train-jobs 2   # three training seeds, two runs at once
 """
 
 from __future__ import annotations
@@ -48,18 +49,17 @@ from typing import Any, Optional
 
 import torch
 
+from hf_unmask.evaluation import EvaluationInterrupted, evaluate_strategies
+
+from .long_buffer_regime import heuristic_specs
+from .policy_vs_heuristics import FULL_HEURISTICS, SEMI_AR_HEURISTICS
+from .regime import binomial_se, front_at
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from long_buffer_regime import heuristic_specs  # noqa: E402
-from policy_vs_heuristics import FULL_HEURISTICS, SEMI_AR_HEURISTICS  # noqa: E402
-
-from hf_unmask.evaluation import EvaluationInterrupted, evaluate_strategies  # noqa: E402
-from hf_unmask.evaluation.regime import binomial_se, front_at  # noqa: E402
 
 CLAIMS = "abcdefg"
-CPU_RECIPE = "trainers/recipes/builtin_cpu.yaml"
-LONG_RECIPE = "trainers/recipes/builtin_long_cpu.yaml"
+CPU_RECIPE = "scripts/recipes/builtin_cpu.yaml"
+LONG_RECIPE = "scripts/recipes/builtin_long_cpu.yaml"
 
 #: The recipe of claims (c), (d) and (f): the L = 16 recipe (the paper's environment and network, unmask probability
 #: starting near 0.12), 600 steps. In the paper's environment the slow start trains well; a fast start (unmask
@@ -200,7 +200,7 @@ def training_command(name: str, seed: int, output_dir: Path) -> list[str]:
     """The training-script command of run `name` (see TRAINING) for one training seed."""
     _, flags = TRAINING[name]
     # the claims read the policy each run ends with (claim (c): whether it collapsed), not its best checkpoint
-    return [sys.executable, "trainers/train_unmasking_policy.py", *flags, "--eval_num_examples", "0",
+    return [sys.executable, "scripts/train_unmasking_policy.py", *flags, "--eval_num_examples", "0",
             "--eval_strategy", "no", "--load_best_model_at_end", "false",
             "--seed", str(seed), "--output_dir", str(output_dir)]  # fmt: skip
 
@@ -480,7 +480,8 @@ CLAIM_FUNCTIONS = dict(a=claim_a, b=claim_b, c=claim_c, d=claim_d, e=claim_e, f=
 
 
 def markdown_table(claims: dict[str, dict[str, Any]], command: str) -> str:
-    """The README table: claim, the paper's number, ours (with SEs), the verdict and the command."""
+    """The table of docs/results/paper_claims.md: claim, the paper's number, ours (with SEs), the verdict and the
+    command."""
     lines = ["| claim | paper | ours | verdict | command |", "|---|---|---|---|---|"]
     for key, c in claims.items():
         cmd = f"`{command} --claims {key}`"
@@ -493,7 +494,7 @@ def write_report(out_dir: Path, claims: dict[str, Any], args: argparse.Namespace
     payload = {"complete": complete, "claims": claims, "paper": PAPER, "args": vars(args)}
     (out_dir / "claims.json").write_text(json.dumps(payload, indent=2) + "\n")
     path = out_dir / "claims.md"
-    path.write_text(markdown_table(claims, "python benchmarks/paper_claims.py"))
+    path.write_text(markdown_table(claims, "python -m benchmarks.paper_claims"))
     return path
 
 
@@ -538,7 +539,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
         return 130
     path = write_report(out_dir, results, args, complete=True)
-    print(f"\n{markdown_table(results, 'python benchmarks/paper_claims.py')}")
+    print(f"\n{markdown_table(results, 'python -m benchmarks.paper_claims')}")
     print(f"Written to {path} and {out_dir / 'claims.json'} in {(time.perf_counter() - started) / 60:.1f} min.")
     return 0
 

@@ -11,9 +11,9 @@ Acceptance, printed at the end:
   full diffusion: the policy beats every heuristic at matched NFE (accuracy > front at its NFE)
 
 Usage:
-    python benchmarks/policy_vs_heuristics.py                         # shipped policies, n = 500, seeds 0 1 2
-    python benchmarks/policy_vs_heuristics.py --n 200 --output-dir outputs/policy_vs_heuristics
-    python benchmarks/policy_vs_heuristics.py --semi-ar-policies outputs/my-policy --full-policies outputs/full
+    python -m benchmarks.policy_vs_heuristics                         # shipped policies, n = 500, seeds 0 1 2
+    python -m benchmarks.policy_vs_heuristics --n 200 --output-dir outputs/policy_vs_heuristics
+    python -m benchmarks.policy_vs_heuristics --semi-ar-policies outputs/my-policy --full-policies outputs/full
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def print_comparison(title: str, lines: list[dict[str, Any]]) -> None:
 
 
 def policy_spec(source: str, betas: Optional[list[float]]) -> str:
-    return f"{source}:beta={','.join(str(b) for b in betas)}" if betas else source
+    return f"{source}:unmask_beta={','.join(str(b) for b in betas)}" if betas else source
 
 
 def write_summary(
@@ -112,7 +112,9 @@ def main() -> int:
         "--semi-ar-policies", nargs="*", default=[p for p in shipped if "-bl8-" in p and "additive" not in p]
     )
     parser.add_argument("--full-policies", nargs="*", default=[p for p in shipped if "-full-" in p])
-    parser.add_argument("--betas", type=float, nargs="*", default=None, help="also sweep test-time beta scaling")
+    parser.add_argument(
+        "--betas", type=float, nargs="*", default=None, help="also sweep the test-time unmask_beta scaling"
+    )
     parser.add_argument("--block-length", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)

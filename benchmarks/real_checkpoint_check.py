@@ -13,9 +13,9 @@ the real 8B weights and a GPU: it
    generated tokens per second, next to the published numbers to compare with.
 
 Usage (GPU, real weights):
-    python benchmarks/real_checkpoint_check.py --model GSAI-ML/LLaDA-8B-Instruct
-    python benchmarks/real_checkpoint_check.py --model Dream-org/Dream-v0-Instruct-7B --n 200
-    python benchmarks/real_checkpoint_check.py --model path/to/checkpoint --dataset gsm8k_test.jsonl
+    python -m benchmarks.real_checkpoint_check --model GSAI-ML/LLaDA-8B-Instruct
+    python -m benchmarks.real_checkpoint_check --model Dream-org/Dream-v0-Instruct-7B --n 200
+    python -m benchmarks.real_checkpoint_check --model path/to/checkpoint --dataset gsm8k_test.jsonl
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ top-k confidence (one token per step), all at once (one step per block) and rand
 for semi-autoregressive blocks and full diffusion.
 
 Usage:
-    python benchmarks/task_order_matters.py                      # all shipped models, reasoning tasks, N = 500
-    python benchmarks/task_order_matters.py --models tiny-dllm --n 200 --block_lengths 8 16 32
-    python benchmarks/task_order_matters.py --models outputs/my-run --json results.json
+    python -m benchmarks.task_order_matters                      # all shipped models, reasoning tasks, N = 500
+    python -m benchmarks.task_order_matters --models tiny-dllm --n 200 --block_lengths 8 16 32
+    python -m benchmarks.task_order_matters --models outputs/my-run --json results.json
 
 The test examples are the held-out split of each task (`task.dataset(n_test=N, seed=0)["test"]`), which the
 training script excludes from training.
@@ -50,7 +50,7 @@ def random_order_strategy() -> Any:
 
 
 def load_model(name_or_path: str) -> tuple[Any, Any]:
-    """A shipped model by name, or a folder written by `trainers/train_tiny_dllm.py` (checkpoints included)."""
+    """A shipped model by name, or a folder written by `scripts/train_tiny_dllm.py` (checkpoints included)."""
     if name_or_path in list_builtin_models():
         return hf_unmask.load_builtin_model(name_or_path)
     model = TinyDLLMForMaskedDiffusion.from_pretrained(name_or_path).eval()

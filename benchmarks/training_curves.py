@@ -3,7 +3,7 @@
 Reads the `trainer_state.json` that training writes to its output folder (or, for a run that was killed, to its
 last checkpoint). Used to show the additive-reward collapse next to a multiplicative run with the same settings:
 
-    python benchmarks/training_curves.py outputs/policy-bl8-alpha1 outputs/policy-bl8-additive-alpha1 \
+    python -m benchmarks.training_curves outputs/policy-bl8-alpha1 outputs/policy-bl8-additive-alpha1 \
         --plot outputs/reward_forms.png
 """
 

@@ -8,6 +8,7 @@ GRPO trainer (TRL, the `[train]` extra).
 from ._paths import LocalFolderNotFoundError
 from ._threads import ThreadChoice, set_cpu_threads
 from ._version import __version__
+from ._warnings import warn_deprecated
 from .custom_generate import CUSTOM_GENERATE_DIR, push_custom_generate
 from .generation import (
     DenoisingState,
@@ -33,11 +34,11 @@ from .models.native import NATIVE_MODEL_CLASSES  # noqa: F401  (registers the na
 from .models.tiny import TinyDLLMConfig, TinyDLLMForMaskedDiffusion, list_builtin_models, load_builtin_model
 from .strategies import (
     ConfidenceFactor,
+    ConfidencePolicy,
     ConfidenceThreshold,
     EBSampler,
     FixedCountStrategy,
     HiddenStatePolicy,
-    LearnedUnmaskingPolicy,
     LLaDA2Decoder,
     LLaDA21Decoder,
     RandomTimeGrid,
@@ -68,6 +69,7 @@ __all__ = [
     "CUSTOM_GENERATE_DIR",
     "AutoDiffusionLM",
     "ConfidenceFactor",
+    "ConfidencePolicy",
     "ConfidenceThreshold",
     "DenoisingState",
     "DiffusionAdapter",
@@ -89,7 +91,6 @@ __all__ = [
     "LLaDA2Decoder",
     "LLaDAConfig",
     "LLaDAModelLM",
-    "LearnedUnmaskingPolicy",
     "LocalFolderNotFoundError",
     "RandomTimeGrid",
     "RandomTopK",
@@ -120,7 +121,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """The lazily imported names of `_LAZY`."""
+    """The lazily imported names of `_LAZY`, and the deprecated names (with a `FutureWarning`)."""
+    if name == "LearnedUnmaskingPolicy":
+        warn_deprecated("LearnedUnmaskingPolicy", "UnmaskingPolicy (the base class of learned policies)")
+        return UnmaskingPolicy
     if name in _LAZY:
         import importlib
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from ._command import PROG, CLIError, run_command
+from ._command import PROG, ArgumentParser, CLIError, add_config_argument, run_command
 from ._threads import add_num_threads_argument, set_cpu_threads
 
 EVALUATE_DESCRIPTION = """\
@@ -27,7 +27,7 @@ Strategy specs (--strategy, repeat it for several families):
   NAME:V1,V2,...                sweep the family's own budget knob (steps / threshold / factor / gamma)
   NAME:KNOB=V1,V2:OTHER=V       several knobs are crossed
   NAME is a strategy name (see `hf-unmask list`) or the folder of a saved strategy (e.g. a learned policy,
-  swept with its knobs such as beta=0.5,1,2 or temperature=0.5,1). Budgets by family:
+  swept with its knobs such as unmask_beta=0.5,1,2 or temperature=0.5,1). Budgets by family:
     top_k_confidence, top_k_margin, top_k_entropy, random, random_time_grid   steps=...  (total over blocks;
         a multiple of L / block_length and at most L)
     confidence_threshold   threshold=...      confidence_factor   factor=...      eb_sampler   gamma=...
@@ -39,11 +39,11 @@ Default: the model's configured block length (if smaller than L) and full diffus
 
 EVALUATE_EPILOG = """\
 examples:
-  # built-in task and model (L = 16), semi-AR and full-diffusion panels, a shipped learned policy swept over beta
-  # (a policy you trained: its folder, e.g. outputs/policy-bl8-alpha1 from trainers/train_unmasking_policy.py)
+  # built-in task and model (L = 16), semi-AR and full-diffusion panels, a built-in learned policy swept over unmask_beta
+  # (a policy you trained: its folder, e.g. outputs/policy-bl8-alpha1 from scripts/train_unmasking_policy.py)
   hf-unmask evaluate --task program_trace --n-examples 200 --seeds 0 1 2 \\
       --strategy top_k_confidence:steps=4,8,16 --strategy confidence_threshold:threshold=0.9,0.7,0.5 \\
-      --strategy tiny-dllm-program_trace-bl8-alpha1:beta=0.5,1,2 --block-length 8 --block-length full
+      --strategy tiny-dllm-program_trace-bl8-alpha1:unmask_beta=0.5,1,2 --block-length 8 --block-length full
 
   # any dLLM on GSM8K from the Hub, judged with math-verify
   hf-unmask evaluate --model GSAI-ML/LLaDA-8B-Instruct --dataset openai/gsm8k --dataset-config main \\
@@ -110,13 +110,25 @@ def _n_examples(value: str) -> Optional[int]:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `hf-unmask evaluate`."""
-    model = parser.add_argument_group("model")
+    """The options of `hf-unmask evaluate` (with `ArgumentParser`, also `--config FILE.yaml`)."""
+    if isinstance(parser, ArgumentParser):
+        add_config_argument(parser, example="n_examples: 200")
+    _add_model_arguments(parser.add_argument_group("model"))
+    _add_data_arguments(parser.add_argument_group("examples (give --task or --dataset)"))
+    _add_sweep_arguments(parser.add_argument_group("sweep"))
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", default="hf_unmask_eval", help="where to write the table and plot.")
+    out.add_argument("--save-completions", action="store_true", help="also write every completion to samples.jsonl.")
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    add_num_threads_argument(parser)
+
+
+def _add_model_arguments(model: Any) -> None:
     model.add_argument(
         "--model",
         default="builtin",
         help="dLLM folder or Hub id loaded with hf_unmask.AutoDiffusionLM (LLaDA, Dream, masked LMs, PEFT "
-        "adapters), or 'builtin' / 'builtin:NAME' for the shipped tiny dLLM (default: builtin).",
+        "adapters), or 'builtin' / 'builtin:NAME' for the built-in tiny dLLM (default: builtin).",
     )
     model.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model's).")
     model.add_argument("--device", default="auto", help="torch device (default: cuda[:LOCAL_RANK] if any, else cpu).")
@@ -128,7 +140,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "(never needed for LLaDA or Dream).",
     )
 
-    data = parser.add_argument_group("examples (give --task or --dataset)")
+
+def _add_data_arguments(data: Any) -> None:
     data.add_argument("--task", help="built-in verifiable task name (see `hf-unmask list`).")
     data.add_argument(
         "--dataset",
@@ -157,7 +170,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="number of examples: the first n of the split ('all' for a whole --dataset; default: 100).",
     )
 
-    sweep = parser.add_argument_group("sweep")
+
+def _add_sweep_arguments(sweep: Any) -> None:
     sweep.add_argument(
         "--strategy",
         action="append",
@@ -177,12 +191,17 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument(
         "--stop-at-eos", action="store_true", help="stop a row once its EOS is decided (fewer NFE on the tail)."
     )
-
-    out = parser.add_argument_group("output")
-    out.add_argument("--output-dir", default="hf_unmask_eval", help="where to write the table and plot.")
-    out.add_argument("--save-completions", action="store_true", help="also write every completion to samples.jsonl.")
-    out.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
-    add_num_threads_argument(parser)
+    sweep.add_argument(
+        "--use-cache",
+        action="store_true",
+        help="generate with the diffusion KV cache (fewer positions per forward pass; answers may change slightly).",
+    )
+    sweep.add_argument(
+        "--cache-implementation",
+        choices=("prefix", "dual"),
+        help="which KV cache (implies --use-cache): prefix (the prompt and the finished blocks are cached) or dual "
+        "(also what follows the current block) (default: the model's generation config, else prefix).",
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -214,13 +233,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     seeds = _seeds(args.seeds)
     if args.max_new_tokens is not None and block_lengths is not None:  # L is known: check the sweep before loading
         plan_sweep(specs or [], block_lengths, args.max_new_tokens)
-    ctx = init_distributed()  # one process, or this rank of torchrun / accelerate launch (see the README)
+    data = _evaluation_data(args)  # before anything is printed: a missing file is the one line of output
+    # one process, or this rank of torchrun / accelerate launch (docs/guides/evaluation.md, "Data-parallel")
+    ctx = init_distributed()
     try:
         ctx.barrier()  # the ranks measure the idle cores together, each while the others sleep too
         threads = set_cpu_threads(args.num_threads, local_processes=ctx.local_world_size)
         if ctx.is_main:
             print(threads.message(flag="--num-threads"), file=sys.stderr, flush=True)
-        data = _evaluation_data(args)
         model, tokenizer = load_dllm(
             args.model,
             dtype=args.dtype,
@@ -242,7 +262,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size,
                     temperature=args.temperature,
                     chat_template=args.chat_template,
-                    generation_kwargs={"stop_at_eos": True} if args.stop_at_eos else {},
+                    generation_kwargs=_generation_kwargs(args),
                     keep_samples=args.save_completions,
                     progress=not args.no_progress,
                     model_name=args.model,
@@ -261,6 +281,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     finally:
         ctx.close()
     return 0
+
+
+def _generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The `generate` settings of `hf-unmask evaluate` that override the model's generation config."""
+    kwargs: dict[str, Any] = {}
+    if args.stop_at_eos:
+        kwargs["stop_at_eos"] = True
+    if args.use_cache or args.cache_implementation:
+        kwargs["use_cache"] = True
+    if args.cache_implementation:
+        kwargs["cache_implementation"] = args.cache_implementation
+    return kwargs
 
 
 def _evaluation_data(args: argparse.Namespace) -> Any:
@@ -284,8 +316,9 @@ def _evaluation_data(args: argparse.Namespace) -> Any:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Print the strategies (with their knobs), built-in tasks and correctness functions."""
+    """Print the strategies (with their knobs), built-in policies, models and tasks, and correctness functions."""
     from .evaluation import CORRECTNESS_FUNCTIONS, default_budget_knob
+    from .models.tiny import list_builtin_models
     from .strategies import STRATEGY_REGISTRY, list_builtin_policies
     from .tasks import TASK_REGISTRY
 
@@ -295,8 +328,11 @@ def run_list(args: argparse.Namespace) -> int:
         knobs = ", ".join(f"{k}*" if k == knob else k for k in cls._config_keys()) or "(none)"
         print(f"  {cls.name:<22} {knobs}   [{cls.__name__}]")
     print("  or the folder of a saved strategy (strategy.save_pretrained / a learned policy)")
-    print("shipped learned policies (usable as NAME; knobs beta, temperature):")
+    print("built-in learned policies (usable as NAME; knobs unmask_beta, temperature):")
     for name in list_builtin_policies() or ["(none in this version)"]:
+        print(f"  {name}")
+    print("built-in models (--model builtin:NAME; --model builtin is tiny-dllm):")
+    for name in list_builtin_models() or ["(none in this version)"]:
         print(f"  {name}")
     print("built-in tasks:")
     for name in sorted(TASK_REGISTRY) or ["(none in this version)"]:
@@ -309,7 +345,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_train(argv: Sequence[str]) -> int:
-    """`hf-unmask train --config recipe.yaml [--flag value ...]`: train a policy as `trainers/train_unmasking_policy.py`
+    """`hf-unmask train --config recipe.yaml [--flag value ...]`: train a policy as `scripts/train_unmasking_policy.py`
     does (the same parser: a YAML recipe and flags for every field of the script arguments and
     `UnmaskingGRPOConfig`, flags overriding the recipe). Ctrl-C saves a checkpoint; the exit code is then 130."""
     try:
@@ -330,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `hf-unmask` argument parser with its subcommands."""
     from ._version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description="Diffusion LMs with learnable unmasking strategies: evaluation, training and demo."
     )
     parser.add_argument("--version", action="version", version=f"hf_unmask {__version__}")
@@ -364,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=run_demo_from_args)
 
     lister = sub.add_parser(
-        "list", help="strategy names and knobs, shipped policies, built-in tasks, correctness functions"
+        "list", help="strategy names and knobs, built-in policies, models and tasks, correctness functions"
     )
     lister.set_defaults(func=run_list)
     return parser

@@ -1,5 +1,5 @@
 """The two-minute CPU demo: watch the built-in dLLM fill its canvas, compare the unmasking heuristics with the
-shipped learned policies, then the long-buffer regime (full diffusion at L = 64) that the heuristics get wrong.
+built-in learned policies, then the long-buffer regime (full diffusion at L = 64) that the heuristics get wrong.
 
 Run `python -m hf_unmask.demo` or `hf-unmask demo` (`--n-examples 32` for a quicker look, `--no-long-buffer` to
 leave out the last stage).
@@ -11,10 +11,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
-from ._command import PROG, run_command
+from ._command import PROG, ArgumentParser, run_command
 from ._threads import add_num_threads_argument, set_cpu_threads
 from .evaluation import (
     EvaluationData,
@@ -33,14 +34,14 @@ The hf_unmask demo (CPU, about two minutes):
      reasoning task, semi-autoregressive and full diffusion,
   4. prints the accuracy/NFE table and writes it (CSV, JSON) with the Pareto plot (PNG) to --output-dir,
   5. long buffers: loads tiny-dllm-long and compares, in full diffusion at L = 64 on trace_until (answers of
-     unknown length), its shipped learned policy with the heuristics that commit the EOS tail first and cut
+     unknown length), its built-in learned policy with the heuristics that commit the EOS tail first and cut
      answers short there; prints that table and a one-line verdict and writes them to --output-dir/long_buffer
      (--no-long-buffer skips this stage).
 For your own model, task or budgets use `hf-unmask evaluate`.
 """
 
 #: Stage 5, the long-buffer panel: this built-in dLLM (trained over L = 32-64), evaluated on this task at this L in
-#: full diffusion (block length = L), with this shipped policy (trained for exactly that setting).
+#: full diffusion (block length = L), with this built-in policy (trained for exactly that setting).
 LONG_BUFFER_MODEL = "tiny-dllm-long"
 LONG_BUFFER_TASK = "trace_until"
 LONG_BUFFER_POLICY = "tiny-dllm-long-trace_until-full-alpha1"
@@ -130,7 +131,7 @@ def demo_strategies(gen_length: int, semi_ar_block_length: int) -> list[Strategy
 
 
 def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_block_length: int) -> dict[int, list[str]]:
-    """The shipped learned policies trained for this built-in dLLM, task and L, by the block length they were
+    """The built-in learned policies trained for this built-in dLLM, task and L, by the block length they were
     trained for (`semi_ar_block_length` or `gen_length` for full diffusion): each is compared in its own panel.
 
     Example:
@@ -158,10 +159,10 @@ def demo_policies(model_name: str, task_name: str, gen_length: int, semi_ar_bloc
 
 
 def long_buffer_strategies() -> list[StrategySpec]:
-    """What the long-buffer panel compares: the shipped policy, then points of the heuristics' full-diffusion front
-    at L = 64 (README "Long buffers: where the heuristics fail"): the confidence threshold at 0.99 and 0.9 and
+    """What the long-buffer panel compares: the built-in policy, then points of the heuristics' full-diffusion front
+    at L = 64 (docs/results/long_buffers.md): the confidence threshold at 0.99 and 0.9 and
     EB-Sampler at gamma 0.01 (7-10 NFE), and top-k confidence with 32 steps, the accurate end at 32 NFE (no
-    full-diffusion heuristic of the README's sweep passes 91.4% there). Top-k with 16 steps, dominated by the
+    full-diffusion heuristic of that page's sweep passes 91.4% there). Top-k with 16 steps, dominated by the
     threshold, is left out for time.
 
     Example:
@@ -193,9 +194,9 @@ def long_buffer_missing() -> Optional[str]:
     from .tasks import TASK_REGISTRY
 
     if LONG_BUFFER_MODEL not in list_builtin_models():
-        return f"the built-in dLLM '{LONG_BUFFER_MODEL}' is not installed (hf_unmask/models/pretrained/)"
+        return f"the built-in dLLM '{LONG_BUFFER_MODEL}' is not installed (hf_unmask/models/builtin_models/)"
     if LONG_BUFFER_POLICY not in list_builtin_policies():
-        return f"the shipped policy '{LONG_BUFFER_POLICY}' is not installed (hf_unmask/strategies/pretrained/)"
+        return f"the built-in policy '{LONG_BUFFER_POLICY}' is not installed (hf_unmask/strategies/builtin_policies/)"
     if LONG_BUFFER_TASK not in TASK_REGISTRY:
         return f"the task '{LONG_BUFFER_TASK}' is not registered (hf_unmask.tasks)"
     return None
@@ -318,11 +319,11 @@ def run_long_buffer_panel(
     _say(out, "answer's length is known only once the chain is computed. With one block of L tokens the heuristics")
     _say(
         out,
-        "tend to commit the EOS tail first and cut answers short; the shipped policy was trained for this setting.",
+        "tend to commit the EOS tail first and cut answers short; the built-in policy was trained for this setting.",
     )
     _say(
         out,
-        f"Evaluating the shipped policy and {n_settings - 1} heuristic settings on {len(data)} examples, "
+        f"Evaluating the built-in policy and {n_settings - 1} heuristic settings on {len(data)} examples, "
         f"L = {LONG_BUFFER_GEN_LENGTH}, full diffusion (block length {LONG_BUFFER_GEN_LENGTH})",
     )
     try:
@@ -351,8 +352,13 @@ def run_long_buffer_panel(
 def _stream_one(
     model: Any, tokenizer: Any, data: EvaluationData, gen_length: int, block_length: int, out: TextIO
 ) -> None:
-    from .evaluation.model_io import completion_eos_ids, decode_completions, model_device, tokenize_batches
-    from .generation import DiffusionTextStreamer
+    from .generation import (
+        DiffusionTextStreamer,
+        completion_eos_ids,
+        completion_texts,
+        encode_prompts,
+        model_device,
+    )
     from .models import unwrap_model
     from .strategies import registered_strategy_names
 
@@ -366,20 +372,19 @@ def _stream_one(
         mask_id = getattr(getattr(unwrap_model(model), "generation_config", None), "mask_token_id", None)
     _say(out, f"Prompt: {data.prompts[0]}")
     _say(out, f"Unmasking with {label}, block length {block_length}, L = {gen_length} ('_' = still masked):")
-    (_, input_ids, attention_mask), *_ = tokenize_batches(tokenizer, data.prompts[:1], 1, chat_template=False)
-    device = model_device(model)
+    batch = encode_prompts(tokenizer, data.prompts[:1], device=model_device(model))
+    eos_ids = completion_eos_ids(model, tokenizer)
     streamer = DiffusionTextStreamer(tokenizer, mask_token_id=mask_id, stream=out)
     result = model.generate(
-        input_ids.to(device),
-        attention_mask=attention_mask.to(device),
+        **batch.model_inputs(),
+        eos_token_id=eos_ids,
         strategy=strategy,
         max_new_tokens=gen_length,
         block_length=block_length,
         streamer=streamer,
         return_dict_in_generate=True,
     )
-    eos_ids = completion_eos_ids(model, tokenizer)
-    completion = decode_completions(result.sequences.cpu(), input_ids.shape[1], tokenizer, eos_ids)[0]
+    completion = completion_texts(tokenizer, result.sequences, batch.prompt_length, eos_ids)[0]
     verdict = "correct" if data.is_correct(completion, data.references[0]) else "wrong"
     _say(out, f"Completion: {completion}")
     _say(out, f"Reference:  {data.references[0]}")
@@ -408,7 +413,7 @@ def run_demo(
     `model`, `tokenizer`, `task` and `strategies` default to the built-in dLLM, a built-in reasoning task and the
     heuristics of `demo_strategies` (plus, with the built-in dLLM, the learned policies shipped for it and the task:
     `demo_policies`); tests pass small ones. `extra_strategies` adds families to the comparison
-    (e.g. a learned policy folder swept over beta: `"path/to/policy:beta=0.5,1,2"`).
+    (e.g. a learned policy folder swept over unmask_beta: `"path/to/policy:unmask_beta=0.5,1,2"`).
 
     Stage 5, the long-buffer panel (`run_long_buffer_panel`: `tiny-dllm-long` in full diffusion at L = 64 on
     `trace_until`, `long_buffer_n_examples` examples, by default `LONG_BUFFER_N_EXAMPLES` or `n_examples` when
@@ -429,7 +434,7 @@ def run_demo(
         >>> result = run_demo(n_examples=4, output_dir=tempfile.mkdtemp(), strategies=["top_k_confidence:steps=16"],
         ...                   stream=False, progress=False, out=io.StringIO(),  # out: the terminal by default
         ...                   long_buffer=False)
-        >>> for row in result.rows:  # the shipped policies in the panel they were trained for
+        >>> for row in result.rows:  # the built-in policies in the panel they were trained for
         ...     print(row["block_length"], row["strategy"])
         8 tiny-dllm-program_trace-bl8-alpha0.3
         8 tiny-dllm-program_trace-bl8-alpha1
@@ -440,102 +445,153 @@ def run_demo(
         ```
     """
     from .evaluation.model_io import default_gen_length
-    from .models import load_dllm
 
     out = out if out is not None else sys.stdout
     started = time.perf_counter()
-    if long_buffer_n_examples is not None and long_buffer_n_examples <= 0:
-        raise ValueError(f"long_buffer_n_examples must be positive, got {long_buffer_n_examples}.")
-    long_buffer_skipped = None  # why stage 5 is left out, printed there
-    missing = long_buffer_missing() if long_buffer is not False else None
-    if long_buffer is None:
-        long_buffer = model is None and task is None
-        if long_buffer and missing:
-            long_buffer, long_buffer_skipped = False, missing
-    elif long_buffer and missing:
-        raise ValueError(f"The long-buffer panel cannot run: {missing}. Pass long_buffer=False.")
-    builtin_name = None
-    if model is None:
-        from .models.tiny import DEFAULT_BUILTIN_MODEL
-
-        _say(out, "== 1. Loading the built-in dLLM")
-        builtin_name = DEFAULT_BUILTIN_MODEL
-        model, tokenizer = load_dllm("builtin")
-        n_params = sum(p.numel() for p in model.parameters())
-        _say(out, f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, vocabulary of {len(tokenizer)}.")
-    elif tokenizer is None:
-        raise ValueError("run_demo(model=...) needs the model's tokenizer too (tokenizer=...).")
-    if task is None:
-        task = _pick_task(model)
+    long_buffer, long_buffer_skipped = _long_buffer_choice(long_buffer, model, task, long_buffer_n_examples)
+    model, tokenizer, builtin_name = _demo_model(model, tokenizer, out)
+    task = task if task is not None else _pick_task(model)
     data = task if isinstance(task, EvaluationData) else EvaluationData.from_task(task, n_examples=n_examples)
     gen_length = int(max_new_tokens) if max_new_tokens is not None else default_gen_length(model)
     semi_bl = _semi_ar_block_length(model, gen_length)
     _say(out, f"Task: {data.name} ({len(data)} test examples), generation length L = {gen_length}.")
-
     if stream:
         _say(out, "\n== 2. One generation, step by step")
         _stream_one(model, tokenizer, data, gen_length, semi_bl, out)
-
     specs = list(strategies) if strategies is not None else demo_strategies(gen_length, semi_bl)
     specs += [StrategySpec.parse(s) if isinstance(s, str) else s for s in extra_strategies]
-    block_lengths = [semi_bl, gen_length] if semi_bl < gen_length else [gen_length]
-    # A learned policy is compared in the panel of the block length it was trained for.
-    policies = demo_policies(builtin_name, data.name, gen_length, semi_bl) if builtin_name else {}
-    panels = (
-        f"block length {semi_bl} (semi-AR) and {gen_length} (full diffusion)"
-        if semi_bl < gen_length
-        else "full diffusion"
-    )
-    n_policies = len({p for names in policies.values() for p in names})
-    shipped = f" and {n_policies} shipped learned policies" if n_policies else ""
-    _say(out, f"\n== 3. Evaluating {len(specs)} strategy families{shipped} on {len(data)} examples, {panels}")
-    panel_specs = {bl: [*(StrategySpec(p) for p in policies.get(bl, [])), *specs] for bl in block_lengths}
-    results: list[EvaluationResult] = []
-    try:
-        for bl in block_lengths:
-            results.append(
-                evaluate_strategies(
-                    model,
-                    tokenizer,
-                    data,
-                    strategies=panel_specs[bl],
-                    block_lengths=[bl],
-                    seeds=seeds,
-                    max_new_tokens=gen_length,
-                    batch_size=batch_size,
-                    progress=progress,
-                    model_name="hf_unmask built-in dLLM",
-                )
-            )
-    except EvaluationInterrupted as stop:  # Ctrl-C: write what the finished block lengths and settings give
-        done = [*results, stop.result]
-        partial = EvaluationInterrupted(done[0].merged_with(*done[1:]))
-        for bl in block_lengths[len(done) :]:  # panels not started count as planned, not done
-            partial.result.meta["settings_planned"] += len(plan_sweep(panel_specs[bl], [bl], gen_length))
-        partial.save(output_dir)
-        raise partial from None
-    result = results[0].merged_with(*results[1:])
-    _say(out, "\n== 4. Results (accuracy vs NFE; * = on the Pareto front of its block length)")
-    _say(out, result.format_table())
-    paths = result.save(output_dir)
-    _say_paths(out, paths)
-    if long_buffer:
-        _say(
-            out,
-            f"\n== 5. Long buffers: full diffusion at L = {LONG_BUFFER_GEN_LENGTH}, the learned policy vs the heuristics",
-        )
-        run_long_buffer_panel(
-            n_examples=long_buffer_n_examples or min(n_examples, LONG_BUFFER_N_EXAMPLES),
-            output_dir=Path(output_dir) / LONG_BUFFER_DIR,
-            seeds=seeds,
-            batch_size=batch_size,
-            progress=progress,
-            out=out,
-        )
-    elif long_buffer_skipped:
-        _say(out, f"\n== 5. Long buffers: skipped, {long_buffer_skipped}.")
+    panels = _DemoPanels(model, tokenizer, data, gen_length, semi_bl, seeds, batch_size, progress, output_dir, out)
+    result = panels.run(specs, builtin_name)
+    if long_buffer or long_buffer_skipped:
+        n_long = long_buffer_n_examples or min(n_examples, LONG_BUFFER_N_EXAMPLES)
+        _long_buffer_stage(long_buffer_skipped, n_long, output_dir, seeds, batch_size, progress, out)
     _say(out, f"Done in {time.perf_counter() - started:.0f} s. Next: `hf-unmask evaluate --help` for your own sweeps.")
     return result
+
+
+def _long_buffer_stage(
+    skipped: Optional[str],
+    n_examples: int,
+    output_dir: Union[str, Path],
+    seeds: Sequence[int],
+    batch_size: int,
+    progress: bool,
+    out: TextIO,
+) -> None:
+    """Stage 5 of the demo: the long-buffer panel in `output_dir/long_buffer`, or why it is skipped."""
+    if skipped:
+        _say(out, f"\n== 5. Long buffers: skipped, {skipped}.")
+        return
+    _say(
+        out,
+        f"\n== 5. Long buffers: full diffusion at L = {LONG_BUFFER_GEN_LENGTH}, the learned policy vs the heuristics",
+    )
+    run_long_buffer_panel(
+        n_examples=n_examples,
+        output_dir=Path(output_dir) / LONG_BUFFER_DIR,
+        seeds=seeds,
+        batch_size=batch_size,
+        progress=progress,
+        out=out,
+    )
+
+
+def _long_buffer_choice(
+    long_buffer: Optional[bool], model: Any, task: Any, long_buffer_n_examples: Optional[int]
+) -> tuple[bool, Optional[str]]:
+    """`(run stage 5, why it is skipped)` for `run_demo`'s `long_buffer` argument; `ValueError` when it is asked for
+    and cannot run."""
+    if long_buffer_n_examples is not None and long_buffer_n_examples <= 0:
+        raise ValueError(f"long_buffer_n_examples must be positive, got {long_buffer_n_examples}.")
+    missing = long_buffer_missing() if long_buffer is not False else None
+    if long_buffer is None:
+        wanted = model is None and task is None
+        if wanted and missing:
+            return False, missing
+        return wanted, None
+    if long_buffer and missing:
+        raise ValueError(f"The long-buffer panel cannot run: {missing}. Pass long_buffer=False.")
+    return bool(long_buffer), None
+
+
+def _demo_model(model: Any, tokenizer: Any, out: TextIO) -> tuple[Any, Any, Optional[str]]:
+    """`(model, tokenizer, built-in model name)`: the given model, or stage 1: the built-in dLLM loaded."""
+    if model is not None:
+        if tokenizer is None:
+            raise ValueError("run_demo(model=...) needs the model's tokenizer too (tokenizer=...).")
+        return model, tokenizer, None
+    from .models import load_dllm
+    from .models.tiny import DEFAULT_BUILTIN_MODEL
+
+    _say(out, "== 1. Loading the built-in dLLM")
+    model, tokenizer = load_dllm("builtin")
+    n_params = sum(p.numel() for p in model.parameters())
+    _say(out, f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters, vocabulary of {len(tokenizer)}.")
+    return model, tokenizer, DEFAULT_BUILTIN_MODEL
+
+
+@dataclass
+class _DemoPanels:
+    """Stages 3-4 of the demo: every strategy family (and the shipped learned policies, each in the panel of the
+    block length it was trained for) evaluated semi-AR and in full diffusion, the table printed and saved."""
+
+    model: Any
+    tokenizer: Any
+    data: EvaluationData
+    gen_length: int
+    semi_bl: int
+    seeds: Sequence[int]
+    batch_size: int
+    progress: bool
+    output_dir: Union[str, Path]
+    out: TextIO
+
+    def run(self, specs: list[StrategySpec], builtin_name: Optional[str]) -> EvaluationResult:
+        gen_length, semi_bl, out = self.gen_length, self.semi_bl, self.out
+        block_lengths = [semi_bl, gen_length] if semi_bl < gen_length else [gen_length]
+        policies = demo_policies(builtin_name, self.data.name, gen_length, semi_bl) if builtin_name else {}
+        panels = (
+            f"block length {semi_bl} (semi-AR) and {gen_length} (full diffusion)"
+            if semi_bl < gen_length
+            else "full diffusion"
+        )
+        n_policies = len({p for names in policies.values() for p in names})
+        shipped = f" and {n_policies} shipped learned policies" if n_policies else ""
+        _say(out, f"\n== 3. Evaluating {len(specs)} strategy families{shipped} on {len(self.data)} examples, {panels}")
+        panel_specs = {bl: [*(StrategySpec(p) for p in policies.get(bl, [])), *specs] for bl in block_lengths}
+        result = self._evaluate(panel_specs, block_lengths)
+        _say(out, "\n== 4. Results (accuracy vs NFE; * = on the Pareto front of its block length)")
+        _say(out, result.format_table())
+        _say_paths(out, result.save(self.output_dir))
+        return result
+
+    def _evaluate(self, panel_specs: dict[int, list[StrategySpec]], block_lengths: list[int]) -> EvaluationResult:
+        """One evaluation per block length, merged; on Ctrl-C the finished settings are written to `output_dir`."""
+        results: list[EvaluationResult] = []
+        try:
+            for bl in block_lengths:
+                results.append(
+                    evaluate_strategies(
+                        self.model,
+                        self.tokenizer,
+                        self.data,
+                        strategies=panel_specs[bl],
+                        block_lengths=[bl],
+                        seeds=self.seeds,
+                        max_new_tokens=self.gen_length,
+                        batch_size=self.batch_size,
+                        progress=self.progress,
+                        model_name="hf_unmask built-in dLLM",
+                    )
+                )
+        except EvaluationInterrupted as stop:  # Ctrl-C: write what the finished block lengths and settings give
+            done = [*results, stop.result]
+            partial = EvaluationInterrupted(done[0].merged_with(*done[1:]))
+            for bl in block_lengths[len(done) :]:  # panels not started count as planned, not done
+                partial.result.meta["settings_planned"] += len(plan_sweep(panel_specs[bl], [bl], self.gen_length))
+            partial.save(self.output_dir)
+            raise partial from None
+        return results[0].merged_with(*results[1:])
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -563,7 +619,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="add a strategy family to the comparison, e.g. a learned policy: path/to/policy:beta=0.5,1,2 "
+        help="add a strategy family to the comparison, e.g. a learned policy: path/to/policy:unmask_beta=0.5,1,2 "
         "(syntax of `hf-unmask evaluate --strategy`; repeatable).",
     )
     add_num_threads_argument(parser)
@@ -592,7 +648,7 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m hf_unmask.demo [--n-examples N] [--output-dir DIR]`; same as `hf-unmask demo`."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(  # one-line errors, --output_dir as well as --output-dir
         prog="python -m hf_unmask.demo",
         description=DEMO_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -65,7 +64,7 @@ def read_config(config_file: str) -> dict[str, Any]:
     try:
         with open(config_file, encoding="utf-8") as f:
             config = json.load(f)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{config_file} is not valid JSON ({err}); the saved strategy is corrupted.") from err
     if not isinstance(config, dict) or "_class_name" not in config:
         raise ValueError(
@@ -170,10 +169,3 @@ def push_folder(
         create_pr=create_pr,
         token=token,
     )
-
-
-def save_then_push(obj: Any, repo_id: str, **push_kwargs: Any) -> Any:
-    """Save `obj` with `save_pretrained` in a temporary folder and push that folder in one commit."""
-    with tempfile.TemporaryDirectory() as tmp:
-        obj.save_pretrained(tmp)
-        return push_folder(tmp, repo_id, **push_kwargs)

@@ -13,6 +13,14 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Back to one thread after a test that chose more (the CLI and the demo pick threads for their process)."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_masked_lm():
     """A seeded random-weight 2-layer BERT masked LM (vocab 64, mask id 3) with hf_unmask's diffusion `generate`.

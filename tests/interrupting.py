@@ -1,7 +1,7 @@
 """Run a command and press Ctrl-C once it has made progress (not a test module).
 
-Used by the tests of what Ctrl-C keeps (evaluation rows, training checkpoints) and by the README test, which stops
-long commands after their first progress line.
+Used by the tests of what Ctrl-C keeps (evaluation rows, training checkpoints) and by tests/test_doc_code_blocks.py,
+which stops long commands after their first progress line.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each loop is written from the behaviour of the original implementation (LLaDA's `generate.py`, Dream's
 `diffusion_generate`, Fast-dLLM's `get_transfer_index` / `get_transfer_index_dynamic`, the EB-Sampler), in the
 originals' plain style: a Python loop over blocks and steps, per-row `topk`, no hf_unmask code. Only the model is
-shared with the code under test. They serve as oracles for `tests/test_strategies.py`.
+shared with the code under test. They serve as oracles for `tests/strategies/test_strategies.py`.
 
 Conventions shared by every loop:
 - `model(x).logits[:, i]` predicts token i (a BERT-like masked LM; no logit shift), greedy token choice

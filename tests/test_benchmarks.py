@@ -1,10 +1,13 @@
-"""The benchmark scripts' baselines compute what the library computes (their loops give the same tokens), and the
-training curves show every promised panel and a single logged point."""
+"""The benchmarks are one package, each module run as `python -m benchmarks.<name>` from the repository root; their
+baselines compute what the library computes (their loops give the same tokens), and the training curves show every
+promised panel and a single logged point."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,18 +17,31 @@ import torch
 import hf_unmask
 from hf_unmask.strategies import TopKConfidence
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _load(name: str):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    """The module `benchmarks.<name>`, as `python -m benchmarks.<name>` runs it from the repository root."""
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARK_NAMES = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("name", BENCHMARK_NAMES)
+def test_every_benchmark_is_a_module_of_the_package(name):
+    module = _load(name)
+    assert module.__name__ == f"benchmarks.{name}" and module.__package__ == "benchmarks"
+    if name != "regime":  # the shared bookkeeping; every other module is a command
+        assert callable(module.main) and f"python -m benchmarks.{name}" in (module.__doc__ or ""), name
+
+
+def test_a_benchmark_with_shared_helpers_runs_with_python_dash_m(tmp_path):
+    """paper_claims imports two other benchmarks and benchmarks.regime: it runs from the repository root as is."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.paper_claims", "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--claims" in done.stdout
 
 
 @pytest.mark.parametrize("block_length", [4, 16])
@@ -44,21 +60,13 @@ def test_benchmark_loops_match_generate(block_length):
         assert torch.equal(loop(model, prompt, mask_id, L, block_length, steps), ours), loop.__name__
 
 
-def _training_curves():
-    spec = importlib.util.spec_from_file_location("training_curves", BENCHMARKS / "training_curves.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("training_curves", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_training_curves_show_every_panel_and_a_single_logged_point():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = _training_curves()
+    curves = _load("training_curves")
     one_row = [{"step": 1, "reward": 0.1, "correctness": 0.2, "nfe/mean": 15.0, "unmask_fraction": 0.12}]
     many = [dict(one_row[0], step=s, reward=0.01 * s) for s in range(1, 41)]
     fig = curves.curves_figure({"outputs/interrupted": one_row, "outputs/long": many})
@@ -147,7 +155,7 @@ def test_long_buffer_regime_compares_policies_with_a_reference_policy_curve(tmp_
     code = regime.main(
         ["--model", "tiny-dllm", "--task", "program_trace", "--lengths", "16", "--modes", "full", "--n", "6",
          "--threads", "1", "--strategies", "confidence_threshold:threshold=0.9", "--policies", "top_k_confidence:steps=4",
-         "--reference-policy", f"{policy}:beta=0.5,2", "--policy-seeds", "0", "--output-dir", str(tmp_path)]
+         "--reference-policy", f"{policy}:unmask_beta=0.5,2", "--policy-seeds", "0", "--output-dir", str(tmp_path)]
     )  # fmt: skip
     assert code == 0
     report = json.loads((tmp_path / "regime.json").read_text())

@@ -176,7 +176,7 @@ def test_ctrl_c_in_the_long_buffer_stage_of_the_command(tmp_path):
 def test_asking_for_the_long_buffer_panel_without_its_model_fails_before_any_work(tmp_path, monkeypatch):
     from hf_unmask.models.tiny import builtin
 
-    monkeypatch.setattr(builtin, "PRETRAINED_DIR", tmp_path / "nothing")
+    monkeypatch.setattr(builtin, "BUILTIN_MODEL_DIR", tmp_path / "nothing")
     out = io.StringIO()
     with pytest.raises(ValueError, match="tiny-dllm-long' is not installed"):
         _tiny_demo(tmp_path, out)
@@ -288,7 +288,7 @@ def _stand_in_builtin_model(tmp_path, monkeypatch, with_long_model=False):
         (tmp_path / "pretrained" / demo.LONG_BUFFER_MODEL).symlink_to(
             builtin.builtin_model_path(demo.LONG_BUFFER_MODEL)
         )
-    monkeypatch.setattr(builtin, "PRETRAINED_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(builtin, "BUILTIN_MODEL_DIR", tmp_path / "pretrained")
 
 
 def test_demo_command_through_load_builtin_model(tmp_path, monkeypatch, capsys):
@@ -296,21 +296,21 @@ def test_demo_command_through_load_builtin_model(tmp_path, monkeypatch, capsys):
     the shipped checkpoint lives, so the wiring is tested whatever the weights. Without tiny-dllm-long next to it,
     stage 5 is skipped with the reason."""
     from hf_unmask.cli import main
-    from hf_unmask.strategies import UnmaskingPolicy
+    from hf_unmask.strategies import ConfidencePolicy
 
     _stand_in_builtin_model(tmp_path, monkeypatch)
     policy = tmp_path / "policy"
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        UnmaskingPolicy().save_pretrained(policy)
+        ConfidencePolicy().save_pretrained(policy)
     args = ["demo", "--n-examples", "2", "--output-dir", str(tmp_path / "out"), "--no-progress"]
-    assert main([*args, "--strategy", f"{policy}:beta=1,4"]) == 0
+    assert main([*args, "--strategy", f"{policy}:unmask_beta=1,4"]) == 0
     text = capsys.readouterr().out
     assert "Loading the built-in dLLM" in text and "Task: program_trace" in text and "[step   1]" in text
     assert "block length 8 (semi-AR) and 16 (full diffusion)" in text and "Pareto plot:" in text
     data = _check_files(tmp_path / "out")
     assert data["meta"]["gen_length"] == 16 and data["meta"]["n_examples"] == 2
-    assert {r["budget"] for r in data["rows"] if r["strategy"] == "policy"} == {"beta=1", "beta=4"}
+    assert {r["budget"] for r in data["rows"] if r["strategy"] == "policy"} == {"unmask_beta=1", "unmask_beta=4"}
     assert "== 5. Long buffers: skipped, the built-in dLLM 'tiny-dllm-long' is not installed" in text
     assert not (tmp_path / "out" / demo.LONG_BUFFER_DIR).exists()
 

@@ -17,21 +17,13 @@ from huggingface_hub.utils import _http as hf_http
 from safetensors.torch import load_file
 
 from hf_unmask import hub
-from hf_unmask.strategies import HiddenStatePolicy, TopKConfidence, UnmaskingPolicy, UnmaskingStrategy
+from hf_unmask.strategies import ConfidencePolicy, HiddenStatePolicy, TopKConfidence, UnmaskingStrategy
 
 TRAINED_FOR = {"base_model": "tiny/base", "gen_length": 16, "block_length": 8, "alpha": 3.0, "task": "sum"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_policy(seed: int = 0, **kwargs) -> UnmaskingPolicy:
-    policy = UnmaskingPolicy(trained_for=TRAINED_FOR, **kwargs)
+def make_policy(seed: int = 0, **kwargs) -> ConfidencePolicy:
+    policy = ConfidencePolicy(trained_for=TRAINED_FOR, **kwargs)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in policy.parameters():
@@ -62,18 +54,18 @@ def same_outputs(a, b) -> None:
 
 # ---------------------------------------------------------------------------------------------- round trips
 def test_save_then_load_gives_identical_outputs(tmp_path):
-    policy = make_policy(mode="dpls", temperature=0.5, beta=1.5)
+    policy = make_policy(mode="dpls", temperature=0.5, unmask_beta=1.5)
     policy.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["_class_name"] == "UnmaskingPolicy" and config["trained_for"] == TRAINED_FOR
+    assert config["_class_name"] == "ConfidencePolicy" and config["trained_for"] == TRAINED_FOR
     assert config["mode"] == "dpls" and config["hidden_size"] == 128
-    for loader in (UnmaskingPolicy, UnmaskingStrategy):
+    for loader in (ConfidencePolicy, UnmaskingStrategy):
         loaded = loader.from_pretrained(tmp_path)
-        assert type(loaded) is UnmaskingPolicy and loaded.get_config() == policy.get_config()
+        assert type(loaded) is ConfidencePolicy and loaded.get_config() == policy.get_config()
         assert not loaded.training
         same_outputs(policy, loaded)
-    faster = UnmaskingPolicy.from_pretrained(tmp_path, temperature=1.0, mode="bernoulli-argmax")
+    faster = ConfidencePolicy.from_pretrained(tmp_path, temperature=1.0, mode="bernoulli-argmax")
     assert (faster.temperature, faster.mode) == (1.0, "bernoulli-argmax")
     weights = load_file(tmp_path / "model.safetensors")
     assert set(weights) == set(policy.state_dict())
@@ -166,7 +158,7 @@ def test_load_by_repo_id_offline_from_a_cache_laid_out_by_huggingface_hub(tmp_pa
     requests.clear()
     loaded = UnmaskingStrategy.from_pretrained(REPO_ID)
     same_outputs(policy, loaded)
-    same_outputs(policy, UnmaskingPolicy.from_pretrained(REPO_ID, revision=COMMIT))
+    same_outputs(policy, ConfidencePolicy.from_pretrained(REPO_ID, revision=COMMIT))
     assert requests == []
     with pytest.raises(OSError, match="cannot be reached"):
         UnmaskingStrategy.from_pretrained("hf-unmask-test/not-cached")
@@ -201,7 +193,7 @@ def test_push_to_hub_sends_card_config_weights_and_plot_in_one_commit(tmp_path, 
     plot = tmp_path / "my_plot.png"
     plot.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(64)))
     rows = [
-        {"strategy": "UnmaskingPolicy", "budget": "alpha=3", "accuracy": 0.61, "nfe_mean": 5.5},
+        {"strategy": "ConfidencePolicy", "budget": "alpha=3", "accuracy": 0.61, "nfe_mean": 5.5},
         {"strategy": "ConfidenceThreshold", "budget": "threshold=0.9", "accuracy": 0.55, "nfe_mean": 6.0},
     ]
     result = policy.push_to_hub(
@@ -216,7 +208,7 @@ def test_push_to_hub_sends_card_config_weights_and_plot_in_one_commit(tmp_path, 
     config = json.loads(files["config.json"])
     assert config == {
         **policy.get_config(),
-        "_class_name": "UnmaskingPolicy",
+        "_class_name": "ConfidencePolicy",
         "_format_version": hub.FORMAT_VERSION,
         "_hf_unmask_version": config["_hf_unmask_version"],
     }
@@ -229,12 +221,12 @@ def test_push_to_hub_sends_card_config_weights_and_plot_in_one_commit(tmp_path, 
     card = ModelCard(files["README.md"].decode())
     assert card.data.base_model == "tiny/base" and "hf-unmask" in card.data.tags
     assert 'from_pretrained("me/tiny-policy")' in card.text
-    assert "![Accuracy vs NFE](pareto.png)" in card.text and "| UnmaskingPolicy | alpha=3 | 61.0 | 5.5 |" in card.text
+    assert "![Accuracy vs NFE](pareto.png)" in card.text and "| ConfidencePolicy | alpha=3 | 61.0 | 5.5 |" in card.text
 
 
 def test_pushing_an_untrained_policy_warns(fake_hub):
     with pytest.warns(UserWarning, match="empty `trained_for`"):
-        UnmaskingPolicy().push_to_hub("me/untrained")
+        ConfidencePolicy().push_to_hub("me/untrained")
     card = fake_hub["create_commit"][0]["files"]["README.md"].decode()
     assert "Untrained policy" in card
 

@@ -36,7 +36,7 @@ def test_every_public_name_imports_from_the_top_level_and_heavy_ones_stay_lazy()
     import hf_unmask
 
     for name in (
-        "UnmaskingPolicy",
+        "ConfidencePolicy",
         "TopKConfidence",
         "ConfidenceThreshold",
         "evaluate_strategies",

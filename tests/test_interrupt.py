@@ -7,7 +7,7 @@ import csv
 import json
 import sys
 
-from interrupting import REPO, interrupt_when, progress_at_least, subprocess_env
+from interrupting import interrupt_when, progress_at_least, subprocess_env
 
 from hf_unmask import demo
 
@@ -51,7 +51,7 @@ def test_ctrl_c_in_evaluate_writes_the_finished_rows(tmp_path):
 def test_ctrl_c_in_the_policy_benchmark_keeps_the_finished_rows(tmp_path):
     out = tmp_path / "bench"
     command = [
-        sys.executable, str(REPO / "benchmarks" / "policy_vs_heuristics.py"), "--n", "64", "--batch-size", "2",
+        sys.executable, "-m", "benchmarks.policy_vs_heuristics", "--n", "64", "--batch-size", "2",
         "--seeds", "0", "--threads", "1", "--output-dir", str(out),
     ]  # fmt: skip
     done = interrupt_when(

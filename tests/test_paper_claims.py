@@ -1,12 +1,11 @@
-"""benchmarks/paper_claims.py: its bookkeeping on hand-made rows, its training commands (every one parses with the
+"""benchmarks.paper_claims: its bookkeeping on hand-made rows, its training commands (every one parses with the
 training script's parser), the reuse of finished runs and evaluations, and one claim end to end on a few examples."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,25 +13,11 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load_claims():
-    spec = importlib.util.spec_from_file_location("paper_claims", BENCHMARKS / "paper_claims.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("paper_claims", module)  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-claims = _load_claims()
+claims = importlib.import_module("benchmarks.paper_claims")
 
 
 def _row(nfe: float, acc: float, n: int = 100, name: str = "h") -> dict:
     return {"strategy": name, "budget": "-", "nfe_mean": nfe, "accuracy_mean": acc, "n_examples": n}
-
-
-def test_binomial_standard_error():
-    assert claims.binomial_se(0.5, 100) == pytest.approx(0.05)
-    assert claims.binomial_se(1.0, 500) == 0.0
-    assert claims.binomial_se(0.9, 400) == pytest.approx(0.015)
 
 
 def test_margin_interpolates_the_front_and_combines_the_errors():
@@ -74,7 +59,7 @@ def test_every_training_run_parses_with_the_training_script(name, tmp_path, monk
 
     monkeypatch.chdir(BENCHMARKS.parent)
     cmd = claims.training_command(name, 3, tmp_path / "out")
-    assert cmd[1] == "trainers/train_unmasking_policy.py"
+    assert cmd[1] == "scripts/train_unmasking_policy.py"
     script_args, training_args = make_parser().parse_args_and_config(args=cmd[2:])
     assert training_args.seed == 3 and training_args.output_dir == str(tmp_path / "out")
     assert script_args.eval_num_examples == 0

@@ -1,4 +1,4 @@
-"""The long-buffer regime benchmark's bookkeeping (hf_unmask.evaluation.regime) on hand-made rows."""
+"""The long-buffer regime benchmark's bookkeeping (benchmarks.regime) on hand-made rows, and its docstring examples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hf_unmask.evaluation.regime import (
+from benchmarks.regime import (
     DecodeRecord,
     binomial_se,
     decision_steps_recorder,
@@ -74,6 +74,7 @@ def test_front_at_compares_a_policy_cheaper_than_every_heuristic_with_the_cheape
     assert front_at(points, 1.0) == (0.3, 0.03)
     assert front_at(points, 4.0) == interpolate_front(points, 4.0)
     assert binomial_se(0.9, 400) == pytest.approx(0.015) and binomial_se(1.0, 500) == 0.0
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
 
 
 def test_gaps_at_matched_nfe_skip_unmeasured_budgets_and_combine_errors():
@@ -108,3 +109,21 @@ def test_decision_step_recorder_matches_the_generation_order():
         assert sorted(row.tolist()) == [s for s in range(1, 9) for _ in range(2)]
         assert row[:8].max() <= 4 < row[8:].min()
     assert steps.dtype == torch.long
+
+
+def test_docstring_examples_run():
+    """The examples of benchmarks/regime.py, written in Markdown code fences as the package's are."""
+    import doctest
+    import re
+
+    import benchmarks.regime
+
+    class FencedParser(doctest.DocTestParser):
+        def parse(self, string, name="<string>"):
+            return super().parse(re.sub(r"^[ \t]*```[\w-]*[ \t]*$", "", string, flags=re.MULTILINE), name)
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
+    for test in doctest.DocTestFinder(parser=FencedParser()).find(benchmarks.regime):
+        runner.run(test, out=report.append)
+    assert runner.tries >= 8 and runner.failures == 0, "".join(report)

@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 
 from .correctness import CorrectnessFn, resolve_correctness
 
-__all__ = ["DATA_FILE_BUILDERS", "EvaluationData", "load_data_file"]
+__all__ = ["DATA_FILE_BUILDERS", "EvaluationData", "check_local_source", "load_data_file"]
 
 #: The `datasets` builder that reads a local data file, by file extension.
 DATA_FILE_BUILDERS: dict[str, str] = {
@@ -22,8 +22,37 @@ DATA_FILE_BUILDERS: dict[str, str] = {
 }
 
 
+def check_local_source(source: Union[str, os.PathLike]) -> None:
+    """`FileNotFoundError` ("file not found: <path>") when a dataset argument names a local path that does not exist.
+
+    A path-like argument is an `os.PathLike`, a name with a data-file extension (`DATA_FILE_BUILDERS`) or one that
+    starts with `./`, `../`, `~` or `/`; anything else may be a Hub dataset id (`owner/name`) and is not checked.
+
+    Example:
+        ```python
+        >>> check_local_source("openai/gsm8k")  # a Hub id: not checked here
+        >>> check_local_source("./nothere.jsonl")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: file not found: ./nothere.jsonl. Check the path, or name a Hub dataset by its id (owner/name).
+        ```
+    """
+    text = os.fspath(source)
+    path_like = (
+        isinstance(source, os.PathLike)
+        or text.startswith(("./", "../", ".\\", "..\\", "~"))
+        or os.path.isabs(text)
+        or Path(text).suffix.lower() in DATA_FILE_BUILDERS
+    )
+    if path_like and not os.path.exists(os.path.expanduser(text)):
+        raise FileNotFoundError(
+            f"file not found: {text}. Check the path, or name a Hub dataset by its id (owner/name)."
+        )
+
+
 def load_data_file(path: Union[str, os.PathLike]) -> Any:
-    """A local json / jsonl / csv / tsv / parquet file as one `datasets.Dataset` (a single file is one split).
+    """A local json / jsonl / csv / tsv / parquet file as one `datasets.Dataset` (a single file is one split); `.tsv`
+    is read with a tab delimiter. Training (`hf_unmask.trainer`) and evaluation both read local files with it.
 
     Example:
         ```python
@@ -44,6 +73,9 @@ def load_data_file(path: Union[str, os.PathLike]) -> Any:
         raise ValueError(
             f"Cannot read '{os.fspath(path)}': unknown file type '{suffix}'. Use .json, .jsonl, .csv, .tsv or .parquet."
         )
+    if not os.path.isfile(path):
+        check_local_source(path)
+        raise FileNotFoundError(f"file not found: {os.fspath(path)} (not a file).")
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
     return datasets.load_dataset(builder, data_files=os.fspath(path), split="train", **kwargs)
 
@@ -187,6 +219,7 @@ def _load_dataset(source: str, config_name: Optional[str], split: str) -> Any:
 
     if os.path.isfile(source):
         return load_data_file(source)
+    check_local_source(source)
     if os.path.isdir(source) and not any(Path(source).iterdir()):
         raise ValueError(f"Dataset folder '{source}' is empty.")
     try:
@@ -194,5 +227,5 @@ def _load_dataset(source: str, config_name: Optional[str], split: str) -> Any:
     except (FileNotFoundError, ConnectionError) as err:
         raise ValueError(
             f"Could not load dataset '{source}' ({type(err).__name__}: {err}). Pass a Hub dataset id (with network or "
-            "a warm cache) or a local .json/.jsonl/.csv/.parquet file."
+            "a warm cache) or a local .json/.jsonl/.csv/.tsv/.parquet file."
         ) from err

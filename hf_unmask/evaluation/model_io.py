@@ -1,5 +1,6 @@
-"""The evaluated model's inputs and outputs: prompts to left-padded token batches, generated ids to completions cut
-at EOS, and the model facts they need (diffusion `generate`, device, generation length, EOS ids)."""
+"""The evaluated model's inputs and outputs: prompts to left-padded token batches and the model facts evaluation needs
+(diffusion `generate`, generation length). Encoding, the EOS set and decoding are `hf_unmask.generation.text_io`'s,
+the same as training's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import torch
 
-from ..generation import cut_at_eos, eos_id_list, model_device
+from .._warnings import warn_at_caller
+from ..generation import completion_eos_ids as _completion_eos_ids
+from ..generation import completion_texts, encode_prompts, model_device
 from ..models import unwrap_model
 
 __all__ = [
@@ -31,14 +34,13 @@ def ensure_diffusion_generate(model: Any, tokenizer: Any) -> Any:
 
 
 def completion_eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """The ids that end a completion: the EOS ids of the model's generation config and the tokenizer's."""
-    ids: set[int] = set()
-    gen_config = getattr(unwrap_model(model), "generation_config", None)
-    value = getattr(gen_config, "eos_token_id", None) if gen_config is not None else None
-    ids.update(int(v) for v in eos_id_list(value))
-    if getattr(tokenizer, "eos_token_id", None) is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
+    """Deprecated: use `hf_unmask.generation.completion_eos_ids(model, tokenizer)` (an ordered list)."""
+    warn_at_caller(
+        "hf_unmask.evaluation.model_io.completion_eos_ids is deprecated and will be removed in the next release; use "
+        "hf_unmask.generation.completion_eos_ids(model, tokenizer) instead.",
+        FutureWarning,
+    )
+    return set(_completion_eos_ids(model, tokenizer))
 
 
 def default_gen_length(model: Any) -> int:
@@ -51,21 +53,14 @@ def default_gen_length(model: Any) -> int:
 def decode_completions(
     sequences: torch.Tensor, prompt_length: int, tokenizer: Any, eos_ids: Iterable[int]
 ) -> list[str]:
-    """Decode the generated part of each row, cut at its first EOS (special tokens dropped).
-
-    Example:
-        ```python
-        >>> from hf_unmask.models import load_dllm
-        >>> model, tokenizer = load_dllm("builtin")
-        >>> [(start, input_ids, attention_mask)] = tokenize_batches(tokenizer, ["sort : 3 1 2", "sort : 5 2 7 1"], 8)
-        >>> out = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=16)
-        >>> decode_completions(out, input_ids.shape[1], tokenizer, completion_eos_ids(model, tokenizer))
-        ['1 2 3', '1 2 5 7']
-        ```
-    """
-    eos = set(eos_ids)
-    rows = sequences[:, prompt_length:].tolist()
-    return [tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True).strip() for row in rows]
+    """Deprecated: use `hf_unmask.generation.completion_texts(tokenizer, sequences, prompt_length, eos_ids)`."""
+    warn_at_caller(
+        "hf_unmask.evaluation.decode_completions(sequences, prompt_length, tokenizer, eos_ids) is deprecated and will "
+        "be removed in the next release; use hf_unmask.generation.completion_texts(tokenizer, sequences, "
+        "prompt_length, eos_ids) instead.",
+        FutureWarning,
+    )
+    return completion_texts(tokenizer, sequences, prompt_length, eos_ids)
 
 
 def tokenize_batches(
@@ -75,37 +70,29 @@ def tokenize_batches(
     chat_template: bool = False,
     add_special_tokens: bool = True,
 ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Left-padded `(start index, input_ids, attention_mask)` batches; the tokenizer is left as it was.
+    """Left-padded `(start index, input_ids, attention_mask)` batches of `batch_size` prompts, each encoded by
+    `hf_unmask.generation.encode_prompts`; the tokenizer is left as it was.
 
-    `add_special_tokens=False` encodes prompts that already hold them (rendered by a chat template elsewhere)."""
-    if chat_template:
-        if getattr(tokenizer, "chat_template", None) is None:
-            raise ValueError("chat_template=True but the tokenizer has no chat template. Drop --chat-template.")
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-            for p in prompts
-        ]
-        add_special = False
-    else:
-        texts, add_special = list(prompts), add_special_tokens
-    old_side, old_pad = tokenizer.padding_side, tokenizer.pad_token
-    try:
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ValueError("The tokenizer has neither a pad nor an EOS token; set tokenizer.pad_token first.")
-            tokenizer.pad_token = tokenizer.eos_token
-        batches = []
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=add_special,
-            )
-            batches.append((start, enc["input_ids"], enc["attention_mask"]))
-    finally:
-        tokenizer.padding_side = old_side
-        if old_pad is None:
-            tokenizer.pad_token = None
+    `chat_template=True` renders each prompt as a user message with the tokenizer's chat template;
+    `add_special_tokens=False` encodes prompts that already hold them (rendered by a chat template elsewhere).
+
+    Example:
+        ```python
+        >>> from hf_unmask.models.tiny import build_tokenizer
+        >>> [(start, ids, mask), *rest] = tokenize_batches(build_tokenizer(), ["sort : 3 1 2", "sort : 1", "x"], 2)
+        >>> start, ids.shape[0], len(rest)
+        (0, 2, 1)
+        ```
+    """
+    if chat_template and getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("chat_template=True but the tokenizer has no chat template. Drop --chat-template.")
+    batches = []
+    for start in range(0, len(prompts), batch_size):
+        batch = encode_prompts(
+            tokenizer,
+            list(prompts[start : start + batch_size]),
+            chat_template=chat_template,
+            add_special_tokens=None if chat_template else add_special_tokens,
+        )
+        batches.append((start, batch.input_ids, batch.attention_mask))
     return batches

@@ -142,7 +142,9 @@ class EvaluationResult:
     def _title(self) -> str:
         meta = self.meta
         parts = [str(meta.get("task", "")), str(meta.get("model", ""))]
-        parts.append(f"L={meta.get('gen_length')}, n={meta.get('n_examples')}, seeds={len(meta.get('seeds', []))}")
+        n_seeds = len(meta.get("seeds", []))
+        seeds = f", seeds={n_seeds}" if n_seeds > 1 else ""  # one seed is the default: not worth a label
+        parts.append(f"L={meta.get('gen_length')}, n={meta.get('n_examples')}{seeds}")
         if not self.complete:
             parts.append(f"PARTIAL: {meta.get('settings_done')} of {meta.get('settings_planned')} settings")
         return " | ".join(p for p in parts if p)

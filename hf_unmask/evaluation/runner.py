@@ -4,7 +4,8 @@ Ctrl-C keeps the settings finished so far (`EvaluationInterrupted`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -112,7 +113,7 @@ def evaluate_strategies(
         model: a dLLM with a diffusion `generate` (one without gets it via `enable_diffusion_generate`).
         tokenizer: its tokenizer; prompts are left-padded, completions decoded and cut at EOS.
         task: a built-in task name, a `VerifiableTask`, or an `EvaluationData` (e.g. from `from_dataset`).
-        strategies: spec strings (`"top_k_confidence:steps=16,32"`, `"path/to/policy:beta=0.5,1"`, see
+        strategies: spec strings (`"top_k_confidence:steps=16,32"`, `"path/to/policy:unmask_beta=0.5,1"`, see
             `StrategySpec`), `StrategySpec`s or strategy objects. Default: `default_strategy_specs`.
         block_lengths: block lengths to compare; `None` (or `"full"`) in the list means full diffusion (BL = L).
             Default: `[L]` plus the model's configured block length when it is smaller than L.
@@ -151,14 +152,32 @@ def evaluate_strategies(
         (4, 'confidence_threshold', 'threshold=0.9', 8)
         ```
     """
-    from tqdm.auto import tqdm
-
     if isinstance(task, EvaluationData):
         data = task
     else:
         data = EvaluationData.from_task(task, n_examples=n_examples if n_examples is not None else 100)
     seeds, generation_kwargs = _check_run_arguments(seeds, batch_size, generation_kwargs)
     model = ensure_diffusion_generate(model, tokenizer)
+    gen_length, bls, specs, configs = _plan(model, strategies, block_lengths, max_new_tokens)
+    ctx = init_distributed() if distributed is not False else DistributedContext()
+    ctx.start_run()
+    mine = ctx.shard(tokenize_batches(tokenizer, data.prompts, batch_size, chat_template))  # batch i: rank i % N
+
+    make_sweep = partial(Sweep, model, tokenizer, data, mine, gen_length, temperature, generation_kwargs, keep_samples,
+                         should_stop=ctx.stop_requested)  # fmt: skip
+    shards, policies, interrupted = _run_configs(make_sweep, len(mine), configs, seeds, progress and ctx.is_main, ctx)
+    meta = _metadata(data, model, model_name, gen_length, bls, seeds, temperature, batch_size, specs,
+                     generation_kwargs, policies, ctx.world_size)  # fmt: skip
+    return _collect(ctx, configs, seeds, gen_length, mine, shards, interrupted, meta)
+
+
+def _plan(
+    model: Any,
+    strategies: Optional[Sequence[Union[str, StrategySpec, UnmaskingStrategy]]],
+    block_lengths: Optional[Sequence[Optional[int]]],
+    max_new_tokens: Optional[int],
+) -> tuple[int, list[int], list[StrategySpec], list]:
+    """`(L, block lengths, strategy specs, settings)` of a sweep, every argument checked."""
     gen_length = int(max_new_tokens) if max_new_tokens is not None else default_gen_length(model)
     if block_lengths is None:
         configured = getattr(getattr(unwrap_model(model), "generation_config", None), "block_length", None)
@@ -168,45 +187,25 @@ def evaluate_strategies(
     if not specs:
         raise ValueError("No strategies to evaluate. Pass e.g. strategies=['top_k_confidence:steps=16,32'].")
     unique_family_labels(specs)
-    configs = plan_sweep(specs, bls, gen_length)
+    return gen_length, bls, specs, plan_sweep(specs, bls, gen_length)
 
-    ctx = init_distributed() if distributed is not False else DistributedContext()
-    ctx.start_run()
-    mine = ctx.shard(tokenize_batches(tokenizer, data.prompts, batch_size, chat_template))  # batch i: rank i % N
-    shards: list[SettingShard] = []  # one per finished setting, on this rank's batches
-    policies: list[str] = []
-    interrupted = False
-    bar = None
-    try:  # from the bar's first print on, Ctrl-C gives an EvaluationInterrupted (a partial result to save)
-        total = len(configs) * len(seeds) * len(mine)
-        bar = tqdm(
-            total=total, desc="evaluate", unit="batch", disable=not progress or not ctx.is_main, dynamic_ncols=True
-        )
-        sweep = Sweep(
-            model,
-            tokenizer,
-            data,
-            mine,
-            gen_length,
-            temperature,
-            generation_kwargs,
-            keep_samples,
-            bar,
-            ctx.stop_requested,
-        )
-        for spec, budget, strategy, bl in configs:
-            if isinstance(strategy, torch.nn.Module):  # learned policies run next to the dLLM
-                if spec.label not in policies:
-                    policies.append(spec.label)
-                strategy.to(sweep.device).eval()
-            shards.append(sweep.run_setting(spec.label, budget, strategy, bl, seeds))
-    except KeyboardInterrupt:  # Ctrl-C: keep the settings finished so far (EvaluationInterrupted below)
-        interrupted = True
-        ctx.request_stop()  # the other ranks stop at their next batch
-    finally:
-        if bar is not None:
-            bar.close()
-    meta = {
+
+def _metadata(
+    data: EvaluationData,
+    model: Any,
+    model_name: Optional[str],
+    gen_length: int,
+    bls: list[int],
+    seeds: list[int],
+    temperature: float,
+    batch_size: int,
+    specs: list[StrategySpec],
+    generation_kwargs: dict[str, Any],
+    policies: list[str],
+    world_size: int,
+) -> dict[str, Any]:
+    """The table's metadata (`EvaluationResult.meta`)."""
+    return {
         "task": data.name,
         "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__,
         "gen_length": gen_length,
@@ -220,8 +219,58 @@ def evaluate_strategies(
         "device": str(model_device(model)),
         "hf_unmask_version": _version(),
         "policies": policies,
-        "world_size": ctx.world_size,
+        "world_size": world_size,
     }
+
+
+def _run_configs(
+    make_sweep: Callable[[Any], Sweep],
+    n_batches: int,
+    configs: list,
+    seeds: list[int],
+    progress: bool,
+    ctx: DistributedContext,
+) -> tuple[list[SettingShard], list[str], bool]:
+    """Run every setting on this rank's `n_batches` batches (a `Sweep` made by `make_sweep(progress_bar)`):
+    `(one shard per finished setting, learned policy labels, interrupted)`. From the bar's first print on (the sweep's
+    set-up included), Ctrl-C stops the sweep and keeps the settings finished so far."""
+    from tqdm.auto import tqdm
+
+    shards: list[SettingShard] = []
+    policies: list[str] = []
+    interrupted = False
+    bar = None
+    try:
+        total = len(configs) * len(seeds) * n_batches
+        bar = tqdm(total=total, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
+        sweep = make_sweep(bar)
+        for spec, budget, strategy, bl in configs:
+            if isinstance(strategy, torch.nn.Module):  # learned policies run next to the dLLM
+                if spec.label not in policies:
+                    policies.append(spec.label)
+                strategy.to(sweep.device).eval()
+            shards.append(sweep.run_setting(spec.label, budget, strategy, bl, seeds))
+    except KeyboardInterrupt:  # Ctrl-C: keep the settings finished so far (EvaluationInterrupted in _collect)
+        interrupted = True
+        ctx.request_stop()  # the other ranks stop at their next batch
+    finally:
+        if bar is not None:
+            bar.close()
+    return shards, policies, interrupted
+
+
+def _collect(
+    ctx: DistributedContext,
+    configs: list,
+    seeds: list[int],
+    gen_length: int,
+    mine: list,
+    shards: list[SettingShard],
+    interrupted: bool,
+    meta: dict[str, Any],
+) -> EvaluationResult:
+    """The result from every rank's shards (gathered on rank 0 and broadcast when data-parallel);
+    `EvaluationInterrupted` when a rank was interrupted."""
     per_rank = [shards]
     if ctx.world_size > 1:
         gathered = ctx.gather_to_main((shards, interrupted), STOP_WAIT_SECONDS if interrupted else FINISH_WAIT_SECONDS)

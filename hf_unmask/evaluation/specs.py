@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .._warnings import warn_at_caller
 from ..generation import check_block_length
 from ..strategies import UnmaskingStrategy, registered_strategy_names, resolve_strategy_name
 
@@ -41,11 +42,14 @@ DEFAULT_BUDGET_KNOBS: dict[str, str] = {
 _KNOB_ALIASES: dict[str, tuple[str, ...]] = {
     "tau": ("temperature", "tau_pi", "policy_temperature"),
     "temperature": ("tau", "tau_pi", "policy_temperature"),
+    "beta": ("unmask_beta",),
 }
+# Knob names kept for one release: they work, with a FutureWarning naming the new one.
+_DEPRECATED_KNOBS = {"beta": "unmask_beta"}
 
 SPEC_SYNTAX = (
     "NAME[:KNOB=V1,V2,...][:KNOB2=...] where NAME is a strategy name (see `hf-unmask list`) or a saved strategy "
-    "folder, KNOB a constructor argument (steps, threshold, factor, gamma, beta, temperature...) and V1,V2,... the "
+    "folder, KNOB a constructor argument (steps, threshold, factor, gamma, unmask_beta, temperature...) and V1,V2,... the "
     "budgets to sweep; e.g. top_k_confidence:steps=16,32,64 or confidence_threshold:threshold=0.9,0.7. Bare values "
     "(NAME:V1,V2) use the family's budget knob."
 )
@@ -73,7 +77,7 @@ def default_budget_knob(cls: type[UnmaskingStrategy]) -> Optional[str]:
     keys = cls._config_keys()
     if cls.name in DEFAULT_BUDGET_KNOBS and DEFAULT_BUDGET_KNOBS[cls.name] in keys:
         return DEFAULT_BUDGET_KNOBS[cls.name]
-    for knob in ("steps", "threshold", "factor", "gamma", "beta"):
+    for knob in ("steps", "threshold", "factor", "gamma", "unmask_beta"):
         if knob in keys:
             return knob
     return keys[0] if len(keys) == 1 else None
@@ -171,6 +175,12 @@ class StrategySpec:
                         f"Strategy '{self.strategy}' ({self._cls.__name__}) has no knob '{knob}'. Its knobs: "
                         f"{', '.join(keys) or '(none)'}."
                     )
+            if knob in _DEPRECATED_KNOBS and target == _DEPRECATED_KNOBS[knob]:
+                warn_at_caller(
+                    f"The knob '{knob}' of strategy '{self.strategy}' is deprecated and will be removed in the next "
+                    f"release; use '{target}' instead.",
+                    FutureWarning,
+                )
             renamed[knob] = target
         self.grid = {renamed[k]: v for k, v in self.grid.items()}
 

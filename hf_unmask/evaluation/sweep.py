@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import torch
 
+from ..generation import completion_eos_ids, completion_texts, model_device
 from .data import EvaluationData
-from .model_io import completion_eos_ids, decode_completions, model_device
 from .specs import budget_label
 
 __all__ = ["SettingShard", "Sweep", "setting_row"]
@@ -47,7 +47,16 @@ class Sweep:
 
     def __post_init__(self) -> None:
         self.device = model_device(self.model)
-        self.eos_ids = completion_eos_ids(self.model, self.tokenizer)
+        # One EOS set stops generation (stop_at_eos) and cuts the completions: the user's eos_token_id, else the
+        # model family's and the tokenizer's (training decodes with the same set).
+        self.eos_ids = completion_eos_ids(
+            self.model, self.tokenizer, eos_token_id=self.generation_kwargs.get("eos_token_id")
+        )
+        self.generation_kwargs = {**self.generation_kwargs, "eos_token_id": self.eos_ids}
+
+    def completions(self, sequences: torch.Tensor, prompt_length: int) -> list[str]:
+        """The completion texts of generated `sequences` `[B, P + L]` (`hf_unmask.generation.completion_texts`)."""
+        return completion_texts(self.tokenizer, sequences.cpu(), prompt_length, self.eos_ids)
 
     def run_seed(self, label: str, budget: dict[str, Any], strategy: Any, bl: int, seed: int) -> tuple[list, float]:
         """One seed of one setting over this process's batches: its entries and generation seconds."""
@@ -69,7 +78,7 @@ class Sweep:
                 **self.generation_kwargs,
             )
             elapsed += time.perf_counter() - t0
-            texts = decode_completions(out.sequences.cpu(), input_ids.shape[1], self.tokenizer, self.eos_ids)
+            texts = self.completions(out.sequences, input_ids.shape[1])
             for j, (text, nfe) in enumerate(zip(texts, out.nfe.cpu().tolist())):
                 i = start + j
                 ok = bool(self.data.is_correct(text, self.data.references[i]))

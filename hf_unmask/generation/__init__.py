@@ -19,6 +19,7 @@ from .state import DenoisingState
 from .strategy import StrategyOutput, as_strategy
 from .streamers import DiffusionTextStreamer
 from .text import DiffusionTextGenerator, DiffusionTextOutput
+from .text_io import EncodedPrompts, completion_eos_ids, completion_texts, completion_token_ids, encode_prompts
 
 __all__ = [
     "ADAPTER_REGISTRY",
@@ -41,10 +42,15 @@ __all__ = [
     "DiffusionTextOutput",
     "DiffusionTextStreamer",
     "DiffusionTrajectory",
+    "EncodedPrompts",
     "check_block_length",
+    "completion_eos_ids",
+    "completion_texts",
+    "completion_token_ids",
     "cut_at_eos",
     "diffusion_generate",
     "enable_diffusion_generate",
+    "encode_prompts",
     "eos_id_list",
     "num_transfer_tokens",
     "num_transfer_tokens_at",

@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import torch
 
+from .._warnings import warn_deprecated
 from .eos import eos_id_list
 from .kv_cache import DiffusionKVCache
 
@@ -40,6 +41,14 @@ def register_adapter(*model_types: str) -> Callable[[type[DiffusionAdapter]], ty
     return wrap
 
 
+class LengthLimit(NamedTuple):
+    """A length the model was trained (or checked) on, and where it was read, for messages: e.g.
+    `LengthLimit(4096, "config.max_sequence_length")`."""
+
+    positions: int
+    source: str
+
+
 def _accepted_mask_inputs(forward: Any) -> tuple[bool, bool]:
     """Whether `forward` takes `position_ids` and `attention_mask` (by name or through **kwargs)."""
     # An adapter is built at every generate call: remember the answer for a class's own forward (inspect costs
@@ -61,6 +70,25 @@ def _inspect_mask_inputs(function: Any) -> tuple[bool, bool]:
 
 
 _accepted_mask_inputs_of_function = functools.lru_cache(maxsize=256)(_inspect_mask_inputs)
+
+
+def _takes_cache_keyword(forward: Any) -> bool:
+    """Whether `forward` takes the diffusion cache as `cache=` and not as transformers' `past_key_values=`."""
+    function = getattr(forward, "__func__", forward)
+    if inspect.isfunction(function):
+        return _takes_cache_keyword_of_function(function)
+    return _inspect_cache_keyword(function)
+
+
+def _inspect_cache_keyword(function: Any) -> bool:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return "cache" in params and "past_key_values" not in params
+
+
+_takes_cache_keyword_of_function = functools.lru_cache(maxsize=256)(_inspect_cache_keyword)
 
 
 class DiffusionAdapter:
@@ -89,6 +117,14 @@ class DiffusionAdapter:
     #: The family's model runs the verification forward of strategies with `requires_verification` (WINO): it
     #: honours a 4-D boolean attention mask and explicit position ids (see `generation/shadow_block.py`).
     supports_shadow_block: ClassVar[bool] = False
+    #: Config fields that state the longest sequence (prompt + generated positions) the model was trained on, the
+    #: first one set wins (transformers' max_position_embeddings, LLaDA's max_sequence_length, GPT-2's n_positions).
+    sequence_length_fields: ClassVar[tuple[str, ...]] = (
+        "max_position_embeddings",
+        "max_sequence_length",
+        "n_positions",
+        "max_seq_len",
+    )
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -119,6 +155,33 @@ class DiffusionAdapter:
     def pad_token_id(self) -> Optional[int]:
         value = self._config_value("pad_token_id")
         return int(value) if value is not None else self.default_pad_token_id
+
+    # ---- lengths the model was trained on -----------------------------------------------------------------
+    def _config_length(self, name: str) -> Optional[LengthLimit]:
+        """The model config's positive integer `name`, or None."""
+        value = getattr(getattr(unwrap_model(self.model), "config", None), name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return LengthLimit(value, f"config.{name}")
+        return None
+
+    def trained_sequence_length(self) -> Optional[LengthLimit]:
+        """The longest sequence (prompt + generated positions) the model was trained on, from the first of
+        `sequence_length_fields` its config sets; None when unknown. `generate` warns beyond it."""
+        for name in self.sequence_length_fields:
+            limit = self._config_length(name)
+            if limit is not None:
+                return limit
+        return None
+
+    def trained_generation_length(self) -> Optional[LengthLimit]:
+        """The longest L (generated positions) the model was trained to generate; None (the default) when the
+        family does not say. `generate` warns beyond it unless `max_generation_length` allows more."""
+        return None
+
+    def max_generation_length(self) -> Optional[LengthLimit]:
+        """The longest L the checkpoint was checked to generate correctly at (None: not stated, the default);
+        when stated, `generate` warns only beyond it."""
+        return None
 
     # ---- forward ---------------------------------------------------------------------------------------
     def model_inputs(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> dict[str, Any]:
@@ -197,8 +260,9 @@ class DiffusionAdapter:
     # ---- key/value cache ------------------------------------------------------------------------------------
     @property
     def supports_cache(self) -> bool:
-        """Whether the model takes a `DiffusionKVCache` (its class sets `supports_diffusion_cache = True`: the
-        native LLaDA and Dream and the built-in tiny dLLM)."""
+        """Whether the model takes a `DiffusionKVCache` as `past_key_values` (its class sets
+        `supports_diffusion_cache = True`: the native LLaDA, LLaDA-MoE, LLaDA2.x, Dream and SDAR and the built-in
+        tiny dLLM)."""
         return bool(getattr(unwrap_model(self.model), "supports_diffusion_cache", False))
 
     @property
@@ -212,22 +276,40 @@ class DiffusionAdapter:
         return DiffusionKVCache()
 
     def forward_refresh(self, inputs: dict[str, Any], cache: Any) -> torch.Tensor:
-        """A full forward that refreshes `cache`; returns the aligned logits of every position."""
-        cache.window = None
-        out = self.model(**inputs, cache=cache)
+        """A full forward that refreshes `cache` (passed as `past_key_values`, no `cache_position`); returns the
+        aligned logits of every position."""
+        out = self._cached_forward(inputs, cache, None)
         return self.align_logits(out.logits if hasattr(out, "logits") else out[0])
 
-    def forward_window(self, inputs: dict[str, Any], cache: Any, start: int, end: int) -> torch.Tensor:
+    def forward_window(
+        self, inputs: dict[str, Any], cache: Any, start: int, end: int, rows: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Raw (unaligned) logits `[B, end - start, V]` of the canvas positions `[start, end)` fed against `cache`
-        (`inputs` are the whole canvas's, as built by `model_inputs`; the mask keeps covering every position)."""
+        (`inputs` are the whole canvas's, as built by `model_inputs`; the mask keeps covering every position). The
+        model gets `past_key_values=cache` and `cache_position=torch.arange(start, end)`. With `rows` (a sorted long
+        tensor), `inputs` hold only those rows of the cached batch: the others' cached states are left as they are."""
         window = dict(inputs)
         for key in ("input_ids", "position_ids", "token_type_ids"):
             value = inputs.get(key)
             if isinstance(value, torch.Tensor) and value.dim() == 2:
                 window[key] = value[:, start:end]
-        cache.window = (start, end)
-        out = self.model(**window, cache=cache)
+        out = self._cached_forward(window, cache.select_rows(rows), (start, end))
         return out.logits if hasattr(out, "logits") else out[0]
+
+    def _cached_forward(self, inputs: dict[str, Any], cache: Any, window: Optional[tuple[int, int]]) -> Any:
+        """The model call against `cache`: a refresh (`window` None) or the positions `window` fed. A model whose
+        forward still takes the cache as `cache=` (the convention before transformers' names) reads the window from
+        the cache, set here; deprecated."""
+        if not _takes_cache_keyword(getattr(unwrap_model(self.model), "forward", None)):
+            positions = None if window is None else torch.arange(*window)
+            return self.model(**inputs, past_key_values=cache, cache_position=positions)
+        if window is None:
+            warn_deprecated(
+                f"{type(unwrap_model(self.model)).__name__}.forward taking the diffusion cache as cache=",
+                "past_key_values= and cache_position= (the positions fed), transformers' names",
+            )
+        cache._legacy_window = window
+        return self.model(**inputs, cache=cache)
 
 
 @register_adapter("masked_lm")

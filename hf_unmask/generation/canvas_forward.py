@@ -1,7 +1,7 @@
 """The model call of each denoising step: the logits of the L generated positions, with or without a cache.
 
 Without a cache every step runs the model over the whole canvas `[prompt | L]`. With `use_cache=True`
-(Fast-dLLM's two modes, `cache_mode`):
+(Fast-dLLM's two modes, `cache_implementation`; see `cache_settings.py`):
 
 * the first step of every block is a *refresh*: one full forward whose keys and values (of every position) the
   cache keeps; its logits are exactly those of the uncached loop on the same canvas;
@@ -42,8 +42,6 @@ import torch
 
 from .shadow_block import ShadowBlock
 
-CACHE_MODES = ("prefix", "dual")
-
 
 class CanvasForward:
     """Calls the model for one step and returns `(logits [b, L, V] of the generated positions, hidden states of
@@ -69,7 +67,7 @@ class CanvasForward:
         block_length: int,
         real_lengths: torch.Tensor,
         wants_hidden: bool = False,
-        cache_mode: Optional[str] = None,
+        cache_implementation: Optional[str] = None,
         block_causal: bool = False,
         shadow: Optional[ShadowBlock] = None,
     ) -> None:
@@ -80,8 +78,8 @@ class CanvasForward:
         self.P, self.L, self.BL = prompt_length, gen_length, block_length
         self.real_lengths = real_lengths
         self.wants_hidden = wants_hidden
-        self.cache_mode = cache_mode
-        self.cache = adapter.new_cache() if cache_mode is not None else None
+        self.cache_implementation = cache_implementation
+        self.cache = adapter.new_cache() if cache_implementation is not None else None
         self._logits: Optional[torch.Tensor] = None  # the block's logits of the generated region (cache only)
         self._cached_rows: Optional[torch.Tensor] = None  # the rows the cache holds (None: every row)
         self.shift = 1 if adapter.shift_logits else 0
@@ -130,7 +128,7 @@ class CanvasForward:
         self._keep_cached_rows(rows)
         # the generated positions whose logits this step recomputes, in canvas coordinates
         start = self.P + block_start
-        end = self.P + (block_end if self.cache_mode == "dual" and self.BL < self.L else self.L)
+        end = self.P + (block_end if self.cache_implementation == "dual" and self.BL < self.L else self.L)
         # what is fed: one position earlier for shifted logits, and the model's margin on both sides
         lo = max(start - self.shift - self.margin, 0)
         hi = min(end + self.margin, self.P + self.L)
@@ -201,11 +199,7 @@ class CanvasForward:
             # the whole block, its prompt tail included (it attends to the block's generated positions). Rows
             # that left a block early come back at the next block's first step, which re-feeds the block they left.
             lo = max(0, self.P + (self._previous_start if block_step == 0 else window_start))
-            self.cache.rows = rows
-            try:
-                fresh = self.adapter.forward_window(prefix, self.cache, lo, hi)[:, start - lo :]
-            finally:
-                self.cache.rows = None
+            fresh = self.adapter.forward_window(prefix, self.cache, lo, hi, rows=rows)[:, start - lo :]
         if block_step == 0:
             self._previous_start = window_start
         # each row keeps the fresh logits of its own block only: the window also covers other rows' blocks

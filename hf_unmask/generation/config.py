@@ -10,7 +10,9 @@ from typing import Any, Optional
 
 from transformers import GenerationConfig
 
+from .._warnings import warn_at_caller, warn_deprecated
 from .adapter import unwrap_model
+from .cache_settings import CACHE_IMPLEMENTATIONS, check_cache_implementation
 
 # Fields this subclass adds to `transformers.GenerationConfig`, with their defaults.
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -23,12 +25,17 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "finish_blocks": True,
     "output_trajectory": False,
     "output_history": False,
-    "cache_mode": "prefix",
     "drop_finished_rows": True,
 }
-# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `cache_mode`,
-# `drop_finished_rows` and `finish_blocks` existed lack those): their presence tells our files from other projects'
-# generation_config.json.
+#: How generation caches when `use_cache` is on and no `cache_implementation` is given (see `cache_settings.py`).
+DEFAULT_CACHE_IMPLEMENTATION = CACHE_IMPLEMENTATIONS[0]
+# The key a saved file holds `cache_implementation` under: transformers' GenerationConfig refuses, when it loads a
+# generation_config.json, any `cache_implementation` outside its own (autoregressive) caches, so ours travels under
+# its own key and the file stays loadable by plain transformers. Files saved before held `cache_mode`.
+SAVED_CACHE_KEY = "diffusion_cache_implementation"
+_LEGACY_CACHE_KEY = "cache_mode"
+# The fields every file saved from a DiffusionGenerationConfig holds (files saved before `drop_finished_rows` and
+# `finish_blocks` existed lack those): their presence tells our files from other projects' generation_config.json.
 _SAVED_BY_US_MARKERS = (
     "block_length",
     "steps",
@@ -90,6 +97,39 @@ def _check_types(values: dict[str, Any]) -> None:
     check_temperature(values.get("temperature"))
 
 
+def _take_cache_arguments(kwargs: dict[str, Any]) -> None:
+    """Bring the cache arguments among `kwargs` (a constructor's or `update`'s, changed in place) to
+    `cache_implementation`: `cache_mode` is its deprecated name (a `FutureWarning`; it keeps its old meaning and does
+    not turn caching on); `cache_implementation` given without `use_cache` turns caching on, as in transformers, and
+    with `use_cache=False` is an error naming both; a saved file's `diffusion_cache_implementation` is taken as it
+    is."""
+    saved = kwargs.pop(SAVED_CACHE_KEY, None)
+    given = kwargs.get("cache_implementation")
+    if kwargs.get(_LEGACY_CACHE_KEY) is not None:
+        warn_deprecated("cache_mode", "cache_implementation")
+        legacy = check_cache_implementation(kwargs.pop(_LEGACY_CACHE_KEY), name="cache_mode")
+        if given is not None and given != legacy:
+            raise ValueError(
+                f"Conflicting arguments: cache_implementation={given!r} and cache_mode={legacy!r} (its deprecated "
+                "name). Pass cache_implementation only."
+            )
+        kwargs["cache_implementation"] = legacy
+    elif given is not None:
+        check_cache_implementation(given)
+        if "use_cache" not in kwargs:
+            kwargs["use_cache"] = True
+        elif kwargs["use_cache"] is False:
+            raise ValueError(
+                f"Conflicting arguments: use_cache=False with cache_implementation={given!r}. Drop use_cache=False to "
+                f"cache with {given!r}, or drop cache_implementation to generate without a cache."
+            )
+    kwargs.pop(_LEGACY_CACHE_KEY, None)
+    if kwargs.get("cache_implementation") is None:
+        kwargs.pop("cache_implementation", None)
+        if saved is not None:
+            kwargs["cache_implementation"] = saved
+
+
 class DiffusionGenerationConfig(GenerationConfig):
     """Generation settings for masked diffusion LMs.
 
@@ -111,6 +151,8 @@ class DiffusionGenerationConfig(GenerationConfig):
             `max_steps` / number of blocks forward passes per block, so `max_steps` > L buys re-masking time.
         temperature (`float`, *optional*): 0 or `None` is greedy (argmax) token choice; > 0 draws tokens by
             Gumbel-max in float64 as LLaDA does (`do_sample` is then set for you). Negative, NaN and inf are refused.
+        do_sample (`bool`, *optional*): as in transformers: `True` samples tokens at `temperature` (1.0 when
+            unset); `False` is greedy even when a temperature is set (with a warning).
         top_k, top_p: restrict the token choice, as in transformers.
         mask_token_id (`int`, *optional*): id of `[MASK]`; taken from the model adapter when unset.
         stop_at_eos (`bool`): a row whose first decided EOS has nothing masked before it is finished: its
@@ -125,10 +167,15 @@ class DiffusionGenerationConfig(GenerationConfig):
         output_trajectory (`bool`): record per step what a learned policy is trained on.
         output_history (`bool`): record the canvas after every step.
         use_cache (`bool`): reuse keys and values across the steps of a block (Fast-dLLM's KV cache; off by
-            default). Needs a model that supports it (the native LLaDA and Dream, the built-in tiny dLLM).
-        cache_mode (`str`): with `use_cache`, `"prefix"` (default: each step feeds the current block and everything
-            after it; the prompt and finished blocks are cached) or `"dual"` (each step feeds the current block only;
-            the positions after it are cached too). The cache is refreshed by a full forward at every block start.
+            default). Needs a model that supports it (the native LLaDA, LLaDA-MoE, LLaDA2.x, Dream and SDAR, the
+            built-in tiny dLLM).
+        cache_implementation (`str`): how `use_cache` caches, `"prefix"` (default: each step feeds the current block
+            and everything after it; the prompt and finished blocks are cached) or `"dual"` (each step feeds the
+            current block only; the positions after it are cached too). The cache is refreshed by a full forward at
+            every block start. Given without `use_cache`, it turns caching on (as in transformers); with
+            `use_cache=False` it is an error. `cache_mode` is its deprecated name (which does not turn caching on).
+            Saved as `diffusion_cache_implementation` (transformers' own loader refuses other values of
+            `cache_implementation` than its autoregressive caches).
         drop_finished_rows (`bool`): a row with nothing left to decide in the current block (done early, stopped at
             EOS or by the callback) leaves the model's forward batch until the next block (default). Results are the
             same either way; `False` feeds every row at every step (a fixed batch shape, e.g. for CUDA graphs).
@@ -145,23 +192,58 @@ class DiffusionGenerationConfig(GenerationConfig):
 
     def __init__(self, **kwargs: Any) -> None:
         _check_types(kwargs)
+        if kwargs.get("temperature") not in (None, 0):  # a positive temperature asks for sampling
+            kwargs.setdefault("do_sample", True)
         for name, default in DIFFUSION_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
+        _take_cache_arguments(kwargs)
+        kwargs["cache_implementation"] = kwargs.get("cache_implementation") or DEFAULT_CACHE_IMPLEMENTATION
         kwargs.setdefault("max_new_tokens", 128)
         kwargs.setdefault("use_cache", False)  # transformers' default (True in some versions) is autoregressive
         super().__init__(**kwargs)
         self._sync_sampling_flags()
 
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """transformers' `from_dict`; a file saved before `cache_implementation` holds `cache_mode`, read with the
+        same meaning (saved data, so no deprecation warning)."""
+        if _LEGACY_CACHE_KEY in config_dict:
+            config_dict = dict(config_dict)
+            config_dict.setdefault(SAVED_CACHE_KEY, config_dict.pop(_LEGACY_CACHE_KEY))
+        return super().from_dict(config_dict, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """transformers' `to_dict`, with `cache_implementation` under `diffusion_cache_implementation` (the key
+        transformers' own `GenerationConfig` loads without refusing it)."""
+        output = super().to_dict()
+        implementation = output.pop("cache_implementation", None)
+        if implementation is not None:
+            output[SAVED_CACHE_KEY] = implementation
+        return output
+
+    @property
+    def cache_mode(self) -> Optional[str]:
+        """Deprecated name of `cache_implementation`."""
+        warn_deprecated("DiffusionGenerationConfig.cache_mode", "cache_implementation")
+        return self.cache_implementation
+
+    @cache_mode.setter
+    def cache_mode(self, value: str) -> None:
+        warn_deprecated("DiffusionGenerationConfig.cache_mode", "cache_implementation")
+        self.cache_implementation = check_cache_implementation(value, name="cache_mode")
+
     def _sync_sampling_flags(self) -> None:
         # transformers only validates temperature/top-k/top-p together with `do_sample`; for diffusion a
-        # positive temperature is what asks for sampling, so derive the flag instead of making users set both.
+        # positive temperature is what asks for sampling, so derive the flag instead of making users set both. An
+        # explicit do_sample=False keeps greedy decoding, as in transformers.
         if self.temperature is not None and self.temperature == 0:
             self.temperature = None
-        if self.temperature is not None:
+        if self.temperature is not None and self.do_sample is None:
             self.do_sample = True
 
     def update(self, defaults_only: bool = False, allow_custom_entries: bool = False, **kwargs: Any) -> dict:
         _check_types(kwargs)
+        _take_cache_arguments(kwargs)
         if "temperature" in kwargs:
             if kwargs["temperature"] is None or kwargs["temperature"] == 0:
                 kwargs["temperature"] = None
@@ -171,6 +253,26 @@ class DiffusionGenerationConfig(GenerationConfig):
         unused = super().update(defaults_only=defaults_only, allow_custom_entries=allow_custom_entries, **kwargs)
         self._sync_sampling_flags()
         return unused
+
+    @property
+    def sampling_temperature(self) -> Optional[float]:
+        """The temperature tokens are drawn at, or None for greedy token choice. As in transformers, `do_sample`
+        decides: True samples at `temperature` (1.0 when unset), False is greedy whatever the temperature.
+
+        Example:
+            ```python
+            >>> from hf_unmask import DiffusionGenerationConfig
+            >>> DiffusionGenerationConfig(temperature=0.7).sampling_temperature  # a temperature turns sampling on
+            0.7
+            >>> DiffusionGenerationConfig(do_sample=True).sampling_temperature
+            1.0
+            >>> DiffusionGenerationConfig().sampling_temperature is None  # greedy
+            True
+            ```
+        """
+        if not self.do_sample:
+            return None
+        return self.temperature if self.temperature is not None else 1.0
 
     @property
     def gen_length(self) -> int:
@@ -199,9 +301,13 @@ class DiffusionGenerationConfig(GenerationConfig):
             ValueError: block_length=5 does not divide max_new_tokens=16: ...
             ```
         """
-        super().validate(strict=strict, user_set_attributes=user_set_attributes)
-        if not hasattr(self, "cache_mode"):  # transformers validates during its own __init__, before ours is done
-            return
+        # transformers checks `cache_implementation` against its own autoregressive caches: ours are checked below
+        implementation = getattr(self, "cache_implementation", None)
+        self.cache_implementation = None
+        try:
+            super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        finally:
+            self.cache_implementation = implementation
         _check_types(vars(self))
         for name in _INTEGER_FIELDS:
             if getattr(self, name) is not None:
@@ -245,11 +351,7 @@ class DiffusionGenerationConfig(GenerationConfig):
         for name in ("progress_fallback", "finish_blocks"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
-        if self.cache_mode not in ("prefix", "dual"):
-            raise ValueError(
-                f"cache_mode must be 'prefix' or 'dual', got {self.cache_mode!r}. 'prefix' feeds the current block and "
-                "what follows it at every step; 'dual' the current block only."
-            )
+        check_cache_implementation(self.cache_implementation)
         if self.top_p is not None and not (0.0 < float(self.top_p) <= 1.0):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}.")
 
@@ -332,6 +434,8 @@ def _from_plain_generation_config(generation_config: GenerationConfig) -> Diffus
                 values[name] = value
         elif name == "use_cache" and saved_by_us:
             values[name] = value
+        elif name in (SAVED_CACHE_KEY, _LEGACY_CACHE_KEY) and saved_by_us:
+            values.setdefault(SAVED_CACHE_KEY, value)
         elif name in defaults and name not in _NOT_FROM_PLAIN and value != defaults[name]:
             values[name] = copy.deepcopy(value)
     if generation_config.max_new_tokens is None:
@@ -361,18 +465,14 @@ def resolve_generation_config(
         config = _from_plain_generation_config(generation_config)
     else:
         raise TypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
-    if kwargs.get("do_sample") is False and kwargs.get("temperature") not in (None, 0, 0.0):
-        raise ValueError(
-            f"Conflicting arguments: do_sample=False with temperature={kwargs['temperature']}. Drop one: a positive "
-            "temperature samples tokens, do_sample=False / temperature=0 is greedy."
-        )
     unused = config.update(**kwargs)
     if unused:
         raise TypeError(
             f"generate() got unexpected arguments {sorted(unused)}. Valid ones are the fields of "
             "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
             "mask_token_id, stop_at_eos, progress_fallback, finish_blocks, output_trajectory, output_history, "
-            "use_cache, cache_mode, drop_finished_rows, return_dict_in_generate, ...) plus strategy, streamer, "
+            "use_cache, cache_implementation, drop_finished_rows, return_dict_in_generate, ...) plus strategy, "
+            "streamer, "
             "logits_processor, generator and seed."
         )
     for name in _UNSUPPORTED_OUTPUTS:
@@ -384,6 +484,11 @@ def resolve_generation_config(
                 "output_trajectory=True, return_dict_in_generate=True."
             )
     config.validate()
+    if config.do_sample is False and config.temperature is not None:
+        warn_at_caller(
+            f"do_sample=False with temperature={config.temperature}: tokens are chosen greedily and the temperature "
+            "is ignored (as in transformers). Pass do_sample=True to sample, or drop the temperature."
+        )
     if (config.output_trajectory or config.output_history) and not config.return_dict_in_generate:
         raise ValueError(
             "output_trajectory/output_history need return_dict_in_generate=True (a bare tensor cannot carry them). "

@@ -1,8 +1,16 @@
-"""The diffusion generation loop shared by every model family and every strategy."""
+"""The diffusion generation loop shared by every model family and every strategy.
+
+`diffusion_generate` checks every argument, builds the canvas `[prompt | L x MASK]` and hands it to a
+`_DenoisingLoop`, which walks the blocks and runs each denoising step as a sequence of named stages: plan the step
+(rows and positions at work), forward, propose tokens, ask the strategy, choose the positions to unmask (pace and
+progress fallback), write the canvas (and token edits), re-mask, count NFE and stop at EOS, record the trajectory,
+report (history, streamer, callback).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -11,9 +19,10 @@ from transformers import GenerationConfig
 from .adapter import DiffusionAdapter, get_adapter, unwrap_model
 from .block_diffusion import apply_block_defaults, stop_rows_with_eos
 from .blocks import BlockLayout
+from .cache_settings import resolve_cache_implementation
 from .canvas_forward import CanvasForward
 from .config import DiffusionGenerationConfig, resolve_generation_config
-from .eos import eos_id_list, fill_after_eos
+from .eos import fill_after_eos
 from .outputs import DiffusionGenerateOutput, DiffusionStep, DiffusionTrajectory
 from .remasking import Remasking
 from .shadow_block import ShadowBlock
@@ -29,14 +38,15 @@ from .step_checks import (
 )
 from .strategy import as_strategy
 from .streamers import prepare_streamer
+from .text_io import completion_eos_ids
 from .token_choice import choose_tokens
 from .token_editing import TokenEditing
 from .validation import (
     as_token_id,
-    check_cache_support,
     check_callback,
     check_lengths,
     check_prompt,
+    check_seed,
     check_token_ids,
     check_verification_support,
     token_type_ids_to_pass,
@@ -96,7 +106,8 @@ def diffusion_generate(
     **kwargs: Any,
 ) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
     """Generate with a masked diffusion LM: start from `[prompt | L x MASK]` and let `strategy` choose which
-    masked positions to fill at every step. See `DiffusionGenerationConfig` for the options.
+    masked positions to fill at every step. Every argument is checked before the first forward pass. Returns the
+    sequences `[B, P + L]`, or a `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
 
     Args:
         input_ids / inputs: `[B, P]` prompt ids, left-padded; `attention_mask` `[B, P]` of 0/1.
@@ -107,25 +118,65 @@ def diffusion_generate(
         tokenizer: only used for the mask id when neither the config nor the model family names one.
         allow_mask_in_prompt: accept the mask id inside the prompt (it is never filled: only the L generated
             positions are); refused by default because a literal "[MASK]" in a prompt is usually a mistake.
-        streamer, logits_processor, generator / seed, strategy: see the README; **kwargs override the config.
-
-    Every argument is checked before the first forward pass. Returns the sequences `[B, P + L]`, or a
-    `DiffusionGenerateOutput` with `return_dict_in_generate=True`.
+        streamer, logits_processor, generator / seed (an integer), strategy: see the documentation; **kwargs
+            override the fields of the `DiffusionGenerationConfig`.
     """
-    if inputs is not None and input_ids is not None:
-        raise ValueError("Pass the prompt once: either `inputs` or `input_ids`, not both.")
-    input_ids = inputs if input_ids is None else input_ids
-    if generator is not None and seed is not None:
-        raise ValueError("Pass either `generator` or `seed`, not both (seed builds a generator for you).")
+    input_ids = _prompt_ids(input_ids=input_ids, inputs=inputs)
+    check_seed(seed, generator)
     check_prompt(input_ids, attention_mask)
-    pad_given = kwargs.get("pad_token_id") is not None
     config = resolve_generation_config(model, generation_config, dict(kwargs))
     strategy = as_strategy(strategy)
     adapter = get_adapter(model, adapter)
     vocab = vocabulary_size(model)
     if adapter.block_causal:
         apply_block_defaults(config, adapter)
+    mask_id = _mask_token_id(model=model, adapter=adapter, config=config, tokenizer=tokenizer, vocab_size=vocab)
+    # EOS: the caller's eos_token_id (argument or generation_config), else the family's and the tokenizer's (text_io)
+    user_eos = kwargs.get("eos_token_id", getattr(generation_config, "eos_token_id", None))
+    eos_ids = completion_eos_ids(model, tokenizer, eos_token_id=user_eos, adapter=adapter, vocab_size=vocab)
+    fill_id = _eos_fill_id(config=config, eos_ids=eos_ids, vocab_size=vocab, given_pad_id=kwargs.get("pad_token_id"))
+    check_token_ids(input_ids, attention_mask, vocab, mask_id, eos_ids, fill_id, allow_mask_in_prompt)
+    token_types = token_type_ids_to_pass(token_type_ids, input_ids, model)
+    check_lengths(model, input_ids, attention_mask, config.gen_length, vocab, adapter=adapter)
+    check_callback(callback_on_step_end)
+    cache_implementation = resolve_cache_implementation(
+        config, adapter=adapter, strategy=strategy, token_type_ids=token_types
+    )
+    check_verification_support(adapter, strategy)
+    streamer = prepare_streamer(streamer, input_ids, eos_ids)
+    if seed is not None:
+        generator = torch.Generator(device=input_ids.device).manual_seed(int(seed))
+    layout, budget = _block_layout(
+        adapter=adapter, strategy=strategy, config=config, input_ids=input_ids, attention_mask=attention_mask
+    )
+    # Normal (not inference) tensors even under the caller's torch.inference_mode: the read-only check of the state
+    # handed to strategies relies on version counters, which inference tensors lack. (inference_mode(False) turns
+    # grad mode back on, hence the no_grad inside it.)
+    with torch.inference_mode(False), torch.no_grad():
+        canvas, attn, token_types = _initial_canvas(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_types,
+            canvas_length=layout.canvas_length, mask_id=mask_id,
+        )  # fmt: skip
+        loop = _DenoisingLoop(
+            adapter=adapter, strategy=strategy, config=config, canvas=canvas, attention_mask=attn,
+            token_type_ids=token_types, prompt_length=input_ids.shape[1], mask_id=mask_id, eos_ids=eos_ids,
+            fill_id=fill_id, logits_processor=logits_processor, streamer=streamer, generator=generator,
+            callback=callback_on_step_end, budget=budget, layout=layout, cache_implementation=cache_implementation,
+        )  # fmt: skip
+        return loop.run()
 
+
+def _prompt_ids(*, input_ids: Optional[torch.Tensor], inputs: Optional[torch.Tensor]) -> Any:
+    """The prompt, given as `input_ids` or (transformers' positional name) `inputs`, not both."""
+    if inputs is not None and input_ids is not None:
+        raise ValueError("Pass the prompt once: either `inputs` or `input_ids`, not both.")
+    return inputs if input_ids is None else input_ids
+
+
+def _mask_token_id(
+    *, model: Any, adapter: DiffusionAdapter, config: DiffusionGenerationConfig, tokenizer: Any, vocab_size: Any
+) -> int:
+    """The mask id of the call: the config's, else the model family's, else the tokenizer's."""
     mask_id = config.mask_token_id if config.mask_token_id is not None else adapter.mask_token_id()
     if mask_id is None and tokenizer is not None:
         mask_id = getattr(tokenizer, "mask_token_id", None)
@@ -135,362 +186,530 @@ def diffusion_generate(
             "model.generation_config.mask_token_id, or load the model with hf_unmask.AutoDiffusionLM / "
             "enable_diffusion_generate(model, tokenizer=...) so it is read from the tokenizer."
         )
-    mask_id = as_token_id("mask_token_id", mask_id, vocab)
-    eos = config.eos_token_id if config.eos_token_id is not None else adapter.eos_token_ids()
-    eos_ids = [as_token_id("eos_token_id", e, vocab) for e in eos_id_list(eos)]
+    return as_token_id("mask_token_id", mask_id, vocab_size)
+
+
+def _eos_fill_id(
+    *, config: DiffusionGenerationConfig, eos_ids: list[int], vocab_size: Any, given_pad_id: Any
+) -> Optional[int]:
+    """What `stop_at_eos` writes after a row's EOS (the pad id, else the first EOS id); None without it.
+    `given_pad_id`: the `pad_token_id` the call passed (a config's own pad id is checked only under stop_at_eos)."""
     if config.stop_at_eos and not eos_ids:
         raise ValueError(
             "stop_at_eos=True needs an EOS token id: pass eos_token_id=... or set it in the model config."
         )
     # The pad id only fills the tail under stop_at_eos: a model config's unused pad id (e.g. -1) is not an error.
     pad_id = (
-        as_token_id("pad_token_id", config.pad_token_id, vocab)
-        if config.pad_token_id is not None and (pad_given or config.stop_at_eos)
+        as_token_id("pad_token_id", config.pad_token_id, vocab_size)
+        if config.pad_token_id is not None and (given_pad_id is not None or config.stop_at_eos)
         else None
     )
-    fill_id = (pad_id if pad_id is not None else eos_ids[0]) if config.stop_at_eos else None
-    check_token_ids(input_ids, attention_mask, vocab, mask_id, eos_ids, fill_id, allow_mask_in_prompt)
-    token_types = token_type_ids_to_pass(token_type_ids, input_ids, model)
-    L = config.gen_length
-    check_lengths(model, input_ids, attention_mask, L, vocab)
-    check_callback(callback_on_step_end)
-    check_verification_support(adapter, strategy, config.use_cache)
-    if config.use_cache:
-        check_cache_support(adapter, strategy, token_types)
-    streamer = prepare_streamer(streamer, input_ids, eos_ids)
-
-    device = input_ids.device
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(int(seed))
-    B, P = input_ids.shape
-    if adapter.block_causal:
-        prompt_lengths = attention_mask.long().sum(-1) if attention_mask is not None else torch.full((B,), P)
-        layout = BlockLayout.aligned(prompt_lengths.to(device), L, config.effective_block_length)
-    else:
-        layout = BlockLayout.relative(L, config.effective_block_length, device)
-    remasks = bool(getattr(strategy, "remasks_decided_tokens", False))
-    budget = layout.step_budget(config.block_step_budget(remasks), config.max_steps)
-    Lc = layout.canvas_length  # L, or up to the end of the last block for a block-diffusion model
-    # Normal (not inference) tensors even under the caller's torch.inference_mode: the read-only check of the state
-    # handed to strategies relies on version counters, which inference tensors lack. (inference_mode(False) turns
-    # grad mode back on, hence the no_grad inside it.)
-    with torch.inference_mode(False), torch.no_grad():
-        x = torch.cat([input_ids.long(), torch.full((B, Lc), mask_id, dtype=torch.long, device=device)], dim=1)
-        attn = None
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            attn = torch.cat([attention_mask.long(), torch.ones(B, Lc, dtype=torch.long, device=device)], dim=1)
-        if token_types is not None:
-            token_types = torch.cat([token_types, token_types[:, -1:].expand(B, Lc)], dim=1).long()
-        return _denoise(
-            model, adapter, strategy, config, x, attn, token_types, P, mask_id, eos_ids, fill_id, logits_processor,
-            streamer, generator, callback_on_step_end, budget, layout,
-        )  # fmt: skip
+    return (pad_id if pad_id is not None else eos_ids[0]) if config.stop_at_eos else None
 
 
-def _denoise(
-    model: Any,
+def _block_layout(
+    *,
     adapter: DiffusionAdapter,
     strategy: Any,
     config: DiffusionGenerationConfig,
-    x: torch.Tensor,
-    attn: Optional[torch.Tensor],
-    token_types: Optional[torch.Tensor],
-    P: int,
-    mask_id: int,
-    eos_ids: list[int],
-    fill_id: Optional[int],
-    logits_processor: Any,
-    streamer: Any,
-    generator: Optional[torch.Generator],
-    callback: Any,
-    budget: int,
-    layout: BlockLayout,
-) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
-    """The denoising loop over blocks and steps, on the canvas `x` = `[prompt | L x MASK]` (written in place)."""
-    B, device = x.shape[0], x.device
-    L, BL, nb = layout.canvas_length, layout.block_length, layout.num_blocks
-    out_length = P + config.gen_length  # block-diffusion canvases run past L to the end of the last block
-    gen = x[:, P:]  # a view: writing into it writes the canvas
-    block_causal = adapter.block_causal
+    input_ids: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+) -> tuple[BlockLayout, int]:
+    """The blocks (counted from the first generated position, or aligned to each row's positions for a
+    block-causal family) and the step budget of each."""
+    device = input_ids.device
+    if adapter.block_causal:
+        B, P = input_ids.shape
+        prompt_lengths = attention_mask.long().sum(-1) if attention_mask is not None else torch.full((B,), P)
+        layout = BlockLayout.aligned(prompt_lengths.to(device), config.gen_length, config.effective_block_length)
+    else:
+        layout = BlockLayout.relative(config.gen_length, config.effective_block_length, device)
+    remasks = bool(getattr(strategy, "remasks_decided_tokens", False))
+    return layout, layout.step_budget(config.block_step_budget(remasks), config.max_steps)
 
-    def build_model_inputs(rows: Optional[torch.Tensor]) -> dict[str, Any]:
+
+def _initial_canvas(
+    *,
+    input_ids: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    token_type_ids: Optional[torch.Tensor],
+    canvas_length: int,
+    mask_id: int,
+) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """`[prompt | canvas_length x MASK]`, its attention mask (None when nothing is padded) and segment ids."""
+    B, device = input_ids.shape[0], input_ids.device
+    masks = torch.full((B, canvas_length), mask_id, dtype=torch.long, device=device)
+    canvas = torch.cat([input_ids.long(), masks], dim=1)
+    attn = None
+    if attention_mask is not None and not bool(attention_mask.bool().all()):
+        ones = torch.ones(B, canvas_length, dtype=torch.long, device=device)
+        attn = torch.cat([attention_mask.long(), ones], dim=1)
+    if token_type_ids is not None:
+        token_type_ids = torch.cat([token_type_ids, token_type_ids[:, -1:].expand(B, canvas_length)], dim=1).long()
+    return canvas, attn, token_type_ids
+
+
+@dataclass
+class _Block:
+    """The block being decoded: its index and bounds, its masks at the start, and the steps spent in it."""
+
+    index: int
+    start: int
+    end: int
+    in_block: Optional[torch.Tensor]  # [B, L] bool positions of the block, None when one block holds everything
+    window_start: int
+    mask_count: torch.Tensor  # [B] masks of the block at its start
+    pace: Optional[torch.Tensor] = None  # [B] positions per step that finish the block within its budget
+    step: int = 0
+
+
+@dataclass
+class _Step:
+    """One denoising step, filled stage by stage. `*_fed` tensors cover the rows fed (`rows`; all when None), the
+    others the whole batch."""
+
+    masked: torch.Tensor  # [B, L] bool before the step
+    eligible: torch.Tensor  # [B, L] bool positions the strategy may unmask
+    remaining: torch.Tensor  # [B] eligible positions left
+    live_count: torch.Tensor  # [B] 1 for a row at work, else 0
+    revisable: Optional[torch.Tensor]  # [B, L] decided positions a reviser / re-masker may change
+    rows: Optional[torch.Tensor]  # indices of the rows fed, None: every row
+    pick: Callable[[torch.Tensor], torch.Tensor]  # a batch tensor's rows fed
+    logits: Any = None
+    hidden: Optional[torch.Tensor] = None
+    fed: Any = None  # [b] positions run through the model per row fed
+    gen_fed: Any = None
+    masked_fed: Any = None
+    eligible_fed: Any = None
+    proposal: Any = None
+    confidence: Any = None
+    token_confidence: Optional[torch.Tensor] = None
+    decided_time: Optional[torch.Tensor] = None
+    verification: Optional[torch.Tensor] = None
+    state: Any = None
+    guarded: Any = None  # the state's tensors the strategy and the callback must leave untouched
+    versions: Any = None
+    selection: Any = None
+    log_prob: Optional[torch.Tensor] = None
+    revision: Optional[torch.Tensor] = None
+    remask: Optional[torch.Tensor] = None
+    action: Any = None  # the strategy's selection, restricted to eligible positions
+    unmask: Any = None  # the action plus the pace / fallback top-up
+    revised: Optional[torch.Tensor] = None  # [B, L] token edits, over the batch
+    remask_action: Optional[torch.Tensor] = None
+    remasked: Optional[torch.Tensor] = None
+    time_before: Optional[torch.Tensor] = None
+
+
+class _DenoisingLoop:
+    """The denoising loop of one `generate` call over `canvas` = `[prompt | L x MASK]`, written in place.
+
+    `run` walks the blocks; a block runs steps until it has nothing left to decide or its step budget is spent. The
+    per-call invariants (model family, strategy, config, special ids, the canvas and its masks) are set here once;
+    each stage of a step is a method reading and filling a `_Step`.
+    """
+
+    def __init__(
+        self,
+        *,
+        adapter: DiffusionAdapter,
+        strategy: Any,
+        config: DiffusionGenerationConfig,
+        canvas: torch.Tensor,
+        attention_mask: Optional[torch.Tensor],
+        token_type_ids: Optional[torch.Tensor],
+        prompt_length: int,
+        mask_id: int,
+        eos_ids: list[int],
+        fill_id: Optional[int],
+        logits_processor: Any,
+        streamer: Any,
+        generator: Optional[torch.Generator],
+        callback: Any,
+        budget: int,
+        layout: BlockLayout,
+        cache_implementation: Optional[str] = None,
+    ) -> None:
+        self.adapter, self.strategy, self.config = adapter, strategy, config
+        self.cache_implementation = cache_implementation  # resolved and checked: None = no cache
+        self.x, self.attn, self.token_types = canvas, attention_mask, token_type_ids
+        self.P, self.mask_id, self.eos_ids, self.fill_id = prompt_length, mask_id, eos_ids, fill_id
+        self.logits_processor, self.streamer, self.generator = logits_processor, streamer, generator
+        self.callback, self.budget, self.layout = callback, budget, layout
+        self.B, self.device = canvas.shape[0], canvas.device
+        self.L, self.BL = layout.canvas_length, layout.block_length
+        self.out_length = prompt_length + config.gen_length  # block-diffusion canvases run past L
+        self.gen = canvas[:, prompt_length:]  # a view: writing into it writes the canvas
+        self._set_up_forward()
+        self._set_up_step_rules()
+        self._set_up_outputs()
+
+    # ---- set-up ------------------------------------------------------------------------------------------------
+    def _set_up_forward(self) -> None:
+        adapter, strategy, x, attn = self.adapter, self.strategy, self.x, self.attn
+        P, L, BL = self.P, self.L, self.BL
+        wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
+        real_lengths = attn.sum(-1) if attn is not None else torch.full((self.B,), x.shape[1], device=self.device)
+        # verification (see shadow_block.py): every forward also runs a shadow block of the current block's positions
+        shadow = None
+        if getattr(strategy, "requires_verification", False):
+            shadow = ShadowBlock(adapter, P, BL, self.mask_id)
+        self.shadow = shadow
+        block_causal = adapter.block_causal
+        self.canvas_forward = CanvasForward(
+            adapter,
+            x,
+            self._model_inputs,
+            P,
+            L,
+            BL,
+            real_lengths,
+            wants_hidden,
+            self.cache_implementation,
+            block_causal=block_causal,
+            shadow=shadow,
+        )
+
+    def _set_up_step_rules(self) -> None:
+        config, strategy = self.config, self.strategy
+        self.record = config.output_trajectory
+        self.temperature = config.sampling_temperature
+        greedy = self.temperature is None
+        # Token choice at eligible positions only, for strategies that read nothing else (most positions of a
+        # semi-AR canvas are outside the current block, and decided ones need no new token). Not when sampling (the
+        # Gumbel noise drawn for all L positions keeps a seed's tokens the same whatever the strategy) nor when
+        # recording (a policy trained on the trajectory reads the confidence of every position).
+        self.eligible_token_choice = (
+            greedy and not self.record and bool(getattr(strategy, "reads_only_eligible", False))
+        )
+        self.fallback, self.finish_blocks = config.progress_fallback, config.finish_blocks
+        self.pace_can_bind = _pace_can_bind(self.budget, self.BL, self.fallback, self.finish_blocks)
+        # token editing (see token_editing.py): its steps after a block is full count against max_steps when it is set
+        self.editing = TokenEditing.for_strategy(strategy)
+        self.step_limit = self.budget
+        if self.editing is not None and config.max_steps is None:
+            self.step_limit += self.editing.bound
+        self.stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
+        # re-masking (see remasking.py): re-masks are capped so that the block still finishes within its budget
+        self.remasking = Remasking.for_strategy(strategy, self.B, self.L, self.device)
+        self.caps_remasks = self.remasking is not None and self.finish_blocks
+        self.padding_mask = self.layout.padding_mask
+
+    def _set_up_outputs(self) -> None:
+        B, device = self.B, self.device
+        self.step = 0
+        self.nfe = torch.zeros(B, dtype=torch.long, device=device)
+        self.forward_positions = torch.zeros(B, dtype=torch.long, device=device)
+        self.eos_tensor = None
+        if self.config.stop_at_eos:
+            self.eos_tensor = torch.tensor(self.eos_ids, dtype=torch.long, device=device)
+        self.trajectory: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
+        self.history = [self.x[:, : self.out_length].clone()] if self.config.output_history else None
+        self.stopped = torch.zeros(B, dtype=torch.bool, device=device) if self.callback is not None else None
+
+    def _model_inputs(self, rows: Optional[torch.Tensor]) -> dict[str, Any]:
         """The forward's inputs over every row (`rows` None) or over the rows `rows` only."""
         if rows is None:
-            inputs = adapter.model_inputs(x, attn)
-            if token_types is not None:
-                inputs["token_type_ids"] = token_types
+            inputs = self.adapter.model_inputs(self.x, self.attn)
+            if self.token_types is not None:
+                inputs["token_type_ids"] = self.token_types
         else:
-            inputs = adapter.model_inputs(
-                x.index_select(0, rows), None if attn is None else attn.index_select(0, rows)
-            )
-            if token_types is not None:
-                inputs["token_type_ids"] = token_types.index_select(0, rows)
-        if block_causal:
-            inputs["block_length"] = BL
+            attn = None if self.attn is None else self.attn.index_select(0, rows)
+            inputs = self.adapter.model_inputs(self.x.index_select(0, rows), attn)
+            if self.token_types is not None:
+                inputs["token_type_ids"] = self.token_types.index_select(0, rows)
+        if self.adapter.block_causal:
+            inputs["block_length"] = self.BL
         return inputs
 
-    wants_hidden = bool(getattr(strategy, "requires_hidden_states", False))
-    real_lengths = attn.sum(-1) if attn is not None else torch.full((B,), x.shape[1], device=device)
-    # verification (see shadow_block.py): every forward also runs a shadow block of the current block's positions
-    shadow = ShadowBlock(adapter, P, BL, mask_id) if getattr(strategy, "requires_verification", False) else None
-    forward = CanvasForward(
-        adapter,
-        x,
-        build_model_inputs,
-        P,
-        L,
-        BL,
-        real_lengths,
-        wants_hidden,
-        config.cache_mode if config.use_cache else None,
-        block_causal=block_causal,
-        shadow=shadow,
-    )
-    nfe = torch.zeros(B, dtype=torch.long, device=device)
-    forward_positions = torch.zeros(B, dtype=torch.long, device=device)
-    eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device) if config.stop_at_eos else None
-    record = config.output_trajectory
-    temperature = config.temperature if config.do_sample else None
-    greedy = temperature is None or temperature <= 0
-    # Token choice at eligible positions only, for strategies that read nothing else (most positions of a
-    # semi-AR canvas are outside the current block, and decided ones need no new token). Not when sampling (the
-    # Gumbel noise drawn for all L positions keeps a seed's tokens the same whatever the strategy) nor when
-    # recording (a policy trained on the trajectory reads the confidence of every position).
-    eligible_token_choice = greedy and not record and bool(getattr(strategy, "reads_only_eligible", False))
-    traj: dict[str, list[torch.Tensor]] = {k: [] for k in DiffusionTrajectory.__dataclass_fields__}
-    history = [x[:, :out_length].clone()] if config.output_history else None
-    stopped = torch.zeros(B, dtype=torch.bool, device=device) if callback is not None else None
+    # ---- blocks ------------------------------------------------------------------------------------------------
+    def run(self) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
+        """Decode every block, then return the sequences (or the `DiffusionGenerateOutput`)."""
+        for index in range(self.layout.num_blocks):
+            self._run_block(self._start_block(index))
+        return self._finish()
 
-    fallback = config.progress_fallback
-    drop_finished = config.drop_finished_rows
-    finish_blocks = config.finish_blocks
-    pace_can_bind = _pace_can_bind(budget, BL, fallback, finish_blocks)
-    top_k, top_p = config.top_k, config.top_p
-    # token editing (see token_editing.py): its steps after a block is full count against max_steps when it is set
-    editing = TokenEditing.for_strategy(strategy)
-    revises = editing is not None
-    step_limit = budget + (editing.bound if revises and config.max_steps is None else 0)
-    stops_at_eos = bool(getattr(strategy, "stops_after_block_with_eos", False))
-    # re-masking (see remasking.py): re-masks are capped so that the block still finishes within its budget
-    remasking = Remasking.for_strategy(strategy, B, L, device)
-    remasks = remasking is not None
-    caps_remasks = remasks and finish_blocks
-
-    padding_mask = layout.padding_mask
-    step = 0
-    for block in range(nb):
-        start, end = layout.bounds(block)
-        in_block, window_start = layout.in_block(block), layout.window_start(block)
+    def _start_block(self, index: int) -> _Block:
+        start, end = self.layout.bounds(index)
+        in_block = self.layout.in_block(index)
         if in_block is None:
-            block_mask_count = (gen[:, start:end] == mask_id).sum(-1)
+            mask_count = (self.gen[:, start:end] == self.mask_id).sum(-1)
         else:
-            block_mask_count = ((gen == mask_id) & in_block).sum(-1)
-        if pace_can_bind or caps_remasks:  # positions per step that finish the block in time
-            pace = torch.div(block_mask_count + (budget - 1), budget, rounding_mode="floor")
-        if revises:
-            editing.start_block(B, device)
-        block_step = 0
-        while True:
-            masked = gen == mask_id
-            eligible = masked if in_block is None else masked & in_block
-            if stopped is not None:
-                eligible = eligible & ~stopped.unsqueeze(-1)
-            remaining = eligible.sum(-1)
-            live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
-            editing_rows = None
-            if revises:  # rows whose block is full go on while they revise, within the bound
-                editing_rows = editing.rows_editing(remaining, block_mask_count, stopped)
-                live_count = live_count | editing_rows.long()
-            if block_step >= budget:  # the block's budget is spent: what is still masked stays [MASK]
-                if finish_blocks and bool((remaining > 0).any()):  # cannot happen: the pace rule empties the block
-                    raise RuntimeError("internal error: block step budget exceeded")
-                if editing_rows is None or block_step >= step_limit:
-                    break
-                # past the budget only the editing steps of full blocks go on
-                live_count, eligible = editing_rows.long(), torch.zeros_like(eligible)
-                remaining = torch.zeros_like(remaining)
-            revisable = None
-            if revises:
-                revisable = editing.revisable(masked, in_block, live_count.bool())
-            elif remasks:
-                revisable = Remasking.revisable(masked, in_block, live_count.bool())
-            live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
-            if live_rows == 0:
-                break
-            # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
-            # (`rows`, their indices) and its results are written back into the whole batch.
-            rows = None
-            if drop_finished and live_rows < B:
-                rows = live_count.nonzero().squeeze(-1)
-            pick = row_picker(rows)
-            gen_logits, hidden, fed = forward(start, end, block_step, rows, window_start, in_block)
-            if mask_id >= gen_logits.shape[-1]:
-                raise ValueError(
-                    f"mask_token_id={mask_id} is outside the model's {gen_logits.shape[-1]} logits. Pass the id the "
-                    "model's tokenizer uses (tokenizer.mask_token_id)."
-                )
-            gen_s, masked_s, eligible_s = pick(gen), pick(masked), pick(eligible)
-            if logits_processor is not None:
-                shape = tuple(gen_logits.shape)
-                # with a cache the logits tensor lives for the whole block: a processor gets its own copy
-                gen_logits = logits_processor(pick(x), gen_logits.clone() if forward.keeps_logits else gen_logits)
-                check_processed_scores(gen_logits, shape)
-            # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place:
-            # the logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
-            gen_logits.select(-1, mask_id).fill_(float("-inf"))
-            if eligible_token_choice and gen_logits.numel() >= ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS:
-                proposal, confidence = _choose_tokens_at(gen_logits, gen_s, eligible_s)
-            else:
-                proposal, confidence = choose_tokens(gen_logits, temperature, generator, top_k, top_p, rows, B)
-            # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
-            if not float(confidence.amin()) >= 0.0:
-                raise_no_distribution(confidence.isnan(), step, rows)
-            token_confidence = decided_time = verification = None
-            if shadow is not None:  # decided positions of the current block: the shadow's view of their token
-                decided = revisable if revisable is not None else Remasking.revisable(masked, in_block, live_count > 0)
-                verification = shadow.confidence(gen_s, pick(decided))
-            if remasks:
-                token_confidence = Remasking.token_confidence(gen_logits, gen_s, masked_s)
-                decided_time = pick(remasking.decided_nfe).to(torch.float32) / config.gen_length
-            state = DenoisingState(
-                confidence=confidence,
-                proposal=proposal,
-                masked=masked_s,
-                eligible=eligible_s,
-                nfe=pick(nfe),
-                step=step,
-                block=block,
-                block_start=start,
-                block_end=end,
-                block_step=block_step,
-                block_mask_count=pick(block_mask_count),
-                config=config,
-                generator=generator,
-                hidden_states=hidden,
-                rows=rows,
-                full_batch_size=None if rows is None else B,
-                revisable=None if revisable is None else pick(revisable),
-                revision_steps=pick(editing.steps) if revises else None,
-                padding_mask=None if padding_mask is None else pick(padding_mask),
-                token_confidence=token_confidence,
-                decided_time=decided_time,
-                verification_confidence=verification,
-                _logits=gen_logits,
+            mask_count = ((self.gen == self.mask_id) & in_block).sum(-1)
+        block = _Block(index, start, end, in_block, self.layout.window_start(index), mask_count)
+        if self.pace_can_bind or self.caps_remasks:  # positions per step that finish the block in time
+            block.pace = torch.div(mask_count + (self.budget - 1), self.budget, rounding_mode="floor")
+        if self.editing is not None:
+            self.editing.start_block(self.B, self.device)
+        return block
+
+    def _run_block(self, block: _Block) -> None:
+        while (step := self._plan_step(block)) is not None:
+            self._logits(block=block, step=step)
+            self._propose(step)
+            self._ask_strategy(block=block, step=step)
+            self._choose_positions(block=block, step=step)
+            self._write(step)
+            self._remask(block=block, step=step)
+            self._count(step)
+            self._record(block=block, step=step)
+            self._report(block=block, step=step)
+            block.step += 1
+            self.step += 1
+        if self.stops_at_eos and self.eos_ids:
+            fill = self.fill_id if self.fill_id is not None else self.eos_ids[0]
+            stop_rows_with_eos(self.gen, self.mask_id, self.eos_ids, fill, block.end)
+
+    def _finish(self) -> Union[torch.LongTensor, DiffusionGenerateOutput]:
+        if self.streamer is not None:
+            self.streamer.end()
+        x = self.x[:, : self.out_length]
+        if not self.config.return_dict_in_generate:
+            return x
+        trajectory = None
+        if self.record:
+            trajectory = DiffusionTrajectory(**{k: torch.stack(v) for k, v in self.trajectory.items() if v})
+        return DiffusionGenerateOutput(
+            sequences=x,
+            nfe=self.nfe,
+            trajectory=trajectory,
+            history=torch.stack(self.history) if self.history is not None else None,
+            stopped=self.stopped,
+            forward_positions=self.forward_positions,
+        )
+
+    # ---- the stages of a step ----------------------------------------------------------------------------------
+    def _plan_step(self, block: _Block) -> Optional[_Step]:
+        """The rows and positions at work in this step; None when the block is done."""
+        masked = self.gen == self.mask_id
+        eligible = masked if block.in_block is None else masked & block.in_block
+        if self.stopped is not None:
+            eligible = eligible & ~self.stopped.unsqueeze(-1)
+        remaining = eligible.sum(-1)
+        live_count = remaining.clamp_max(1)  # 1 for a live row, else 0
+        editing_rows = None
+        if self.editing is not None:  # rows whose block is full go on while they revise, within the bound
+            editing_rows = self.editing.rows_editing(remaining, block.mask_count, self.stopped)
+            live_count = live_count | editing_rows.long()
+        if block.step >= self.budget:  # the block's budget is spent: what is still masked stays [MASK]
+            if self.finish_blocks and bool((remaining > 0).any()):  # cannot happen: the pace rule empties the block
+                raise RuntimeError("internal error: block step budget exceeded")
+            if editing_rows is None or block.step >= self.step_limit:
+                return None
+            # past the budget only the editing steps of full blocks go on
+            live_count, eligible = editing_rows.long(), torch.zeros_like(eligible)
+            remaining = torch.zeros_like(remaining)
+        revisable = None
+        if self.editing is not None:
+            revisable = self.editing.revisable(masked, block.in_block, live_count.bool())
+        elif self.remasking is not None:
+            revisable = Remasking.revisable(masked, block.in_block, live_count.bool())
+        live_rows = int(live_count.sum())  # one device read: is the block done, and does every row go on?
+        if live_rows == 0:
+            return None
+        # Rows with nothing left to decide in this block are not fed: the step runs over the live rows only
+        # (`rows`, their indices) and its results are written back into the whole batch.
+        rows = None
+        if self.config.drop_finished_rows and live_rows < self.B:
+            rows = live_count.nonzero().squeeze(-1)
+        return _Step(masked, eligible, remaining, live_count, revisable, rows, row_picker(rows))
+
+    def _logits(self, *, block: _Block, step: _Step) -> None:
+        """The forward pass: the logits of the generated positions of the rows fed, processed, `[MASK]` excluded."""
+        logits, step.hidden, step.fed = self.canvas_forward(
+            block.start, block.end, block.step, step.rows, block.window_start, block.in_block
+        )
+        if self.mask_id >= logits.shape[-1]:
+            raise ValueError(
+                f"mask_token_id={self.mask_id} is outside the model's {logits.shape[-1]} logits. Pass the id the "
+                "model's tokenizer uses (tokenizer.mask_token_id)."
             )
-            guarded = state_tensors(state)
-            versions = read_versions(guarded)
-            selection, log_prob, revision, remask = normalise_selection(
-                strategy(state), state.batch_size, L, revises, remasks
+        pick = step.pick
+        step.gen_fed, step.masked_fed, step.eligible_fed = pick(self.gen), pick(step.masked), pick(step.eligible)
+        if self.logits_processor is not None:
+            shape = tuple(logits.shape)
+            # with a cache the logits tensor lives for the whole block: a processor gets its own copy
+            logits = self.logits_processor(
+                pick(self.x), logits.clone() if self.canvas_forward.keeps_logits else logits
             )
-            check_untouched(guarded, versions, "strategy")
-            action = selection & eligible_s
-            # Keep every row on pace to finish the block within its step budget, and (unless disabled) make a
-            # live row unmask at least one position per step.
-            # (need never exceeds `remaining`: both terms of the maximum are at most `remaining`)
-            if pace_can_bind:
-                need = torch.add(pick(remaining), pick(pace), alpha=-(budget - block_step - 1))
-                need = torch.maximum(need, pick(live_count)) if fallback else need.clamp_min(0)
-                unmask = _top_up(action, eligible_s, confidence, need)
-            elif fallback:
-                unmask = _top_up(action, eligible_s, confidence, pick(live_count))
-            else:
-                unmask = action
-            unmask_or_revise = unmask
-            if revises:
-                editing_step = (remaining == 0) & live_count.bool()
-                revised, full_revised = editing.revised(
-                    state.revisable, revision, proposal, gen_s, row_spreader(rows, B), editing_step
-                )
-                unmask_or_revise = unmask | revised
-            if rows is None:
-                torch.where(unmask_or_revise, proposal, gen, out=gen)
-                forward_positions += fed * live_count
-            else:
-                gen.index_copy_(0, rows, torch.where(unmask_or_revise, proposal, gen_s))
-                forward_positions.index_add_(0, rows, fed)
-            if remasks:
-                remask_action = torch.zeros_like(unmask) if remask is None else remask & state.revisable
-                allowed = None
-                if caps_remasks:  # leave no more masks than the block's remaining steps fill at its pace
-                    left_after = pick(remaining) - unmask.sum(-1)
-                    allowed = pick(pace) * (budget - block_step - 1) - left_after
-                remasked = Remasking.kept(remask_action & ~unmask, token_confidence, allowed)
-                gen.masked_fill_(row_spreader(rows, B)(remasked), mask_id)
-            time_before = nfe.to(torch.float32) / config.gen_length if record else None
-            nfe = nfe + live_count  # a new tensor: the state handed to the strategy keeps its own
-            if config.stop_at_eos:
-                fill_after_eos(gen, mask_id, eos_tensor, fill_id)
-            if remasks:  # every position that got a token this step (strategy, fallback or EOS fill)
-                remasking.decided(masked & (gen != mask_id), nfe - live_count)
-            if record:
-                spread = row_spreader(rows, B)
-                traj["confidence"].append(spread(confidence.float()))
-                traj["masked"].append(masked)
-                traj["eligible"].append(eligible)
-                traj["time"].append(time_before)
-                traj["action"].append(spread(action))
-                traj["unmasked"].append(spread(unmask))
-                traj["live"].append(live_count > 0)
-                traj["block"].append(torch.tensor(block, device=device))
-                if padding_mask is not None:
-                    traj["padding_mask"].append(padding_mask)
-                if revises:
-                    traj["revisable"].append(revisable)
-                    traj["revised"].append(full_revised)
-                if remasks:
-                    traj["revisable"].append(revisable)
-                    traj["remask_action"].append(spread(remask_action))
-                    traj["remasked"].append(spread(remasked))
-                    traj["token_confidence"].append(spread(token_confidence))
-                    traj["decided_time"].append(spread(decided_time))
-                if verification is not None:
-                    traj["verification_confidence"].append(spread(verification))
-                if log_prob is not None:
-                    traj["log_prob"].append(spread(log_prob.float()))
-                if hidden is not None:
-                    traj["hidden_states"].append(spread(hidden))
-            if history is not None:
-                history.append(x[:, :out_length].clone())
-            if streamer is not None:
-                streamer.put(gen[:, : config.gen_length].clone())
-            if callback is not None:
-                still_masked = gen == mask_id
-                info = DiffusionStep(
-                    step=step,
-                    block=block,
-                    block_step=block_step,
-                    sequences=x[:, :out_length].clone(),
-                    unmasked=(masked & ~still_masked)[:, : config.gen_length],
-                    nfe=nfe.clone(),
-                    live=live_count > 0,
-                    prompt_length=P,
-                    mask_token_id=mask_id,
-                    state=state,
-                )
-                stop = rows_to_stop(callback(info), B, device)
-                check_untouched(guarded, versions, "callback_on_step_end")
-                if stop is not None:  # only rows with work left count as stopped
-                    stopped |= stop & still_masked.any(-1)
-            block_step += 1
-            step += 1
-        if stops_at_eos and eos_ids:
-            stop_rows_with_eos(gen, mask_id, eos_ids, fill_id if fill_id is not None else eos_ids[0], end)
-    if streamer is not None:
-        streamer.end()
-    x = x[:, :out_length]
-    if not config.return_dict_in_generate:
-        return x
-    trajectory = None
-    if record:
-        trajectory = DiffusionTrajectory(**{k: torch.stack(v) for k, v in traj.items() if v})
-    return DiffusionGenerateOutput(
-        sequences=x,
-        nfe=nfe,
-        trajectory=trajectory,
-        history=torch.stack(history) if history is not None else None,
-        stopped=stopped,
-        forward_positions=forward_positions,
-    )
+            check_processed_scores(logits, shape)
+        # [MASK] is never a valid answer: a position that "decided" it would stay masked forever. (In place: the
+        # logits are this call's own fresh tensor, and a copy of [B, L, V] per step is measurable.)
+        logits.select(-1, self.mask_id).fill_(float("-inf"))
+        step.logits = logits
+
+    def _propose(self, step: _Step) -> None:
+        """Token choice: the token each position would take, and the model's confidence in it."""
+        if self.eligible_token_choice and step.logits.numel() >= ELIGIBLE_TOKEN_CHOICE_MIN_LOGITS:
+            proposal, confidence = _choose_tokens_at(step.logits, step.gen_fed, step.eligible_fed)
+        else:
+            config = self.config
+            proposal, confidence = choose_tokens(
+                step.logits, self.temperature, self.generator, config.top_k, config.top_p, step.rows, self.B
+            )
+        # NaN, +inf or all -inf logits give a NaN softmax; the minimum is NaN then (one reduction per step)
+        if not float(confidence.amin()) >= 0.0:
+            raise_no_distribution(confidence.isnan(), self.step, step.rows)
+        step.proposal, step.confidence = proposal, confidence
+
+    def _strategy_state(self, *, block: _Block, step: _Step) -> DenoisingState:
+        """What the strategy sees: the step's tensors over the rows fed, plus what its opt-ins ask for."""
+        pick = step.pick
+        if self.shadow is not None:  # decided positions of the current block: the shadow's view of their token
+            decided = step.revisable
+            if decided is None:
+                decided = Remasking.revisable(step.masked, block.in_block, step.live_count > 0)
+            step.verification = self.shadow.confidence(step.gen_fed, pick(decided))
+        if self.remasking is not None:
+            step.token_confidence = Remasking.token_confidence(step.logits, step.gen_fed, step.masked_fed)
+            step.decided_time = pick(self.remasking.decided_nfe).to(torch.float32) / self.config.gen_length
+        return DenoisingState(
+            confidence=step.confidence,
+            proposal=step.proposal,
+            masked=step.masked_fed,
+            eligible=step.eligible_fed,
+            nfe=pick(self.nfe),
+            step=self.step,
+            block=block.index,
+            block_start=block.start,
+            block_end=block.end,
+            block_step=block.step,
+            block_mask_count=pick(block.mask_count),
+            config=self.config,
+            generator=self.generator,
+            hidden_states=step.hidden,
+            rows=step.rows,
+            full_batch_size=None if step.rows is None else self.B,
+            revisable=None if step.revisable is None else pick(step.revisable),
+            revision_steps=pick(self.editing.steps) if self.editing is not None else None,
+            padding_mask=None if self.padding_mask is None else pick(self.padding_mask),
+            token_confidence=step.token_confidence,
+            decided_time=step.decided_time,
+            verification_confidence=step.verification,
+            _logits=step.logits,
+        )
+
+    def _ask_strategy(self, *, block: _Block, step: _Step) -> None:
+        """Call the strategy on a read-only state and check what it returns."""
+        state = self._strategy_state(block=block, step=step)
+        step.state, step.guarded = state, state_tensors(state)
+        step.versions = read_versions(step.guarded)
+        step.selection, step.log_prob, step.revision, step.remask = normalise_selection(
+            self.strategy(state), state.batch_size, self.L, self.editing is not None, self.remasking is not None
+        )
+        check_untouched(step.guarded, step.versions, "strategy")
+
+    def _choose_positions(self, *, block: _Block, step: _Step) -> None:
+        """The positions to unmask: the strategy's eligible ones, topped up to keep every row on pace to finish the
+        block within its step budget, and (unless disabled) to at least one position per live row."""
+        pick = step.pick
+        step.action = step.selection & step.eligible_fed
+        # (need never exceeds `remaining`: both terms of the maximum are at most `remaining`)
+        if self.pace_can_bind:
+            need = torch.add(pick(step.remaining), pick(block.pace), alpha=-(self.budget - block.step - 1))
+            need = torch.maximum(need, pick(step.live_count)) if self.fallback else need.clamp_min(0)
+            step.unmask = _top_up(step.action, step.eligible_fed, step.confidence, need)
+        elif self.fallback:
+            step.unmask = _top_up(step.action, step.eligible_fed, step.confidence, pick(step.live_count))
+        else:
+            step.unmask = step.action
+
+    def _write(self, step: _Step) -> None:
+        """Write the proposals at the unmasked (and revised) positions into the canvas."""
+        written = step.unmask
+        if self.editing is not None:
+            editing_step = (step.remaining == 0) & step.live_count.bool()
+            revised, step.revised = self.editing.revised(
+                step.state.revisable, step.revision, step.proposal, step.gen_fed, row_spreader(step.rows, self.B),
+                editing_step,
+            )  # fmt: skip
+            written = step.unmask | revised
+        if step.rows is None:
+            torch.where(written, step.proposal, self.gen, out=self.gen)
+            self.forward_positions += step.fed * step.live_count
+        else:
+            self.gen.index_copy_(0, step.rows, torch.where(written, step.proposal, step.gen_fed))
+            self.forward_positions.index_add_(0, step.rows, step.fed)
+
+    def _remask(self, *, block: _Block, step: _Step) -> None:
+        """Set the strategy's re-masks back to `[MASK]`, capped so that the block still finishes in time."""
+        if self.remasking is None:
+            return
+        remask_action = torch.zeros_like(step.unmask) if step.remask is None else step.remask & step.state.revisable
+        allowed = None
+        if self.caps_remasks:  # leave no more masks than the block's remaining steps fill at its pace
+            left_after = step.pick(step.remaining) - step.unmask.sum(-1)
+            allowed = step.pick(block.pace) * (self.budget - block.step - 1) - left_after
+        step.remask_action = remask_action
+        step.remasked = Remasking.kept(remask_action & ~step.unmask, step.token_confidence, allowed)
+        self.gen.masked_fill_(row_spreader(step.rows, self.B)(step.remasked), self.mask_id)
+
+    def _count(self, step: _Step) -> None:
+        """Count the forward pass, fill after a finished row's EOS, and date the positions decided."""
+        if self.record:
+            step.time_before = self.nfe.to(torch.float32) / self.config.gen_length
+        self.nfe = self.nfe + step.live_count  # a new tensor: the state handed to the strategy keeps its own
+        if self.config.stop_at_eos:
+            fill_after_eos(self.gen, self.mask_id, self.eos_tensor, self.fill_id)
+        if self.remasking is not None:  # every position that got a token this step (strategy, fallback or EOS fill)
+            self.remasking.decided(step.masked & (self.gen != self.mask_id), self.nfe - step.live_count)
+
+    def _record(self, *, block: _Block, step: _Step) -> None:
+        """Append the step to the trajectory (`output_trajectory`), over the whole batch."""
+        if not self.record:
+            return
+        traj, spread = self.trajectory, row_spreader(step.rows, self.B)
+        traj["confidence"].append(spread(step.confidence.float()))
+        traj["masked"].append(step.masked)
+        traj["eligible"].append(step.eligible)
+        traj["time"].append(step.time_before)
+        traj["action"].append(spread(step.action))
+        traj["unmasked"].append(spread(step.unmask))
+        traj["live"].append(step.live_count > 0)
+        traj["block"].append(torch.tensor(block.index, device=self.device))
+        if self.padding_mask is not None:
+            traj["padding_mask"].append(self.padding_mask)
+        if self.editing is not None:
+            traj["revisable"].append(step.revisable)
+            traj["revised"].append(step.revised)
+        if self.remasking is not None:
+            traj["revisable"].append(step.revisable)
+            traj["remask_action"].append(spread(step.remask_action))
+            traj["remasked"].append(spread(step.remasked))
+            traj["token_confidence"].append(spread(step.token_confidence))
+            traj["decided_time"].append(spread(step.decided_time))
+        if step.verification is not None:
+            traj["verification_confidence"].append(spread(step.verification))
+        if step.log_prob is not None:
+            traj["log_prob"].append(spread(step.log_prob.float()))
+        if step.hidden is not None:
+            traj["hidden_states"].append(spread(step.hidden))
+
+    def _report(self, *, block: _Block, step: _Step) -> None:
+        """The canvas after the step to the history, the streamer and `callback_on_step_end` (which may stop rows)."""
+        if self.history is not None:
+            self.history.append(self.x[:, : self.out_length].clone())
+        if self.streamer is not None:
+            self.streamer.put(self.gen[:, : self.config.gen_length].clone())
+        if self.callback is None:
+            return
+        still_masked = self.gen == self.mask_id
+        info = DiffusionStep(
+            step=self.step,
+            block=block.index,
+            block_step=block.step,
+            sequences=self.x[:, : self.out_length].clone(),
+            unmasked=(step.masked & ~still_masked)[:, : self.config.gen_length],
+            nfe=self.nfe.clone(),
+            live=step.live_count > 0,
+            prompt_length=self.P,
+            mask_token_id=self.mask_id,
+            state=step.state,
+        )
+        stop = rows_to_stop(self.callback(info), self.B, self.device)
+        check_untouched(step.guarded, step.versions, "callback_on_step_end")
+        if stop is not None:  # only rows with work left count as stopped
+            self.stopped |= stop & still_masked.any(-1)
 
 
 def _choose_tokens_at(

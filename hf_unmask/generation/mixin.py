@@ -8,9 +8,9 @@ from typing import Any, Optional, Union
 from transformers import GenerationMixin
 
 from .adapter import DiffusionAdapter, get_adapter, unwrap_model
-from .eos import eos_id_list
 from .inputs import normalize_generate_arguments
 from .loop import diffusion_generate
+from .text_io import completion_eos_ids
 
 
 class DiffusionGenerationMixin(GenerationMixin):
@@ -47,9 +47,9 @@ def enable_diffusion_generate(
 ) -> Any:
     """Give an already-loaded model (transformers, remote-code or `PeftModel`) a diffusion `generate`.
 
-    The model family is recognised from `config.model_type` (see `hf_unmask.models.ADAPTER_REGISTRY`). The mask,
-    EOS and pad ids are taken, in order, from the arguments, the model's generation config, its config and the
-    tokenizer. Returns the same model object, with `model.generate` replaced for this instance only.
+    The model family is recognised from `config.model_type` (see `hf_unmask.models.ADAPTER_REGISTRY`). The mask
+    and pad ids are taken, in order, from the arguments, the model's generation config, its config and the
+    tokenizer; the EOS ids are `hf_unmask.generation.completion_eos_ids` (the family's, then the tokenizer's). Returns the same model object, with `model.generate` replaced for this instance only.
 
     Example:
         ```python
@@ -80,12 +80,9 @@ def enable_diffusion_generate(
         )
     if ids["mask_token_id"] is None and tokenizer is not None:
         ids["mask_token_id"] = getattr(tokenizer, "mask_token_id", None)
-    # EOS: the configured ids plus the family's own end tokens (e.g. LLaDA's <|eot_id|> next to <|endoftext|>).
-    configured = gen_config.eos_token_id
-    eos = eos_id_list(configured)
-    eos += [e for e in adapter_obj.eos_token_ids() if e not in eos]
-    if not eos and tokenizer is not None and getattr(tokenizer, "eos_token_id", None) is not None:
-        eos = [tokenizer.eos_token_id]
+    # EOS: the ids that end a completion everywhere (the family's, e.g. LLaDA's <|eot_id|> next to <|endoftext|>,
+    # then the tokenizer's), stored so that every later `generate` call reads the same set.
+    eos = completion_eos_ids(model, tokenizer, adapter=adapter_obj)
     ids["eos_token_id"] = (eos[0] if len(eos) == 1 else eos) if eos else None
     if gen_config.pad_token_id is None:
         pad = adapter_obj.pad_token_id()

@@ -13,7 +13,8 @@ from transformers.utils import ModelOutput
 class DiffusionTrajectory(ModelOutput):
     """Per-step record of a generation, stacked over steps: what a learned policy is trained on.
 
-    Every tensor has a leading step axis T (the number of forward passes of the longest row).
+    Every tensor has a leading step axis T: the steps the loop ran (at least the forward passes of the row that
+    took most; rows finish blocks at different steps).
     `live[t, b]` is False for steps in which row b did not count a forward pass (its block was
     already done, or it stopped at EOS); those entries must be ignored by a loss.
 
@@ -78,8 +79,11 @@ class DiffusionGenerateOutput(ModelOutput):
         sequences: `[B, P + L]` prompt (left-padded as given) followed by the generated tokens.
         nfe: `[B]` long, dLLM forward passes each row used.
         trajectory: a `DiffusionTrajectory` when `output_trajectory=True`.
-        history: `[T + 1, B, P + L]` canvas before the first step and after every step, when `output_history=True`
-            (one more entry when stop_at_eos filled later blocks after the last step).
+        history: `[T + 1, B, P + L]` the canvas before the first step and after each of the T steps the loop ran
+            (a step feeds the rows still at work), when `output_history=True`. Each entry is taken after the step's
+            EOS fill (`stop_at_eos`); a decoder that ends a row at the end of a block holding an EOS
+            (`stops_after_block_with_eos`, e.g. `SDARDecoder`) fills its later blocks after the block's last step,
+            which `sequences` shows and the last entry does not.
         stopped: `[B]` bool, rows that `callback_on_step_end` stopped before they were complete (their unfilled
             positions still hold the mask id), when a callback was given.
         forward_positions: `[B]` long, positions each row ran through the model, summed over its forward passes

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any, Optional, TextIO
 
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from .._warnings import warn_at_caller
 from .eos import cut_at_eos
 
 
@@ -124,11 +124,9 @@ def prepare_streamer(streamer: Any, input_ids: torch.Tensor, eos_ids: list[int])
             f"{type(streamer).__name__} shows one sequence, but the batch has {input_ids.shape[0]} rows. Generate one "
             "prompt at a time, or use hf_unmask.DiffusionTextStreamer(tokenizer, row=i) to watch row i."
         )
-    warnings.warn(
+    warn_at_caller(
         f"{type(streamer).__name__} expects tokens appended left to right, but a diffusion draft fills in anywhere "
         "and its [MASK] positions are not text: it receives the final tokens once generation ends. To watch the "
-        "draft fill in, use hf_unmask.DiffusionTextStreamer(tokenizer).",
-        UserWarning,
-        stacklevel=3,
+        "draft fill in, use hf_unmask.DiffusionTextStreamer(tokenizer)."
     )
     return _FinalTokensStreamer(streamer, input_ids, eos_ids)

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
 
-from .adapter import get_adapter, model_device, unwrap_model
-from .eos import cut_at_eos, eos_id_list
+from .adapter import model_device
 from .loop import diffusion_generate
 from .outputs import DiffusionGenerateOutput
-
-Message = Mapping[str, Any]
-Prompts = Union[str, Sequence[str], Sequence[Message], Sequence[Sequence[Message]]]
+from .text_io import Prompts, completion_eos_ids, completion_texts, encode_prompts
 
 
 @dataclass
 class DiffusionTextOutput(DiffusionGenerateOutput):
-    """`DiffusionGenerateOutput` (sequences, nfe, trajectory, history, stopped) plus the decoded completions.
+    """Everything `generate(..., return_dict_in_generate=True)` returns (a `DiffusionGenerateOutput`: sequences, nfe,
+    trajectory, history, stopped, forward_positions) plus the decoded completions.
 
     Attributes:
-        texts: one completion per prompt: the generated tokens up to the first EOS, decoded without special tokens.
+        texts: one completion per prompt: the generated tokens up to the first EOS, decoded without special tokens
+            and stripped of surrounding whitespace.
         prompt_length: P, the width of the left-padded prompts (`sequences[:, prompt_length:]` is generated).
     """
 
@@ -36,8 +35,11 @@ class DiffusionTextGenerator:
 
     Strings are tokenized as they are; a conversation (a list of `{"role": ..., "content": ...}` messages) goes
     through the tokenizer's chat template with the generation prompt added. A list of prompts is one batch, left-padded.
-    Each completion is cut at the first EOS (any of the model's EOS ids and the tokenizer's) and decoded without
-    special tokens. Keyword arguments given here are defaults for every call; a call's own override them.
+    Each completion is cut at the first EOS (`eos_token_id` when given, else the model family's EOS ids and the
+    tokenizer's; the same set stops generation under `stop_at_eos`) and decoded without special tokens. Encoding,
+    the EOS set and decoding are those of `hf_unmask.generation.text_io`, which evaluation and training use too.
+    Keyword arguments given here are defaults for every call; a call's own override them. The output holds
+    everything `generate` returns.
 
     Args:
         model: a model with a diffusion `generate` (built-in, `AutoDiffusionLM`, `enable_diffusion_generate`) or any
@@ -62,30 +64,24 @@ class DiffusionTextGenerator:
         self.generate_kwargs = generate_kwargs
 
     def encode(self, prompts: Prompts) -> dict[str, torch.Tensor]:
-        """`input_ids` and `attention_mask` `[B, P]` of the prompts, left-padded, on the model's device."""
-        texts, from_template = self._texts(prompts)
-        encoded = self.tokenizer(texts, add_special_tokens=not from_template)["input_ids"]
-        pad = self.tokenizer.pad_token_id
-        if pad is None:  # e.g. LLaMA-style tokenizers; the attention mask hides padding, any valid id will do
-            pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
-        width = max(len(ids) for ids in encoded)
-        input_ids = torch.full((len(encoded), width), int(pad), dtype=torch.long)
-        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            if ids:
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention_mask[row, width - len(ids) :] = 1
-        device = model_device(self.model)
-        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        """`input_ids` and `attention_mask` `[B, P]` of the prompts, left-padded, on the model's device (see
+        `hf_unmask.generation.encode_prompts`; the tokenizer is left as it was)."""
+        return encode_prompts(self.tokenizer, prompts, device=model_device(self.model)).model_inputs()
+
+    def eos_token_ids(self, eos_token_id: Optional[Union[int, list[int]]] = None) -> list[int]:
+        """The ids that end a completion (`hf_unmask.generation.completion_eos_ids`): `eos_token_id`, else the one
+        given at construction, else the model family's and the tokenizer's."""
+        if eos_token_id is None:
+            eos_token_id = self.generate_kwargs.get("eos_token_id")
+        adapter = self.generate_kwargs.get("adapter", getattr(self.model, "diffusion_adapter", None))
+        return completion_eos_ids(self.model, self.tokenizer, eos_token_id=eos_token_id, adapter=adapter)
 
     def decode(
         self, sequences: torch.Tensor, prompt_length: int, eos_token_id: Optional[Union[int, list[int]]] = None
     ) -> list[str]:
-        """The completions of `sequences` `[B, P + L]`: generated tokens up to the first EOS (`eos_token_id`, else the
-        model's), decoded without special tokens."""
-        eos = set(self._eos_ids(eos_token_id))
-        rows = sequences[:, prompt_length:].tolist()
-        return [self.tokenizer.decode(cut_at_eos(row, eos), skip_special_tokens=True) for row in rows]
+        """The completions of `sequences` `[B, P + L]`: generated tokens up to the first EOS (`eos_token_ids`),
+        decoded without special tokens (`hf_unmask.generation.completion_texts`)."""
+        return completion_texts(self.tokenizer, sequences, prompt_length, self.eos_token_ids(eos_token_id))
 
     def __call__(self, prompts: Prompts, **generate_kwargs: Any) -> DiffusionTextOutput:
         """Generate one completion per prompt; `generate_kwargs` override the defaults given at construction."""
@@ -98,58 +94,15 @@ class DiffusionTextGenerator:
         kwargs.setdefault("tokenizer", self.tokenizer)
         if getattr(self.model, "diffusion_adapter", None) is not None:
             kwargs.setdefault("adapter", self.model.diffusion_adapter)
+        # one EOS set ends generation (stop_at_eos) and cuts the decoded completions
+        kwargs["eos_token_id"] = completion_eos_ids(
+            self.model, self.tokenizer, eos_token_id=kwargs.get("eos_token_id"), adapter=kwargs.get("adapter")
+        )
         out = diffusion_generate(self.model, **batch, **kwargs)
         P = batch["input_ids"].shape[1]
+        generated = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
         return DiffusionTextOutput(
-            sequences=out.sequences,
-            nfe=out.nfe,
-            trajectory=out.trajectory,
-            history=out.history,
-            stopped=out.stopped,
-            texts=self.decode(out.sequences, P, kwargs.get("eos_token_id")),
+            **generated,
+            texts=completion_texts(self.tokenizer, out.sequences, P, kwargs["eos_token_id"]),
             prompt_length=P,
         )
-
-    # ---- helpers -------------------------------------------------------------------------------------------
-    def _texts(self, prompts: Prompts) -> tuple[list[str], bool]:
-        """The prompt strings, and whether they came from the chat template (which adds its own special tokens)."""
-        if isinstance(prompts, str):
-            return [prompts], False
-        if isinstance(prompts, Sequence) and prompts and all(isinstance(p, Mapping) for p in prompts):
-            prompts = [prompts]  # one conversation
-        if not isinstance(prompts, Sequence) or not prompts:
-            raise ValueError(
-                "prompts must be a string, a list of strings, a conversation (a list of {'role', 'content'} "
-                f"messages) or a list of conversations; got {prompts!r}."
-            )
-        if all(isinstance(p, str) for p in prompts):
-            return list(prompts), False
-        if not all(isinstance(p, Sequence) and p and all(isinstance(m, Mapping) for m in p) for p in prompts):
-            raise TypeError(
-                "prompts mixes kinds: give a list of strings, or a list of conversations (each a non-empty list of "
-                "{'role': ..., 'content': ...} messages)."
-            )
-        if getattr(self.tokenizer, "chat_template", None) is None:
-            raise ValueError(
-                f"{type(self.tokenizer).__name__} has no chat template, so messages cannot be turned into a prompt. "
-                "Pass plain strings, or set tokenizer.chat_template (a Jinja template)."
-            )
-        rendered = [
-            self.tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True) for c in prompts
-        ]
-        return rendered, True
-
-    def _eos_ids(self, configured: Optional[Union[int, list[int]]]) -> list[int]:
-        """EOS ids that end a completion: `configured`, else the model's (generation config or family), and the
-        tokenizer's."""
-        if configured is None:
-            configured = self.generate_kwargs.get("eos_token_id")
-        if configured is None:
-            configured = getattr(getattr(unwrap_model(self.model), "generation_config", None), "eos_token_id", None)
-        if configured is None:
-            adapter = getattr(self.model, "diffusion_adapter", None)
-            configured = get_adapter(self.model, adapter).eos_token_ids()
-        ids = eos_id_list(configured)
-        if self.tokenizer.eos_token_id is not None:
-            ids.append(self.tokenizer.eos_token_id)
-        return [int(i) for i in ids if i is not None]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import inspect
 import numbers
 import os
-import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
 
 import torch
 
-from .adapter import unwrap_model
+from .._warnings import warn_at_caller
+from .adapter import DiffusionAdapter, unwrap_model
 
 #: The longest canvas (prompt + L positions per row) generate accepts. Far beyond any dLLM's context (LLaDA 4,096,
 #: Dream 131,072 positions) and a safety net for models that state no length at all: a canvas of 10**7 positions
@@ -26,8 +26,6 @@ from .adapter import unwrap_model
 MAX_CANVAS_POSITIONS = 1 << 20
 # Below this size the logits surely fit in memory; above it, free memory is read (costs ~50 us on Linux).
 _MEMORY_CHECK_FROM_BYTES = 1 << 30
-# Config fields that state the longest sequence a model was trained on (LLaDA: max_sequence_length; GPT-2: n_positions).
-_LENGTH_FIELDS = ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len")
 # Name of the learned absolute position table in transformers' encoders (BERT, RoBERTa, ALBERT, ELECTRA, ...).
 _POSITION_TABLE_NAMES = ("position_embeddings",)
 _position_tables: weakref.WeakKeyDictionary[torch.nn.Module, Optional[int]] = weakref.WeakKeyDictionary()
@@ -250,9 +248,11 @@ def check_lengths(
     attention_mask: Optional[torch.Tensor],
     gen_length: int,
     vocab_size: Optional[int],
+    adapter: Optional[DiffusionAdapter] = None,
 ) -> None:
     """Refuse a canvas the model cannot run (beyond a learned position table, beyond `MAX_CANVAS_POSITIONS`, or
-    logits that cannot fit in free memory); warn beyond the length the model was trained on."""
+    logits that cannot fit in free memory); warn beyond the lengths the model family says it was trained on
+    (`adapter`'s; the generic adapter's when None)."""
     B, P = input_ids.shape
     total = P + gen_length
     if total > MAX_CANVAS_POSITIONS:
@@ -264,59 +264,96 @@ def check_lengths(
     # Positions as the model sees them: counted from each row's first real token when the batch is padded.
     used = int(attention_mask.sum(-1).max()) + gen_length if attention_mask is not None else total
     table = position_table_size(model)
-    config = getattr(unwrap_model(model), "config", None)
     if table is not None and used > table:
-        raise ValueError(
-            f"{_model_name(model)} has a learned table of {table} positions, but the prompt ({used - gen_length} "
-            f"tokens) plus max_new_tokens={gen_length} needs {used}. Use max_new_tokens <= {max(table - used + gen_length, 0)} "
-            "or a shorter prompt."
-        )
+        _refuse_beyond_position_table(model, table, used - gen_length, gen_length)
     if vocab_size is not None:
-        dtype = getattr(unwrap_model(model), "dtype", None)
-        itemsize = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
-        logits_bytes = B * total * vocab_size * itemsize
-        if logits_bytes >= _MEMORY_CHECK_FROM_BYTES:
-            free = _available_memory(input_ids.device)
-            if free is not None and logits_bytes > free:
-                raise ValueError(
-                    f"The logits of one forward pass alone (batch {B} x {total:,} positions x vocabulary {vocab_size:,} "
-                    f"x {itemsize} bytes = {logits_bytes / 2**30:.1f} GiB) exceed the free memory of {input_ids.device} "
-                    f"({free / 2**30:.1f} GiB). Use a smaller max_new_tokens or batch."
-                )
-    if table is None and config is not None:
-        for field in _LENGTH_FIELDS:
-            trained = getattr(config, field, None)
-            if isinstance(trained, int) and not isinstance(trained, bool) and 0 < trained < used:
-                warnings.warn(
-                    f"{_model_name(model)} was trained on sequences of at most {trained} positions "
-                    f"(config.{field}); the prompt plus max_new_tokens={gen_length} needs {used}. Its rotary "
-                    "positions run further, but expect degraded output beyond that length.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                break
-    trained_l = getattr(config, "trained_gen_length", None) if config is not None else None
-    checked_l = getattr(config, "max_gen_length", None) if config is not None else None
-    if isinstance(checked_l, int) and not isinstance(checked_l, bool) and checked_l > 0:
-        if checked_l < gen_length:
-            warnings.warn(
-                f"{_model_name(model)} was checked to generate at most L = {checked_l} positions "
-                f"(config.max_gen_length; trained at L <= {trained_l}); max_new_tokens={gen_length} asks for more, so "
-                f"expect degraded output. Use max_new_tokens <= {checked_l}.",
-                UserWarning,
-                stacklevel=2,
+        _check_logits_memory(model, input_ids, total, vocab_size)
+    adapter = adapter if adapter is not None else DiffusionAdapter(model)
+    trained = adapter.trained_sequence_length() if table is None else None
+    if trained is not None and trained.positions < used:
+        warn_at_caller(
+            f"{_model_name(model)} was trained on sequences of at most {trained.positions} positions "
+            f"({trained.source}); the prompt plus max_new_tokens={gen_length} needs {used}. Its rotary "
+            "positions run further, but expect degraded output beyond that length."
+        )
+    _check_generation_length(model, adapter, gen_length)
+
+
+def _refuse_beyond_position_table(model: Any, table: int, prompt_length: int, gen_length: int) -> None:
+    """The error for a canvas beyond a learned position table: a prompt that leaves no room at all is too long
+    (shorten or truncate it); otherwise L is too large for this prompt."""
+    needed = prompt_length + gen_length
+    if prompt_length >= table:
+        keep = table - gen_length
+        fix = (
+            f"tokenizer(..., truncation=True, max_length={keep})"
+            if keep > 0
+            else f"a prompt of at most {table} - max_new_tokens tokens and max_new_tokens < {table}"
+        )
+        raise ValueError(
+            f"The prompt ({prompt_length} tokens) is too long for {_model_name(model)}, which has a learned table "
+            f"of {table} positions: with max_new_tokens={gen_length} it needs {needed}. Shorten the prompt, e.g. "
+            f"truncate it through the tokenizer: {fix} (tokenizer.truncation_side = 'left' keeps its end)."
+        )
+    raise ValueError(
+        f"{_model_name(model)} has a learned table of {table} positions, but the prompt ({prompt_length} tokens) "
+        f"plus max_new_tokens={gen_length} needs {needed}. Use max_new_tokens <= {table - prompt_length} or a "
+        "shorter prompt."
+    )
+
+
+def _check_logits_memory(model: Any, input_ids: torch.Tensor, total: int, vocab_size: int) -> None:
+    """Refuse a forward pass whose logits alone exceed the free memory of the prompt's device."""
+    B = input_ids.shape[0]
+    dtype = getattr(unwrap_model(model), "dtype", None)
+    itemsize = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
+    logits_bytes = B * total * vocab_size * itemsize
+    if logits_bytes < _MEMORY_CHECK_FROM_BYTES:
+        return
+    free = _available_memory(input_ids.device)
+    if free is not None and logits_bytes > free:
+        raise ValueError(
+            f"The logits of one forward pass alone (batch {B} x {total:,} positions x vocabulary {vocab_size:,} "
+            f"x {itemsize} bytes = {logits_bytes / 2**30:.1f} GiB) exceed the free memory of {input_ids.device} "
+            f"({free / 2**30:.1f} GiB). Use a smaller max_new_tokens or batch."
+        )
+
+
+def _check_generation_length(model: Any, adapter: DiffusionAdapter, gen_length: int) -> None:
+    """Warn when L exceeds what the family says the checkpoint was checked at (else trained at)."""
+    trained, checked = adapter.trained_generation_length(), adapter.max_generation_length()
+    if checked is not None:
+        if checked.positions < gen_length:
+            trained_at = trained.positions if trained is not None else None
+            warn_at_caller(
+                f"{_model_name(model)} was checked to generate at most L = {checked.positions} positions "
+                f"({checked.source}; trained at L <= {trained_at}); max_new_tokens={gen_length} asks for more, so "
+                f"expect degraded output. Use max_new_tokens <= {checked.positions}."
             )
-    elif isinstance(trained_l, int) and not isinstance(trained_l, bool) and 0 < trained_l < gen_length:
-        warnings.warn(
-            f"{_model_name(model)} was trained to generate L = {trained_l} positions (config.trained_gen_length); "
-            f"max_new_tokens={gen_length} asks for more, so expect what it writes beyond position {trained_l} to be "
-            f"meaningless. Use max_new_tokens <= {trained_l}.",
-            UserWarning,
-            stacklevel=2,
+    elif trained is not None and trained.positions < gen_length:
+        warn_at_caller(
+            f"{_model_name(model)} was trained to generate L = {trained.positions} positions ({trained.source}); "
+            f"max_new_tokens={gen_length} asks for more, so expect what it writes beyond position "
+            f"{trained.positions} to be meaningless. Use max_new_tokens <= {trained.positions}."
         )
 
 
 # ---------------------------------------------------------------------------------------------- hooks
+def check_seed(seed: Any, generator: Any) -> None:
+    """`seed` is None or an integer torch accepts as a seed, and is not given together with `generator`."""
+    if seed is None:
+        return
+    if generator is not None:
+        raise ValueError("Pass either `generator` or `seed`, not both (seed builds a generator for you).")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an integer, got {seed!r} ({type(seed).__name__}). Pass e.g. seed=0, or a seeded "
+            "torch.Generator as generator=..."
+        )
+    if not -(2**63) <= int(seed) < 2**64:
+        raise ValueError(f"seed={seed} is out of range: torch seeds are 64-bit integers. Pass e.g. seed=0.")
+
+
 def check_callback(callback: Any) -> None:
     """`callback_on_step_end` must be callable with one argument (a `DiffusionStep`)."""
     if callback is None:
@@ -341,34 +378,12 @@ def check_callback(callback: Any) -> None:
         ) from None
 
 
-def check_cache_support(adapter: Any, strategy: Any, token_types: Optional[torch.Tensor]) -> None:
-    """`use_cache=True` needs a model family with a diffusion cache and a strategy that reads no hidden states."""
-    if not adapter.supports_cache:
-        raise ValueError(
-            f"use_cache=True: {type(unwrap_model(adapter.model)).__name__} has no diffusion key/value cache. The "
-            "families that have one: LLaDA (hf_unmask.LLaDAModelLM), Dream (hf_unmask.DreamModel) and the built-in "
-            "tiny dLLM, loaded with hf_unmask.AutoDiffusionLM. Drop use_cache=True for this model."
-        )
-    if getattr(strategy, "requires_hidden_states", False):
-        raise ValueError(
-            f"use_cache=True with {type(strategy).__name__}, which reads the dLLM's hidden states: a cached step "
-            "computes them for the fed window only. Drop use_cache=True, or use a strategy that reads confidences."
-        )
-    if token_types is not None:
-        raise ValueError("use_cache=True with token_type_ids: no cached family takes segment ids. Drop one of them.")
-
-
-def check_verification_support(adapter: Any, strategy: Any, use_cache: bool) -> None:
-    """A strategy with `requires_verification` (WINO) needs a model that runs the shadow-block forward, and no
-    cache (the published WINO has none: every step is a full forward over the canvas and the shadow block)."""
+def check_verification_support(adapter: Any, strategy: Any) -> None:
+    """A strategy with `requires_verification` (WINO) needs a model that runs the shadow-block forward (that it
+    runs without a cache is checked with the other cache settings, `cache_settings.check_cache_support`)."""
     if not getattr(strategy, "requires_verification", False):
         return
     name = type(strategy).__name__
-    if use_cache:
-        raise ValueError(
-            f"use_cache=True with {name}, which verifies decided tokens in a shadow block run in the same full "
-            "forward as the canvas (as the published algorithm, which has no cache). Drop use_cache=True."
-        )
     if not adapter.supports_verification:
         model = type(unwrap_model(adapter.model)).__name__
         raise ValueError(

@@ -8,11 +8,12 @@ CLI. A release outside this range may change any of them, so importing `hf_unmas
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+from .._warnings import warn_at_caller
 
 #: The lm_eval versions hf_unmask.lm_eval is tested with; the same range as the `[lm-eval]` extra of pyproject.toml.
 LM_EVAL_REQUIREMENT = ">=0.4.13,<0.4.14"
@@ -45,10 +46,8 @@ def warn_if_untested() -> None:
     if _warned or is_supported_lm_eval():
         return
     _warned = True
-    warnings.warn(
+    warn_at_caller(
         f"hf_unmask.lm_eval is tested with lm_eval{LM_EVAL_REQUIREMENT}, but lm_eval {installed_lm_eval_version()} "
         f"is installed: evaluation may fail or report NFE wrongly. Install a tested version: "
-        f"pip install 'lm_eval{LM_EVAL_REQUIREMENT}' (or pip install 'hf_unmask[lm-eval]').",
-        UserWarning,
-        stacklevel=3,
+        f"pip install 'lm_eval{LM_EVAL_REQUIREMENT}' (or pip install 'hf_unmask[lm-eval]')."
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from typing import Any, Optional
 
 import torch
@@ -13,15 +12,11 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from .._warnings import warn_at_caller
 from ..evaluation.distributed import init_distributed
-from ..evaluation.model_io import (
-    completion_eos_ids,
-    decode_completions,
-    ensure_diffusion_generate,
-    tokenize_batches,
-)
+from ..evaluation.model_io import ensure_diffusion_generate, tokenize_batches
 from ..evaluation.specs import plan_sweep
-from ..generation import cut_at_eos, get_adapter
+from ..generation import completion_eos_ids, completion_texts, cut_at_eos, get_adapter
 from ..generation.validation import position_table_size
 from .likelihood import encode_pair, greedy_continuation, mc_loglikelihood, request_seed
 from .model_args import ModelArgumentError, parse_model_args, parse_strategy, resolve_device, resolve_pretrained
@@ -70,6 +65,7 @@ class HFUnmaskLM(LM):
         self.model, self.tokenizer = self._load(device)
         self._device = device
         self._rank, self._world_size = self._distributed.rank, self._distributed.world_size
+        # the ids that end a completion: they stop generation (stop_at_eos) and cut the decoded text
         self.eos_ids = completion_eos_ids(self.model, self.tokenizer)
         adapter = get_adapter(self.model, getattr(self.model, "diffusion_adapter", None))
         self.adapter = adapter
@@ -166,16 +162,16 @@ class HFUnmaskLM(LM):
     def _check_fits(self, prompt_length: int, gen_length: int, max_gen_toks: int) -> None:
         config = getattr(self.model, "config", None)
         name = getattr(config, "name_or_path", "") or type(self.model).__name__
-        max_gen = getattr(config, "max_gen_length", None)
+        checked = get_adapter(self.model, getattr(self.model, "diffusion_adapter", None)).max_generation_length()
         limit, source = self._position_limit()
         fix = (
             "Ask for fewer tokens (--gen_kwargs max_gen_toks=N, or the task's generation_kwargs) or fix L with "
             "--model_args max_new_tokens=N"
         )
-        if isinstance(max_gen, int) and not isinstance(max_gen, bool) and gen_length > max_gen:
+        if checked is not None and gen_length > checked.positions:
             raise ModelArgumentError(
                 f"max_gen_toks={max_gen_toks} means L = {gen_length} generated positions, but {name} was checked to "
-                f"generate at most {max_gen} (config.max_gen_length). {fix} with N <= {max_gen}."
+                f"generate at most {checked.positions} ({checked.source}). {fix} with N <= {checked.positions}."
             )
         if limit is not None and prompt_length + gen_length > limit:
             room = limit - prompt_length
@@ -259,7 +255,7 @@ class HFUnmaskLM(LM):
         it says do_sample=False or gives no positive temperature)."""
         for key in sorted(set(gen_kwargs) - _HANDLED_GEN_KWARGS - self._warned_gen_kwargs):
             self._warned_gen_kwargs.add(key)
-            warnings.warn(f"hf_unmask ignores the generation setting {key}={gen_kwargs[key]!r}.", UserWarning, 2)
+            warn_at_caller(f"hf_unmask ignores the generation setting {key}={gen_kwargs[key]!r}.")
         options: dict[str, Any] = {}
         if self.settings.temperature is not None:
             options["temperature"] = self.settings.temperature
@@ -323,6 +319,7 @@ class HFUnmaskLM(LM):
                     block_length=self.block_length,
                     seed=self.settings.seed,
                     return_dict_in_generate=True,
+                    eos_token_id=self.eos_ids,
                     **options,
                     **self.settings.generate_options(),
                 )
@@ -331,7 +328,7 @@ class HFUnmaskLM(LM):
                 for row, i in enumerate(batch):
                     until, max_gen_toks = plans[i][0], plans[i][1]
                     kept = sequences[row : row + 1, : P + min(gen_length, max_gen_toks)]
-                    [text] = decode_completions(kept, P, self.tokenizer, self.eos_ids)
+                    [text] = completion_texts(self.tokenizer, kept, P, self.eos_ids)
                     results[i] = _cut_at_first(text, until)
                     gen_tokens = len(cut_at_eos(kept[0, P:].tolist(), self.eos_ids, keep_eos=True))
                     self.generation_stats.record(requests[i], int(nfes[row]), gen_tokens)

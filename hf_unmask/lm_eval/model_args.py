@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
 
+from .._warnings import warn_at_caller, warn_deprecated
 from ..evaluation.distributed import DistributedContext
+from ..generation.cache_settings import check_cache_implementation
 
 __all__ = ["MODEL_ARGS", "ModelArgumentError", "ModelSettings", "parse_model_args", "parse_strategy"]
 
@@ -43,7 +44,8 @@ MODEL_ARGS: dict[str, str] = {
     "steps": "total denoising steps of fixed-count strategies (generation config)",
     "max_steps": "cap on forward passes per row (generation config)",
     "use_cache": "reuse keys and values across the steps of a block (Fast-dLLM cache)",
-    "cache_mode": "prefix or dual, with use_cache",
+    "cache_implementation": "prefix or dual (Fast-dLLM's two caches); given without use_cache it turns caching on",
+    "cache_mode": "deprecated name of cache_implementation (with use_cache)",
     "temperature": "token temperature for every request (default: the request's own; 0: greedy)",
     "top_k": "restrict the token choice to the k most likely",
     "top_p": "restrict the token choice to the nucleus p",
@@ -82,7 +84,7 @@ class ModelSettings:
     steps: Optional[int] = None
     max_steps: Optional[int] = None
     use_cache: Optional[bool] = None
-    cache_mode: Optional[str] = None
+    cache_implementation: Optional[str] = None
     temperature: Optional[float] = None
     top_k: Optional[int] = None
     top_p: Optional[float] = None
@@ -96,7 +98,7 @@ class ModelSettings:
 
     def generate_options(self) -> dict[str, Any]:
         """The `generate` keyword arguments these settings fix for every request (only those given)."""
-        names = ("steps", "max_steps", "use_cache", "cache_mode", "top_k", "top_p", "stop_at_eos")
+        names = ("steps", "max_steps", "use_cache", "cache_implementation", "top_k", "top_p", "stop_at_eos")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -195,6 +197,29 @@ def parse_strategy(value: Any) -> tuple[Any, Optional[str]]:
         ) from err
 
 
+def _cache_implementation(kwargs: dict[str, Any]) -> Optional[str]:
+    """`cache_implementation` (or its deprecated name `cache_mode`, a `FutureWarning`), checked as generate checks
+    it; None when neither is given."""
+    value, name = kwargs.get("cache_implementation"), "cache_implementation"
+    legacy = kwargs.get("cache_mode")
+    if legacy is not None:
+        warn_deprecated("The model argument cache_mode", "cache_implementation")
+        if value is not None and value != legacy:
+            raise ModelArgumentError(
+                f"cache_implementation={value} and cache_mode={legacy} (its deprecated name) disagree: give "
+                "cache_implementation only."
+            )
+        value, name = legacy, "cache_mode"
+        if _as_bool("use_cache", kwargs.get("use_cache")) is not True:
+            return None  # as before: cache_mode alone does not turn caching on
+    if value is None:
+        return None
+    try:
+        return check_cache_implementation(value, name=name, spell=lambda v: f"cache_implementation={v}")
+    except ValueError as err:
+        raise ModelArgumentError(str(err)) from None
+
+
 def parse_model_args(kwargs: dict[str, Any]) -> ModelSettings:
     """Check every model argument and convert it to its type; `ModelArgumentError` names the first problem."""
     unknown = [key for key in kwargs if key not in MODEL_ARGS]
@@ -224,7 +249,7 @@ def parse_model_args(kwargs: dict[str, Any]) -> ModelSettings:
         steps=_as_int("steps", kwargs.get("steps")),
         max_steps=_as_int("max_steps", kwargs.get("max_steps")),
         use_cache=_as_bool("use_cache", kwargs.get("use_cache")),
-        cache_mode=kwargs.get("cache_mode"),
+        cache_implementation=_cache_implementation(kwargs),
         temperature=_as_float("temperature", kwargs.get("temperature")),
         top_k=_as_int("top_k", kwargs.get("top_k")),
         top_p=_as_float("top_p", kwargs.get("top_p")),
@@ -243,8 +268,11 @@ def parse_model_args(kwargs: dict[str, Any]) -> ModelSettings:
             f"mc_batch_size={settings.mc_batch_size} does not divide mc_num={settings.mc_num}: each forward pass "
             f"holds mc_batch_size Monte-Carlo samples. Use e.g. mc_num={settings.mc_num // settings.mc_batch_size * settings.mc_batch_size or settings.mc_batch_size}."
         )
-    if settings.cache_mode is not None and settings.cache_mode not in ("prefix", "dual"):
-        raise ModelArgumentError(f"cache_mode must be prefix or dual, got {settings.cache_mode!r}.")
+    if settings.use_cache is False and settings.cache_implementation is not None:
+        raise ModelArgumentError(
+            f"use_cache=false with cache_implementation={settings.cache_implementation}: drop use_cache=false to cache, "
+            "or drop cache_implementation."
+        )
     if settings.temperature is not None and settings.temperature < 0:
         raise ModelArgumentError(f"temperature must be >= 0 (0: greedy), got {settings.temperature}.")
     return settings
@@ -278,6 +306,6 @@ def resolve_device(device: Optional[str], distributed: DistributedContext) -> to
         device = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn(f"device {device!r} asked for, but CUDA is not available: running on the CPU.", UserWarning, 3)
+        warn_at_caller(f"device {device!r} asked for, but CUDA is not available: running on the CPU.")
         resolved = torch.device("cpu")
     return resolved

@@ -282,39 +282,20 @@ class AutoDiffusionLM:
         hub_kwargs = {k: model_kwargs[k] for k in _HUB_KWARGS if k in model_kwargs}
         # Read config.json as plain JSON first: no repository code runs before we know the family.
         config_dict, _ = PretrainedConfig.get_config_dict(name, revision=revision, **hub_kwargs)
-        model_type = config_dict.get("model_type")
         explicit_adapter = adapter is not None
-        if adapter is None and model_type not in ADAPTER_REGISTRY and not _is_native_masked_lm(model_type):
-            architectures = config_dict.get("architectures") or []
-            auto_map = config_dict.get("auto_map") or {}
-            if not (any(str(a).endswith("ForMaskedLM") for a in architectures) or "AutoModelForMaskedLM" in auto_map):
-                raise _unsupported_model_type_error(model_type, name)
-            adapter = MaskedLMAdapter
+        if adapter is None:
+            adapter = _adapter_for_unregistered(config_dict, name)
         load_kwargs = dict(model_kwargs)
-        if dtype is not None:
-            load_kwargs["dtype"] = dtype
-        if device_map is not None:
-            load_kwargs["device_map"] = device_map
-        if revision is not None:
-            load_kwargs["revision"] = revision
-        from .native import native_model_class
-
-        native_class = native_model_class(model_type, config_dict)
-        if native_class is not None:
-            model = _load_native(native_class, name, config_dict, trust_remote_code, load_kwargs, hub_kwargs)
-        else:
-            auto_class = _choose_auto_class(config_dict, model_type, trust_remote_code, name, explicit_adapter)
-            model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **load_kwargs)
-
-        if getattr(model, "generation_config", None) is None:
-            # transformers reads generation_config.json only for classes that can generate (not BERT, LLaDA, Dream)
-            model.generation_config = _load_generation_config(name, revision, hub_kwargs)
-
+        for key, value in (("dtype", dtype), ("device_map", device_map), ("revision", revision)):
+            if value is not None:
+                load_kwargs[key] = value
+        model = _load_model(
+            name, config_dict, trust_remote_code=trust_remote_code, load_kwargs=load_kwargs, hub_kwargs=hub_kwargs,
+            explicit_adapter=explicit_adapter, revision=revision,
+        )  # fmt: skip
         if peft_adapter is not None:
-            try:
-                from peft import PeftModel
-            except ImportError as err:  # pragma: no cover - peft is a dependency
-                raise ImportError("peft_adapter=... needs the `peft` package: pip install peft") from err
+            from peft import PeftModel
+
             peft_hub_kwargs = {k: v for k, v in hub_kwargs.items() if k in ("cache_dir", "token", "local_files_only")}
             model = PeftModel.from_pretrained(model, peft_adapter, **peft_hub_kwargs)
         model.eval()
@@ -333,3 +314,43 @@ class AutoDiffusionLM:
                 name,
             )
         return model
+
+
+def _adapter_for_unregistered(config_dict: dict[str, Any], name: Any) -> Optional[type[DiffusionAdapter]]:
+    """`MaskedLMAdapter` for a masked LM of a family without its own adapter, None for a registered (or native
+    masked-LM) family; an error naming the supported families for anything else."""
+    model_type = config_dict.get("model_type")
+    if model_type in ADAPTER_REGISTRY or _is_native_masked_lm(model_type):
+        return None
+    architectures = config_dict.get("architectures") or []
+    auto_map = config_dict.get("auto_map") or {}
+    if not (any(str(a).endswith("ForMaskedLM") for a in architectures) or "AutoModelForMaskedLM" in auto_map):
+        raise _unsupported_model_type_error(model_type, name)
+    return MaskedLMAdapter
+
+
+def _load_model(
+    name: Any,
+    config_dict: dict[str, Any],
+    *,
+    trust_remote_code: bool,
+    load_kwargs: dict[str, Any],
+    hub_kwargs: dict[str, Any],
+    explicit_adapter: bool,
+    revision: Optional[str],
+) -> Any:
+    """The model, from hf_unmask's native class of its family when there is one, else through transformers' auto
+    classes; with its generation config (read here for classes transformers does not read it for)."""
+    from .native import native_model_class
+
+    model_type = config_dict.get("model_type")
+    native_class = native_model_class(model_type, config_dict)
+    if native_class is not None:
+        model = _load_native(native_class, name, config_dict, trust_remote_code, load_kwargs, hub_kwargs)
+    else:
+        auto_class = _choose_auto_class(config_dict, model_type, trust_remote_code, name, explicit_adapter)
+        model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **load_kwargs)
+    if getattr(model, "generation_config", None) is None:
+        # transformers reads generation_config.json only for classes that can generate (not BERT, LLaDA, Dream)
+        model.generation_config = _load_generation_config(name, revision, hub_kwargs)
+    return model

@@ -19,7 +19,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb, eager_attention_forward
 
-from ..generation.kv_cache import DiffusionKVCache
+from .._warnings import warn_deprecated
+from ..generation.kv_cache import DiffusionKVCache, window_of
 
 #: Root-mean-square LayerNorm: `weight * x / sqrt(mean(x^2) + eps)` with the statistics in float32 (LLaDA's
 #: `RMSLayerNorm` and Dream's `DreamRMSNorm` compute exactly this).
@@ -173,27 +174,21 @@ def attention_inputs(
     inputs_embeds: torch.Tensor,
     attention_mask: Optional[torch.Tensor],
     position_ids: Optional[torch.Tensor],
-    cache: Optional[DiffusionKVCache] = None,
+    past_key_values: Optional[DiffusionKVCache] = None,
     block_length: Optional[int] = None,
+    cache_position: Optional[torch.Tensor] = None,
 ) -> tuple[Optional[torch.Tensor], torch.Tensor]:
-    """`(attention mask, position ids)` of a forward over `inputs_embeds [B, q, C]`: the whole sequence, or, when
-    `cache` holds a window, that window of it (`attention_mask` still covers the whole sequence; default positions
-    are taken from the whole sequence and sliced).
+    """`(attention mask, position ids)` of a forward over `inputs_embeds [B, q, C]`: the whole sequence, or, with
+    `past_key_values` and `cache_position` (the q consecutive sequence positions fed), that window of it
+    (`attention_mask` still covers the whole sequence; default positions are taken from the whole sequence and
+    sliced).
 
     With `block_length` (block-diffusion models) and no 4-D mask, the mask is block-causal (`block_causal_mask`):
     the queries' blocks come from their position ids, the keys' from the positions of the whole sequence (the
     given `position_ids` for a full forward, else counted from each row's first real token)."""
     batch, queries = inputs_embeds.shape[:2]
-    window = cache.window if cache is not None else None
-    total = queries
-    if window is not None:
-        cached = cache.get_seq_length()
-        if cached == 0:
-            raise RuntimeError("A partial forward needs a refreshed cache: run a full forward first (window None).")
-        # a window may end past the cached positions (a block-causal cache grows), never start past them
-        total = max(cached, window[1])
-        if window[1] - window[0] != queries or not 0 <= window[0] < window[1] or window[0] > cached:
-            raise ValueError(f"The cache window {window} does not fit {queries} fed positions of {cached} cached.")
+    window = cache_window(past_key_values, cache_position, queries)
+    total = queries if window is None else max(past_key_values.get_seq_length(), window[1])
     if attention_mask is not None:
         attention_mask = attention_mask.to(inputs_embeds.device)
         if attention_mask.dim() == 2 and attention_mask.shape[1] != total:
@@ -213,6 +208,34 @@ def attention_inputs(
     return bidirectional_mask(config, inputs_embeds, attention_mask), position_ids
 
 
+def cache_window(
+    past_key_values: Optional[DiffusionKVCache], cache_position: Optional[torch.Tensor], length: int
+) -> Optional[tuple[int, int]]:
+    """`(start, end)`: the window of the sequence that a forward of `length` positions feeds against
+    `past_key_values`, read from `cache_position`; None for a refresh (no cache position) or without a cache.
+    Errors name the misuse: a window against a cache never refreshed, one that does not fit the positions fed or
+    starts past the cached ones."""
+    if past_key_values is None:
+        return None
+    if cache_position is None:
+        cache_position = past_key_values._with_legacy_window({}).get("cache_position")  # deprecated window
+    window = window_of(cache_position, length)
+    if window is None:
+        return None
+    cached = past_key_values.get_seq_length()
+    if cached == 0:
+        raise RuntimeError(
+            "A partial forward needs a refreshed cache: run a full forward first (without cache_position)."
+        )
+    # a window may end past the cached positions (a block-causal cache grows), never start past them
+    if window[0] > cached:
+        raise ValueError(
+            f"The cache window {window} does not fit {length} fed positions of {cached} cached: it starts past the "
+            "cached positions."
+        )
+    return window
+
+
 def attend(
     module: nn.Module,
     query: torch.Tensor,
@@ -222,6 +245,8 @@ def attend(
     attention_mask: Optional[torch.Tensor],
     dropout: float = 0.0,
     rope_in_float32: bool = False,
+    past_key_values: Optional[DiffusionKVCache] = None,
+    cache_position: Optional[torch.Tensor] = None,
     cache: Optional[DiffusionKVCache] = None,
 ) -> torch.Tensor:
     """Bidirectional multi-head attention over projected `query [B, T, H*D]`, `key`/`value [B, T, H_kv*D]`.
@@ -231,8 +256,9 @@ def attend(
     Dream / Qwen2 do; only the first channels of each head when the angles are narrower than a head, see `rotate`), then runs the attention implementation named by `module.config._attn_implementation`
     (grouped-query heads are shared by the implementation). Returns `[B, T, H*D]`.
 
-    With a `cache`, the keys and values of this layer (`module.layer_idx`) are stored (refresh) or written over
-    the cache's window, and the queries attend to the keys of the whole sequence.
+    With `past_key_values`, the keys and values of this layer (`module.layer_idx`) are stored (refresh, no
+    `cache_position`) or written over the positions `cache_position`, and the queries attend to the keys of the
+    whole sequence. `cache` is the deprecated name of `past_key_values`.
 
     `module` must also have `num_key_value_groups` and `is_causal = False` (transformers' implementations read
     them).
@@ -247,8 +273,9 @@ def attend(
         q, k = q_rot.to(q.dtype), k_rot.to(k.dtype)
     else:
         q, k = rotate(q, k, cos, sin)
-    if cache is not None:
-        k, v = cache.update(k, v, module.layer_idx)
+    past_key_values = past_key_values if past_key_values is not None else cache
+    if past_key_values is not None:
+        k, v = past_key_values.update(k, v, module.layer_idx, {"cache_position": cache_position})
     interface = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
     out, _ = interface(
         module,
@@ -269,35 +296,61 @@ def run_layers(
     layer_inputs: tuple[Any, ...],
     norm: nn.Module,
     keep_hidden: bool,
-    cache: Optional[DiffusionKVCache] = None,
+    past_key_values: Optional[DiffusionKVCache] = None,
+    cache_position: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, ...]]]:
-    """Run the blocks, `x = layer(x, *layer_inputs, cache=cache)`, then the final norm. Returns the normed output and,
-    when `keep_hidden`, the hidden states in transformers' layout: the embeddings, the output of every block but the
-    last, and the normed output of the last."""
+    """Run the blocks, `x = layer(x, *layer_inputs, past_key_values=..., cache_position=...)`, then the final norm.
+    Returns the normed output and, when `keep_hidden`, the hidden states in transformers' layout: the embeddings, the
+    output of every block but the last, and the normed output of the last."""
     hidden_states: Optional[list[torch.Tensor]] = [] if keep_hidden else None
     for layer in layers:
         if hidden_states is not None:
             hidden_states.append(x)
-        x = layer(x, *layer_inputs, cache=cache)
+        x = layer(x, *layer_inputs, past_key_values=past_key_values, cache_position=cache_position)
     x = norm(x)
     if hidden_states is not None:
         hidden_states.append(x)
     return x, tuple(hidden_states) if hidden_states is not None else None
 
 
-def cache_argument(cache: Any, kwargs: dict[str, Any]) -> Optional[DiffusionKVCache]:
-    """The forward's `cache`, which must be a `DiffusionKVCache`; autoregressive cache arguments mean nothing to a
-    diffusion forward and are refused rather than ignored."""
-    if kwargs.get("past_key_values") is not None:
-        raise ValueError("past_key_values= is not supported: pass cache=hf_unmask.models.DiffusionKVCache() instead.")
-    if kwargs.get("use_cache"):
+def cache_argument(
+    past_key_values: Any = None,
+    cache: Any = None,
+    use_cache: Optional[bool] = None,
+    cache_position: Optional[torch.Tensor] = None,
+) -> tuple[Optional[DiffusionKVCache], Optional[torch.Tensor]]:
+    """`(the forward's DiffusionKVCache or None, the CPU positions fed or None)` from its cache arguments, in
+    transformers' names (`past_key_values`, `use_cache`, `cache_position`). `cache` is the deprecated name of
+    `past_key_values` (a `FutureWarning`). Autoregressive caches mean nothing to a diffusion forward and are refused
+    rather than ignored, as is `use_cache=True` without a cache (a diffusion forward makes none of its own)."""
+    if cache is not None:
+        warn_deprecated("The forward's cache= argument", "past_key_values=")
+        if not isinstance(cache, DiffusionKVCache):
+            raise TypeError(
+                f"cache must be a hf_unmask.DiffusionKVCache, got {type(cache).__name__}: autoregressive "
+                "caches append keys, a diffusion cache rewrites a window of the sequence. Pass it as past_key_values."
+            )
+        if past_key_values is not None and past_key_values is not cache:
+            raise ValueError("Pass the cache once, as past_key_values= (cache= is its deprecated name).")
+        past_key_values = cache
+    if past_key_values is None:
+        if use_cache:
+            raise ValueError(
+                "use_cache=True is not supported without a cache: a diffusion forward makes none of its own. Pass "
+                "past_key_values=hf_unmask.DiffusionKVCache() (a forward without cache_position refreshes it, one "
+                "with cache_position feeds those positions against it), or let generate(..., use_cache=True) do it."
+            )
+        return None, None
+    if not isinstance(past_key_values, DiffusionKVCache):
         raise ValueError(
-            "use_cache=True is not supported: diffusion generation caches with generate(..., cache_mode='prefix' or "
-            "'dual'), or pass cache=hf_unmask.models.DiffusionKVCache() to the forward."
+            f"past_key_values= is not supported with a {type(past_key_values).__name__}: pass a "
+            "hf_unmask.DiffusionKVCache (an autoregressive cache appends keys, a diffusion cache rewrites a window of "
+            "the sequence)."
         )
-    if cache is not None and not isinstance(cache, DiffusionKVCache):
-        raise TypeError(
-            f"cache must be a hf_unmask.models.DiffusionKVCache, got {type(cache).__name__}: autoregressive caches "
-            "append keys, a diffusion cache rewrites a window of the sequence."
-        )
-    return cache
+    if use_cache is False:
+        raise ValueError("use_cache=False with past_key_values: drop past_key_values to run without the cache.")
+    if cache_position is None:  # the deprecated window set on the cache
+        cache_position = past_key_values._with_legacy_window({}).get("cache_position")
+    elif isinstance(cache_position, torch.Tensor):
+        cache_position = cache_position.cpu()  # its bounds are read by every layer: no device sync per layer
+    return past_key_values, cache_position

@@ -40,11 +40,10 @@ def load_dllm(
 ) -> tuple[Any, Any]:
     """Load a dLLM with a diffusion `generate`, and its tokenizer, in eval mode.
 
-    Every option is a keyword argument, so that a caller's positional order (the trainer's `load_dllm(name, dtype,
-    peft_adapter, trust_remote_code)`) cannot bind to the wrong one.
+    Every option is a keyword argument, so that no caller's positional order can bind to the wrong one.
 
     Args:
-        name_or_path: `"builtin"` (or `None`) for the shipped tiny dLLM, `"builtin:NAME"` for another shipped one
+        name_or_path: `"builtin"` (or `None`) for the built-in tiny dLLM, `"builtin:NAME"` for another built-in one
             (`hf_unmask.list_builtin_models()`), or a folder / Hub id that `hf_unmask.AutoDiffusionLM` loads
             (LLaDA, Dream, any masked LM).
         dtype: `"float32"`, `"bfloat16"`, `"float16"`, a `torch.dtype`, or `None` / `"auto"` (as saved).

@@ -104,50 +104,66 @@ def dpls_set_log_prob(v: torch.Tensor, eligible: torch.Tensor, action: torch.Ten
     width = int(size.max())
     order = torch.argsort(action.to(torch.int8), dim=-1, descending=True, stable=True)[:, :width]
     v_set, in_set = torch.gather(v, 1, order), torch.gather(action, 1, order)
-
-    def log_integrand(u: torch.Tensor, vs: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        # u: [n] or [n, K] -> same shape
-        x = torch.exp(vs.unsqueeze(1) + u.unsqueeze(-1)) if u.dim() == 2 else torch.exp(vs + u.unsqueeze(-1))
-        mask = in_set.unsqueeze(1) if u.dim() == 2 else in_set
-        terms = torch.where(mask, torch.log(-torch.expm1(-x)), torch.zeros_like(x)).sum(-1)
-        c = c.unsqueeze(-1) if u.dim() == 2 else c
-        return u - c * torch.exp(u) + terms
-
     with torch.no_grad():
-        vs, c = v_set.detach(), log_c.detach().exp()
-
-        def slope(u: torch.Tensor) -> torch.Tensor:
-            x = torch.exp(vs + u.unsqueeze(-1))
-            d = torch.where(x < 1e-8, 1.0 - x / 2, x / torch.expm1(x))
-            return 1.0 - c * torch.exp(u) + torch.where(in_set, d, torch.zeros_like(d)).sum(-1)
-
-        lo, hi = -log_c.detach() - 1.0, torch.log(size + 1.0) - log_c.detach() + 1.0
-        for _ in range(48):  # the mode: slope is decreasing (concave log-integrand), positive at lo, negative at hi
-            mid = (lo + hi) / 2
-            up = slope(mid) > 0
-            lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
-        mode = (lo + hi) / 2
-        top = log_integrand(mode, vs, c)
-        ends = []
-        for sign in (-1.0, 1.0):  # where the integrand has dropped by _DPLS_TAIL nats, on each side
-            step = torch.ones_like(mode)
-            for _ in range(14):
-                far = log_integrand(mode + sign * step, vs, c) < top - _DPLS_TAIL
-                step = torch.where(far, step, 2 * step)
-            a, b = torch.zeros_like(mode), step
-            for _ in range(30):
-                mid = (a + b) / 2
-                far = log_integrand(mode + sign * mid, vs, c) < top - _DPLS_TAIL
-                a, b = torch.where(far, a, mid), torch.where(far, mid, b)
-            ends.append(mode + sign * b)
-        grid = torch.linspace(0.0, 1.0, _DPLS_NODES, dtype=torch.float64, device=v.device)
-        nodes = ends[0].unsqueeze(-1) + (ends[1] - ends[0]).unsqueeze(-1) * grid
-        log_weights = torch.log((ends[1] - ends[0]) / (_DPLS_NODES - 1)).unsqueeze(-1).repeat(1, _DPLS_NODES)
-        log_weights[:, 0] -= math.log(2.0)
-        log_weights[:, -1] -= math.log(2.0)
-    log_integral = torch.logsumexp(log_integrand(nodes, v_set, log_c.exp()) + log_weights, dim=-1)
+        nodes, log_weights = _dpls_quadrature(v_set.detach(), in_set, log_c.detach(), size)
+    log_integral = torch.logsumexp(_dpls_log_integrand(nodes, v_set, in_set, log_c.exp()) + log_weights, dim=-1)
     value = log_integral + torch.logaddexp(torch.zeros_like(log_w), log_w) - log_w
     return out.index_put((rows,), value)
+
+
+def _dpls_log_integrand(u: torch.Tensor, v_set: torch.Tensor, in_set: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The log of the integrand of `dpls_set_log_prob` in `u = log t`, at `u` `[n]` or `[n, K]` (same shape out);
+    `v_set` / `in_set` `[n, width]` the set's utilities and which of them are real, `c` `[n]` = 1 + R."""
+    x = torch.exp(v_set.unsqueeze(1) + u.unsqueeze(-1)) if u.dim() == 2 else torch.exp(v_set + u.unsqueeze(-1))
+    mask = in_set.unsqueeze(1) if u.dim() == 2 else in_set
+    terms = torch.where(mask, torch.log(-torch.expm1(-x)), torch.zeros_like(x)).sum(-1)
+    c = c.unsqueeze(-1) if u.dim() == 2 else c
+    return u - c * torch.exp(u) + terms
+
+
+def _dpls_mode(v_set: torch.Tensor, in_set: torch.Tensor, log_c: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """`[n]` the mode of the (log-concave) integrand, by bisection on its slope."""
+    c = log_c.exp()
+
+    def slope(u: torch.Tensor) -> torch.Tensor:
+        x = torch.exp(v_set + u.unsqueeze(-1))
+        d = torch.where(x < 1e-8, 1.0 - x / 2, x / torch.expm1(x))
+        return 1.0 - c * torch.exp(u) + torch.where(in_set, d, torch.zeros_like(d)).sum(-1)
+
+    lo, hi = -log_c - 1.0, torch.log(size + 1.0) - log_c + 1.0
+    for _ in range(48):  # the slope is decreasing (concave log-integrand), positive at lo, negative at hi
+        mid = (lo + hi) / 2
+        up = slope(mid) > 0
+        lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
+    return (lo + hi) / 2
+
+
+def _dpls_quadrature(
+    v_set: torch.Tensor, in_set: torch.Tensor, log_c: torch.Tensor, size: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(nodes, log_weights)` `[n, _DPLS_NODES]` of the trapezoid rule over the integrand's bulk: from the mode to
+    the points `_DPLS_TAIL` nats below it on each side (found by doubling, then bisection)."""
+    c = log_c.exp()
+    mode = _dpls_mode(v_set, in_set, log_c, size)
+    top = _dpls_log_integrand(mode, v_set, in_set, c)
+    ends = []
+    for sign in (-1.0, 1.0):  # where the integrand has dropped by _DPLS_TAIL nats, on each side
+        step = torch.ones_like(mode)
+        for _ in range(14):
+            far = _dpls_log_integrand(mode + sign * step, v_set, in_set, c) < top - _DPLS_TAIL
+            step = torch.where(far, step, 2 * step)
+        a, b = torch.zeros_like(mode), step
+        for _ in range(30):
+            mid = (a + b) / 2
+            far = _dpls_log_integrand(mode + sign * mid, v_set, in_set, c) < top - _DPLS_TAIL
+            a, b = torch.where(far, a, mid), torch.where(far, mid, b)
+        ends.append(mode + sign * b)
+    grid = torch.linspace(0.0, 1.0, _DPLS_NODES, dtype=torch.float64, device=v_set.device)
+    nodes = ends[0].unsqueeze(-1) + (ends[1] - ends[0]).unsqueeze(-1) * grid
+    log_weights = torch.log((ends[1] - ends[0]) / (_DPLS_NODES - 1)).unsqueeze(-1).repeat(1, _DPLS_NODES)
+    log_weights[:, 0] -= math.log(2.0)
+    log_weights[:, -1] -= math.log(2.0)
+    return nodes, log_weights
 
 
 def dpls_sample(v: torch.Tensor, eligible: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:

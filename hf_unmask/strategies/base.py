@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
 
@@ -18,9 +20,24 @@ from .._paths import check_local_folder
 from .._version import __version__
 from ..generation.state import DenoisingState
 from ..generation.strategy import StrategyOutput
-from .card import PLOT_FILENAME
+from .card import PLOT_FILENAME, build_model_card
 
 STRATEGY_REGISTRY: dict[str, type[UnmaskingStrategy]] = {}
+#: Class names that configs saved by earlier releases hold -> the class that loads them now.
+SAVED_CLASS_ALIASES: dict[str, str] = {"UnmaskingPolicy": "ConfidencePolicy"}
+#: Loaders of checkpoints written by other code (the paper's released policies), registered by their module with
+#: `register_checkpoint_loader`: `loader(source, *, config_file, expected_class, hub_kwargs, **overrides)` returns
+#: the strategy, or None when the checkpoint is not theirs; `config_file` is None when `source` is a single file.
+CHECKPOINT_LOADERS: list[Callable[..., Optional[UnmaskingStrategy]]] = []
+# The key under which `from_pretrained` hands the caller's own keyword arguments to `_from_pretrained`, apart from
+# the saved values huggingface_hub's mixin adds to them.
+_CALLER_OVERRIDES = "_hf_unmask_overrides"
+
+
+def register_checkpoint_loader(loader: Callable[..., Optional[UnmaskingStrategy]]) -> None:
+    """Let `UnmaskingStrategy.from_pretrained` load another layout of checkpoint (see `CHECKPOINT_LOADERS`)."""
+    if loader not in CHECKPOINT_LOADERS:
+        CHECKPOINT_LOADERS.append(loader)
 
 
 class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmask", "unmasking-strategy"]):
@@ -73,6 +90,10 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
     stops_after_block_with_eos: bool = False
     #: Short name used on the command line (`hf-unmask evaluate --strategy NAME`).
     name: ClassVar[Optional[str]] = None
+    #: True for learned policies (trained weights): their model card shows the network and the training settings.
+    is_learned: ClassVar[bool] = False
+    #: Constructor arguments kept for one release under an old name: accepted, never saved.
+    _deprecated_arguments: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -88,8 +109,15 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
         return [
             n
             for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            if n != "self"
+            and n not in cls._deprecated_arguments
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ]
+
+    @classmethod
+    def _upgrade_saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Hook: rename the fields of a config saved by an earlier release to this release's names."""
+        return config
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, read back from attributes of the same name."""
@@ -155,8 +183,6 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """The model card (`hf_unmask.strategies.card.build_model_card`), used by `save_pretrained` / `push_to_hub`."""
-        from .card import build_model_card
-
         return build_model_card(self, **kwargs)
 
     @classmethod
@@ -176,24 +202,24 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
 
         Called on the base class it returns an instance of whatever class the config names. Nothing is unpickled
         and no code is imported from the folder. A checkpoint saved by the paper's code (a folder or Hub repo, or its
-        `model.safetensors` alone) loads as `UnmaskingPolicy(architecture="paper")`; see `paper_checkpoint`.
+        `model.safetensors` alone) loads as `ConfidencePolicy(architecture="paper")` (see `paper_checkpoint`). Called
+        on `UnmaskingPolicy`, it loads any saved learned policy.
         """
         check_local_folder(pretrained_model_name_or_path, "policy")
-        if os.path.isfile(os.path.expanduser(os.fspath(pretrained_model_name_or_path))):
-            from .paper_checkpoint import load_paper_checkpoint  # not at the top: it imports the policy classes
-
-            return load_paper_checkpoint(pretrained_model_name_or_path, expected_class=cls, **overrides)
+        hub_kwargs = dict(
+            revision=revision, cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only
+        )
+        path = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
+        if os.path.isfile(path):
+            return _load_foreign(path, None, cls, dict(hub_kwargs, token=token), overrides)
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, hub.CONFIG_NAME)):
+            _check_json_object(os.path.join(path, hub.CONFIG_NAME))  # before huggingface_hub's mixin reads it
+        caller_overrides = dict(overrides)
         if subfolder:  # huggingface_hub's mixin reads the root of a repo: the files are resolved here instead
-            overrides["subfolder"] = subfolder
+            caller_overrides["subfolder"] = subfolder
         try:
             return super().from_pretrained(
-                pretrained_model_name_or_path,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                local_files_only=local_files_only,
-                token=token,
-                **overrides,
+                pretrained_model_name_or_path, token=token, **hub_kwargs, **{_CALLER_OVERRIDES: caller_overrides}
             )
         except LocalEntryNotFoundError as err:
             raise OSError(
@@ -201,6 +227,9 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
                 "cannot be reached (HF_HUB_OFFLINE=1 or no network). Pass a local folder, or download it first while "
                 "online."
             ) from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:  # a Hub repo's config.json, read by the mixin
+            config_file = hub.resolve_file(pretrained_model_name_or_path, hub.CONFIG_NAME, token=token, **hub_kwargs)
+            raise _invalid_config_error(config_file or pretrained_model_name_or_path, err) from err
 
     @classmethod
     def _from_pretrained(
@@ -212,38 +241,33 @@ class UnmaskingStrategy(ModelHubMixin, library_name="hf-unmask", tags=["hf-unmas
         force_download: bool,
         local_files_only: bool,
         token: Optional[Union[str, bool]],
-        subfolder: Optional[str] = None,
-        **overrides: Any,
+        **mixin_kwargs: Any,
     ) -> UnmaskingStrategy:
+        # the mixin adds the saved values it recognises as constructor arguments; only the caller's own count here
+        overrides = dict(mixin_kwargs.get(_CALLER_OVERRIDES, {}))
         hub_kwargs = dict(
             revision=revision,
             cache_dir=cache_dir,
             force_download=force_download,
             local_files_only=local_files_only,
             token=token,
-            subfolder=subfolder,
+            subfolder=overrides.pop("subfolder", None),
         )
-        from . import paper_checkpoint  # not at the top: it imports the policy classes, which import this module
-
         config_file = _saved_config_file(model_id, hub_kwargs)  # resolved once (a Hub request when online)
-        paper_config = paper_checkpoint.read_paper_config(config_file)
-        if paper_config is not None:
-            return paper_checkpoint.load_paper_checkpoint(
-                model_id, expected_class=cls, hub_kwargs=hub_kwargs, saved_config=paper_config, **overrides
-            )
-        target, config = _read_saved_config(model_id, hub_kwargs, config_file)
+        foreign = _load_foreign(model_id, config_file, cls, hub_kwargs, overrides, required=False)
+        if foreign is not None:
+            return foreign
+        target, config = read_saved_config(model_id, hub_kwargs, config_file)
         if not issubclass(target, cls):
             raise TypeError(f"'{model_id}' holds a {target.__name__}, which is not a {cls.__name__}.")
-        for key in [k for k in config if k.startswith("_")]:
-            config.pop(key)
+        config = target._upgrade_saved_config({k: v for k, v in config.items() if not k.startswith("_")})
         unknown = set(config) - set(target._config_keys())
         if unknown:
             raise ValueError(
                 f"The config of {target.__name__} has fields {sorted(unknown)} that this version does not know; it "
                 "was probably saved by a newer hf_unmask. Upgrade hf_unmask."
             )
-        # the mixin hands over the saved values it recognised as constructor arguments, plus the user's overrides
-        config.update({k: v for k, v in overrides.items() if not k.startswith("_")})
+        config.update(overrides)
         return target._from_config_and_files(config, model_id, hub_kwargs)
 
     @classmethod
@@ -312,7 +336,7 @@ def _saved_config_file(pretrained_model_name_or_path: Union[str, os.PathLike], h
     return config_file
 
 
-def _read_saved_config(
+def read_saved_config(
     pretrained_model_name_or_path: Union[str, os.PathLike],
     hub_kwargs: dict[str, Any],
     config_file: Optional[str] = None,
@@ -323,7 +347,7 @@ def _read_saved_config(
         config_file = _saved_config_file(pretrained_model_name_or_path, hub_kwargs)
     config = hub.read_config(config_file)
     class_name = config.pop("_class_name")
-    target = STRATEGY_REGISTRY.get(class_name)
+    target = STRATEGY_REGISTRY.get(SAVED_CLASS_ALIASES.get(class_name, class_name))
     if target is None:
         raise ValueError(
             f"The config names the strategy class '{class_name}', which is not registered. Known classes: "
@@ -333,10 +357,46 @@ def _read_saved_config(
     return target, config
 
 
-def saved_strategy_class(pretrained_model_name_or_path: Union[str, os.PathLike], **hub_kwargs: Any) -> type:
-    """The class of a saved strategy (local folder or Hub repo), read from its config without loading weights."""
-    from . import paper_checkpoint  # not at the top: it imports the policy classes, which import this module
+def _load_foreign(
+    source: Union[str, os.PathLike],
+    config_file: Optional[str],
+    expected_class: type[UnmaskingStrategy],
+    hub_kwargs: dict[str, Any],
+    overrides: dict[str, Any],
+    required: bool = True,
+) -> Optional[UnmaskingStrategy]:
+    """The strategy a registered checkpoint loader makes of `source` (a single file when `config_file` is None);
+    None when none recognises it, or a `ValueError` with `required`."""
+    for loader in CHECKPOINT_LOADERS:
+        strategy = loader(
+            source, config_file=config_file, expected_class=expected_class, hub_kwargs=hub_kwargs, **overrides
+        )
+        if strategy is not None:
+            return strategy
+    if required:
+        raise ValueError(
+            f"'{source}' is a file. Pass the folder written by save_pretrained (with its {hub.CONFIG_NAME}) or a Hub "
+            "repo id."
+        )
+    return None
 
-    if paper_checkpoint.is_paper_checkpoint(pretrained_model_name_or_path, **hub_kwargs):
-        return paper_checkpoint.UnmaskingPolicy
-    return _read_saved_config(pretrained_model_name_or_path, hub_kwargs)[0]
+
+def _invalid_config_error(config_file: Union[str, os.PathLike], err: Exception) -> ValueError:
+    return ValueError(
+        f"{config_file} is not valid JSON ({err}): the saved strategy is corrupted. Save it again with "
+        "save_pretrained, or download it again with from_pretrained(..., force_download=True)."
+    )
+
+
+def _check_json_object(config_file: str) -> None:
+    """A `ValueError` naming `config_file` unless it holds a JSON object."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _invalid_config_error(config_file, err) from err
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{config_file} holds a JSON {type(config).__name__}, not an object: it is not the config of a saved "
+            "strategy. Save one with `strategy.save_pretrained(folder)`."
+        )

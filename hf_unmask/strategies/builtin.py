@@ -1,17 +1,19 @@
-"""The trained unmasking policies shipped inside the package, loadable offline by name."""
+"""The built-in trained unmasking policies, inside the package and loadable offline by name."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .._shipped import shipped_names, shipped_path
+from .._builtin import builtin_names, builtin_path
+from .._warnings import warn_deprecated
+from .base import UnmaskingStrategy
 
-PRETRAINED_POLICY_DIR = Path(__file__).resolve().parent / "pretrained"
+BUILTIN_POLICY_DIR = Path(__file__).resolve().parent / "builtin_policies"
 
 
 def list_builtin_policies() -> list[str]:
-    """Names of the trained policies shipped with hf_unmask (folders of `hf_unmask/strategies/pretrained/`).
+    """Names of the built-in trained policies (folders of `hf_unmask/strategies/builtin_policies/`).
 
     Each name says what it was trained for: `<dLLM>-<task>-<bl8|full>-alpha<alpha>`.
 
@@ -22,17 +24,17 @@ def list_builtin_policies() -> list[str]:
         True
         ```
     """
-    return shipped_names(PRETRAINED_POLICY_DIR)
+    return builtin_names(BUILTIN_POLICY_DIR)
 
 
 def builtin_policy_path(name: str) -> Path:
-    """Folder of the shipped policy `name` (usable with `UnmaskingStrategy.from_pretrained`)."""
-    return shipped_path(PRETRAINED_POLICY_DIR, name, "policy", "policies")
+    """Folder of the built-in policy `name` (usable with `UnmaskingStrategy.from_pretrained`)."""
+    return builtin_path(BUILTIN_POLICY_DIR, name, "policy", "policies")
 
 
 def load_builtin_policy(name: str, **overrides: Any) -> Any:
-    """Load a shipped policy by name (no network needed); keyword arguments override its saved settings
-    (e.g. `temperature`, `beta`, `mode`).
+    """Load a built-in policy by name (no network needed); keyword arguments override its saved settings
+    (e.g. `temperature`, `unmask_beta`, `mode`).
 
     Example:
         ```python
@@ -43,6 +45,11 @@ def load_builtin_policy(name: str, **overrides: Any) -> Any:
         8
         ```
     """
-    from .base import UnmaskingStrategy
-
     return UnmaskingStrategy.from_pretrained(builtin_policy_path(name), **overrides)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRETRAINED_POLICY_DIR":
+        warn_deprecated("PRETRAINED_POLICY_DIR", "BUILTIN_POLICY_DIR")
+        return BUILTIN_POLICY_DIR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,10 +9,10 @@ the plot go up in one commit.
 Example:
     ```python
     >>> from hf_unmask.strategies.card import build_model_card
-    >>> from hf_unmask.strategies import UnmaskingPolicy
-    >>> policy = UnmaskingPolicy(trained_for={"base_model": "GSAI-ML/LLaDA-8B-Instruct", "gen_length": 256,
+    >>> from hf_unmask.strategies import ConfidencePolicy
+    >>> policy = ConfidencePolicy(trained_for={"base_model": "GSAI-ML/LLaDA-8B-Instruct", "gen_length": 256,
     ...                                       "block_length": 32, "alpha": 3.0, "dataset": "openai/gsm8k"})
-    >>> rows = [{"strategy": "UnmaskingPolicy", "budget": "alpha=3", "accuracy": 0.755, "nfe_mean": 46.2},
+    >>> rows = [{"strategy": "ConfidencePolicy", "budget": "alpha=3", "accuracy": 0.755, "nfe_mean": 46.2},
     ...         {"strategy": "ConfidenceThreshold", "budget": "threshold=0.9", "accuracy": 0.742, "nfe_mean": 46.9}]
     >>> card = build_model_card(policy, repo_id="me/llada-policy", evaluation_results=rows)
     >>> card.data.base_model
@@ -32,6 +32,7 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .._builtin import builtin_model_name, is_builtin_alias
 from ..model_cards import POLICY_TEMPLATE, STRATEGY_TEMPLATE
 from .trained_for import portable_name
 
@@ -69,9 +70,7 @@ _DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", 
 
 
 def _is_policy(strategy: Any) -> bool:
-    from .learned import LearnedUnmaskingPolicy
-
-    return isinstance(strategy, LearnedUnmaskingPolicy)
+    return bool(getattr(strategy, "is_learned", False))
 
 
 def _as_list(value: Any) -> Optional[list[str]]:
@@ -198,16 +197,14 @@ def usage_code(
 ) -> str:
     """The Python snippet of the card: load the strategy and a dLLM, generate once, print the text."""
     class_name = type(strategy).__name__
-    import hf_unmask.strategies as exported
-
-    loader = class_name if getattr(exported, class_name, None) is type(strategy) else "UnmaskingStrategy"
+    # the classes of hf_unmask.strategies' modules are all exported by the package; a user's own class is not
+    own = type(strategy).__module__.startswith("hf_unmask.strategies.") and not class_name.startswith("_")
+    loader = class_name if own else "UnmaskingStrategy"
     trained = getattr(strategy, "trained_for", {}) or {}
     base_model = base_model or trained.get("base_model")
     gen_length = gen_length or trained.get("gen_length") or 64
     block_length = block_length if block_length is not None else trained.get("block_length")
     model_id = base_model or "<base dLLM repo id>"
-    from .._shipped import is_builtin_alias
-
     if is_builtin_alias(model_id):
         return _builtin_usage_code(strategy, repo_id, model_id, trained.get("task"), block_length, gen_length)
     large = any(family in model_id.lower() for family in _LARGE_FAMILIES)
@@ -246,12 +243,9 @@ def _where(repo_id: str) -> str:
 def _builtin_usage_code(
     strategy: Any, repo_id: str, model_id: str, task: Optional[str], block_length: Any, gen_length: Any
 ) -> str:
-    """Usage snippet for a strategy trained on a dLLM shipped with hf_unmask (no Hub download of the model)."""
-
-    from .._shipped import builtin_model_name
-
+    """Usage snippet for a strategy trained on a built-in dLLM of hf_unmask (no Hub download of the model)."""
     name = "policy" if _is_policy(strategy) else "strategy"
-    if repo_id.startswith("builtin:"):  # a policy shipped inside the package
+    if repo_id.startswith("builtin:"):  # a built-in policy, inside the package
         load = [f'{name} = load_builtin_policy("{repo_id.split(":", 1)[1]}")']
         imports = ["from hf_unmask.strategies import load_builtin_policy"]
     else:
@@ -302,8 +296,8 @@ def _architecture(policy: Any) -> str:
 REMASKING_SUMMARY = (
     " It also **re-masks**: at every step it may set decided tokens of the current block back to `[MASK]` (reading "
     "how confident the dLLM now is in each decided token and how long ago it was decided), so early mistakes can be "
-    "decided again; a re-masked token costs the steps that decide it again. `beta` scales both decisions: above 1 "
-    "the policy unmasks more and re-masks less (re-mask probability `min(1, p / beta)`)."
+    "decided again; a re-masked token costs the steps that decide it again. `unmask_beta` scales both decisions: "
+    "above 1 the policy unmasks more and re-masks less (re-mask probability `min(1, p / unmask_beta)`)."
 )
 
 
@@ -337,8 +331,6 @@ def build_model_card(
         license, tags, template_path: YAML license, extra tags, another Jinja template.
         **template_kwargs: extra template variables (e.g. `title`, `summary`).
     """
-    from .._shipped import is_builtin_alias
-
     is_policy = _is_policy(strategy)
     trained = dict(getattr(strategy, "trained_for", {}) or {})
     for key in ("base_model", "dataset", "initialized_from"):
@@ -350,69 +342,75 @@ def build_model_card(
     rows = _rows_of(evaluation_results)
     own_tags = ("remasking",) if _remasks(strategy) else ()
     all_tags = list(dict.fromkeys([*BASE_TAGS, *(POLICY_TAGS if is_policy else ()), *own_tags, *tags]))
-    task = trained.get("task")
-    if task:
-        all_tags.append(str(task))
+    if trained.get("task"):
+        all_tags.append(str(trained["task"]))
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
         license=license,
         tags=all_tags,
-        # the YAML `base_model` must be a Hub id; a shipped or local model is named in the text instead
+        # the YAML `base_model` must be a Hub id; a built-in or local model is named in the text instead
         base_model=base_model if base_model and not is_builtin_alias(base_model) and _is_hub_id(base_model) else None,
         datasets=datasets,
         metrics=["accuracy"] if rows else None,
     )
-    config = strategy.get_config()
-    table = evaluation_table(rows)
     variables: dict[str, Any] = {
         "class_name": type(strategy).__name__,
         "usage_code": usage_code(strategy, repo_id, base_model=base_model),
-        "evaluation_table": table,
+        "evaluation_table": evaluation_table(rows),
         "evaluation_setting": evaluation_setting,
         "has_pareto": any(r.get("pareto") for r in rows),
         "plot_file": plot_filename if plot_path is not None else None,
         "citation": CITATION,
     }
-    if is_policy:
-        trained_ok = bool(trained)
-        training_rows = [(_TRAINING_LABELS.get(k, k), _fmt_setting(v)) for k, v in trained.items()]
-        variables.update(
-            title=f"{type(strategy).__name__} for {base_model}" if base_model else type(strategy).__name__,
-            summary=(
-                "A learned unmasking policy for masked diffusion language models (Jazbec et al., "
-                "*Learning Unmasking Policies for Diffusion Language Models*): a small transformer that decides, at "
-                "every denoising step, which masked positions the dLLM should fill, trained with GRPO to be accurate "
-                "in few forward passes."
-            )
-            + (REMASKING_SUMMARY if _remasks(strategy) else ""),
-            trained=trained_ok,
-            training_rows=training_rows,
-            mode=strategy.mode,
-            temperature=strategy.temperature,
-            beta=strategy.beta,
-            architecture=_architecture(strategy),
-            num_parameters=f"{strategy.num_parameters():,}",
-            inputs_text=(
-                "the dLLM's last hidden states"
-                if type(strategy).__name__ == "HiddenStatePolicy"
-                else "the dLLM's per-position confidence, the confidence of each decided token and its age"
-                if _remasks(strategy)
-                else "only the dLLM's per-position confidence"
-            ),
-        )
-        template = POLICY_TEMPLATE
-    else:
-        variables.update(
-            title=f"{type(strategy).__name__} unmasking strategy",
-            summary=(
-                f"A `{type(strategy).__name__}` unmasking strategy for masked diffusion language models, saved with "
-                "its hyper-parameters by hf_unmask. Load it and pass it to `model.generate(..., strategy=...)`."
-            ),
-            config_rows=[(k, _fmt_setting(v)) for k, v in config.items()],
-        )
-        template = STRATEGY_TEMPLATE
+    variables.update(_policy_variables(strategy, trained, base_model) if is_policy else _strategy_variables(strategy))
     variables.update(template_kwargs)
-    return ModelCard.from_template(card_data, template_path=str(template_path or template), **variables)
+    template = template_path or (POLICY_TEMPLATE if is_policy else STRATEGY_TEMPLATE)
+    return ModelCard.from_template(card_data, template_path=str(template), **variables)
+
+
+#: The summary of a learned policy's card.
+POLICY_SUMMARY = (
+    "A learned unmasking policy for masked diffusion language models (Jazbec et al., *Learning Unmasking Policies "
+    "for Diffusion Language Models*): a small transformer that decides, at every denoising step, which masked "
+    "positions the dLLM should fill, trained with GRPO to be accurate in few forward passes."
+)
+
+
+def _policy_variables(policy: Any, trained: dict[str, Any], base_model: Optional[str]) -> dict[str, Any]:
+    """The template variables of a learned policy's card: its settings, network and training record."""
+    name = type(policy).__name__
+    if name == "HiddenStatePolicy":
+        inputs_text = "the dLLM's last hidden states"
+    elif _remasks(policy):
+        inputs_text = "the dLLM's per-position confidence, the confidence of each decided token and its age"
+    else:
+        inputs_text = "only the dLLM's per-position confidence"
+    return {
+        "title": f"{name} for {base_model}" if base_model else name,
+        "summary": POLICY_SUMMARY + (REMASKING_SUMMARY if _remasks(policy) else ""),
+        "trained": bool(trained),
+        "training_rows": [(_TRAINING_LABELS.get(k, k), _fmt_setting(v)) for k, v in trained.items()],
+        "mode": policy.mode,
+        "temperature": policy.temperature,
+        "unmask_beta": policy.unmask_beta,
+        "beta": policy.unmask_beta,  # the variable's earlier name, for custom templates
+        "architecture": _architecture(policy),
+        "num_parameters": f"{policy.num_parameters():,}",
+        "inputs_text": inputs_text,
+    }
+
+
+def _strategy_variables(strategy: Any) -> dict[str, Any]:
+    """The template variables of a heuristic's card: a summary and its hyper-parameters."""
+    name = type(strategy).__name__
+    return {
+        "title": f"{name} unmasking strategy",
+        "summary": (
+            f"A `{name}` unmasking strategy for masked diffusion language models, saved with its hyper-parameters by "
+            "hf_unmask. Load it and pass it to `model.generate(..., strategy=...)`."
+        ),
+        "config_rows": [(k, _fmt_setting(v)) for k, v in strategy.get_config().items()],
+    }
 
 
 def write_model_card(

@@ -1,4 +1,4 @@
-"""`UnmaskingPolicy`: the paper's confidence policy (per-position dLLM confidence, mask bit and time)."""
+"""`ConfidencePolicy`: the paper's confidence policy (per-position dLLM confidence, mask bit and time)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import torch
 
-from .learned import LearnedUnmaskingPolicy
+from .learned import UnmaskingPolicy
 from .policy_network import INITIAL_LOGIT
 
 #: How the confidence enters the network: the probability itself (paper) or its log-odds log(c / (1 - c)).
@@ -31,7 +31,7 @@ def log_odds(confidence: torch.Tensor) -> torch.Tensor:
     return torch.log(c) - torch.log1p(-c)
 
 
-class UnmaskingPolicy(LearnedUnmaskingPolicy):
+class ConfidencePolicy(UnmaskingPolicy):
     """The paper's confidence policy: per-position dLLM confidence, mask bit and time -> unmasking decisions.
 
     One DiT-style transformer block with adaptive LayerNorm and RoPE over the L generated positions (see
@@ -42,12 +42,13 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         hidden_size, num_heads, ffn_size: block width (d), attention heads, FFN width.
         time_frequency_dim: size of the sinusoidal time features; rope_theta: RoPE base.
         mode: `"bernoulli"` (training), `"bernoulli-argmax"` (inference default) or `"dpls"`; see the module doc.
-        temperature: tau_pi, divides the logits. beta: test-time scaling, `p = min(1, beta * sigmoid(z))`.
+        temperature: tau_pi, divides the logits. unmask_beta: the paper's test-time beta, `p = min(1, unmask_beta *
+            sigmoid(z))` (`beta=` is its deprecated name).
         confidence_feature: `"probability"` (paper) feeds the confidence c itself; `"log_odds"` feeds log(c / (1 - c)),
             which spreads the confidences near 1 that threshold heuristics tell apart (0.9 vs 0.99: 2.2 vs 4.6).
         architecture: `"hf_unmask"` (default) or `"paper"`, the paper's released network (no SiLU before the adaLN
             linear, time features `cos t` / `sin t`, head weight randomly initialised); same parameters and weight
-            names. Its checkpoints load with `UnmaskingPolicy.from_pretrained` (see `paper_checkpoint`).
+            names. Its checkpoints load with `ConfidencePolicy.from_pretrained` (see `paper_checkpoint`).
         time_features_bfloat16: round the time features through bfloat16 before the time MLP, as the paper's code
             does. None (default) means True for `"paper"`, so a paper checkpoint sees exactly the inputs it was
             trained on, and False for `"hf_unmask"`.
@@ -59,8 +60,8 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
     Example:
         ```python
         >>> import torch
-        >>> from hf_unmask.strategies import UnmaskingPolicy
-        >>> policy = UnmaskingPolicy(temperature=0.5)
+        >>> from hf_unmask.strategies import ConfidencePolicy
+        >>> policy = ConfidencePolicy(temperature=0.5)
         >>> policy.num_parameters()
         331265
         >>> logits = policy(torch.rand(1, 16), torch.ones(1, 16, dtype=torch.bool), torch.zeros(1))
@@ -79,14 +80,18 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
         rope_theta: float = 10_000.0,
         mode: str = "bernoulli-argmax",
         temperature: float = 1.0,
-        beta: float = 1.0,
+        unmask_beta: float = 1.0,
         trained_for: Optional[dict[str, Any]] = None,
         init_bias: float = INITIAL_LOGIT,
         confidence_feature: str = "probability",
         architecture: str = "hf_unmask",
         time_features_bfloat16: Optional[bool] = None,
+        *,
+        beta: Optional[float] = None,
     ) -> None:
-        super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
+        super().__init__(
+            mode=mode, temperature=temperature, unmask_beta=unmask_beta, trained_for=trained_for, beta=beta
+        )
         self.confidence_feature = check_confidence_feature(confidence_feature)
         self._build_network(
             1,
@@ -119,5 +124,5 @@ class UnmaskingPolicy(LearnedUnmaskingPolicy):
 
     def _prepare_feature(self, confidence: Optional[torch.Tensor]) -> torch.Tensor:
         if confidence is None:
-            raise ValueError("UnmaskingPolicy needs the per-position confidence; the states carry none.")
+            raise ValueError("ConfidencePolicy needs the per-position confidence; the states carry none.")
         return confidence.float().unsqueeze(-1)

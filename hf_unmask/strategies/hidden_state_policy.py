@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .learned import LearnedUnmaskingPolicy
+from .learned import UnmaskingPolicy
 from .policy_network import INITIAL_LOGIT
 
 
@@ -35,10 +35,10 @@ def _read_dllm_config(source: Any) -> dict[str, Optional[int]]:
     }
 
 
-class HiddenStatePolicy(LearnedUnmaskingPolicy):
+class HiddenStatePolicy(UnmaskingPolicy):
     """The paper's ablation: the dLLM's last hidden states (instead of confidences) through one transformer block.
 
-    Same interface, modes and Hub I/O as `UnmaskingPolicy`; `generate` passes hidden states to it because
+    Same interface, modes and Hub I/O as `ConfidencePolicy`; `generate` passes hidden states to it because
     `requires_hidden_states = True`. By default the block is as wide as the dLLM (hidden size, heads and FFN width
     read from its config, ~300M parameters for an 8B dLLM), as in the paper.
 
@@ -46,7 +46,8 @@ class HiddenStatePolicy(LearnedUnmaskingPolicy):
         input_size: the dLLM hidden size, or the dLLM config / model to read it (and the defaults below) from.
         hidden_size: block width (default: the dLLM hidden size; a Linear projects when they differ).
         num_heads, ffn_size: default to the dLLM's, else `hidden_size // 64` heads and `4 * hidden_size`.
-        Other arguments as in `UnmaskingPolicy`.
+
+    The other arguments are as in `ConfidencePolicy`.
 
     Example:
         ```python
@@ -71,11 +72,15 @@ class HiddenStatePolicy(LearnedUnmaskingPolicy):
         rope_theta: float = 10_000.0,
         mode: str = "bernoulli-argmax",
         temperature: float = 1.0,
-        beta: float = 1.0,
+        unmask_beta: float = 1.0,
         trained_for: Optional[dict[str, Any]] = None,
         init_bias: float = INITIAL_LOGIT,
+        *,
+        beta: Optional[float] = None,
     ) -> None:
-        super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
+        super().__init__(
+            mode=mode, temperature=temperature, unmask_beta=unmask_beta, trained_for=trained_for, beta=beta
+        )
         dllm = {"hidden": input_size, "heads": None, "ffn": None}
         if not isinstance(input_size, int) or isinstance(input_size, bool):
             dllm = _read_dllm_config(input_size)

@@ -8,15 +8,15 @@ A policy is a `torch.nn.Module` *and* an unmasking strategy:
 - `policy(confidence, masked, time)` (any other arguments) is the ordinary module call, which runs `forward` and
   returns the logits. `nn.Module.__call__` is kept for it, so hooks, `torch.compile` and DDP wrappers behave as usual.
 
-The paper's test-time knobs: `temperature` (tau_pi; 1 in training, 0.5 is best at BL = 32) and `beta` (scales the
-unmask probabilities, `p = min(1, beta * s)`; in DPLS it multiplies the odds of every position against STOP).
+The paper's test-time knobs: `temperature` (tau_pi; 1 in training, 0.5 is best at BL = 32) and `unmask_beta` (the
+paper's test-time beta: scales the unmask probabilities, `p = min(1, unmask_beta * s)`; in DPLS it multiplies the odds
+of every position against STOP). It is not the KL weight `beta` of the GRPO trainer.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from .. import hub
+from .._warnings import warn_at_caller, warn_deprecated
 from ..generation.outputs import DiffusionTrajectory
 from ..generation.state import DenoisingState
 from ..generation.strategy import StrategyOutput
 from .action_models import MODES, bernoulli_log_probs, sample_unmask, unmask_log_prob
-from .base import UnmaskingStrategy
+from .base import STRATEGY_REGISTRY, UnmaskingStrategy
 from .policy_network import PolicyNetwork
 from .trained_for import TRAINED_FOR_KEYS, checked_trained_for, setting_mismatches  # noqa: F401 (re-exported)
 
@@ -69,38 +70,86 @@ class _Batch:
     revisable: Optional[torch.Tensor] = None  # [N, L], re-masking policies only
 
 
-class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
+class UnmaskingPolicy(UnmaskingStrategy, nn.Module):
     """Base of learned policies: action modes, sampling, log-probabilities, the trained-for check and weights I/O.
+
+    `UnmaskingPolicy.from_pretrained(folder_or_repo)` loads any saved policy as the class its config names
+    (`ConfidencePolicy`, `HiddenStatePolicy`, `RemaskingPolicy`, ...), and every learned policy is an instance of it.
 
     Subclasses build `self.network`, implement `forward`, and name the per-position input they read from a state,
     a trajectory or a mapping (`feature_name`, checked and shaped by `_prepare_feature`, or `_read_feature` for
     several fields). A re-masking policy (`remasks_decided_tokens`) overrides `_sample_actions` and
     `log_prob_from_logits`; the rest (sampling, `log_prob`, the trainer's `network_inputs` / `log_prob_from_states`)
     is shared.
+
+    Example:
+        ```python
+        >>> from hf_unmask.strategies import UnmaskingPolicy, load_builtin_policy
+        >>> policy = load_builtin_policy("tiny-dllm-program_trace-bl8-alpha1")
+        >>> type(policy).__name__, isinstance(policy, UnmaskingPolicy)
+        ('ConfidencePolicy', True)
+        ```
     """
 
+    is_learned = True
     #: The field of a `DenoisingState` / `DiffusionTrajectory` / states mapping that the network reads per position.
     feature_name: ClassVar[str] = "confidence"
+    _deprecated_arguments = ("beta",)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> UnmaskingPolicy:
+        if cls is UnmaskingPolicy:  # the old name of the confidence policy, called with its arguments
+            warn_at_caller(
+                "Constructing UnmaskingPolicy(...) is deprecated: UnmaskingPolicy is now the base class of learned "
+                "policies, and the confidence policy is ConfidencePolicy. Use ConfidencePolicy(...) (same arguments); "
+                "this one is built as a ConfidencePolicy until the next release.",
+                FutureWarning,
+            )
+            cls = STRATEGY_REGISTRY["ConfidencePolicy"]
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(
         self,
         mode: str = "bernoulli-argmax",
         temperature: float = 1.0,
-        beta: float = 1.0,
+        unmask_beta: float = 1.0,
         trained_for: Optional[dict[str, Any]] = None,
+        *,
+        beta: Optional[float] = None,
     ) -> None:
         nn.Module.__init__(self)
+        if beta is not None:
+            warn_deprecated("The argument beta=", "unmask_beta=")
+            unmask_beta = beta
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         if not (isinstance(temperature, (int, float)) and temperature > 0):
             raise ValueError(f"temperature (tau_pi) must be a positive number, got {temperature!r}.")
-        if not (isinstance(beta, (int, float)) and beta > 0):
-            raise ValueError(f"beta must be a positive number, got {beta!r}.")
+        if not (isinstance(unmask_beta, (int, float)) and unmask_beta > 0):
+            raise ValueError(f"unmask_beta must be a positive number, got {unmask_beta!r}.")
         self.mode = mode
         self.temperature = float(temperature)
-        self.beta = float(beta)
+        self.unmask_beta = float(unmask_beta)
         self.trained_for = checked_trained_for(trained_for)
         self._warned: set[tuple[str, Any, Any]] = set()
+
+    @property
+    def beta(self) -> float:
+        """Deprecated name of `unmask_beta` (`beta` is the GRPO trainer's KL weight)."""
+        warn_deprecated("policy.beta", "policy.unmask_beta")
+        return self.unmask_beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        warn_deprecated("policy.beta", "policy.unmask_beta")
+        self.unmask_beta = float(value)
+
+    @classmethod
+    def _upgrade_saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Configs saved before `unmask_beta` was named so store it as `beta` (data, so no warning)."""
+        if "beta" in config:
+            config.setdefault("unmask_beta", config["beta"])
+            del config["beta"]
+        return config
 
     def _build_network(
         self,
@@ -246,10 +295,10 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
 
     # ---- sampling and log-probabilities ------------------------------------------------------------------------
     def unmask_probabilities(self, states: Any) -> torch.Tensor:
-        """`[..., L]` per-position unmask probability `min(1, beta * sigmoid(logit / temperature))` (0 where not
+        """`[..., L]` per-position unmask probability `min(1, unmask_beta * sigmoid(logit / temperature))` (0 where not
         eligible). For DPLS this is the Bernoulli view of the same logits, useful for inspection only."""
         batch = self._batch(states)
-        log_p, _ = bernoulli_log_probs(self._logits(batch) / self.temperature, self.beta)
+        log_p, _ = bernoulli_log_probs(self._logits(batch) / self.temperature, self.unmask_beta)
         return (log_p.exp() * batch.eligible).reshape(*batch.lead, -1)
 
     def sample(self, states: Any, generator: Optional[torch.Generator] = None) -> PolicySample:
@@ -258,8 +307,8 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         Example:
             ```python
             >>> import torch
-            >>> from hf_unmask.strategies import UnmaskingPolicy
-            >>> policy = UnmaskingPolicy(mode="dpls")
+            >>> from hf_unmask.strategies import ConfidencePolicy
+            >>> policy = ConfidencePolicy(mode="dpls")
             >>> states = {"confidence": torch.rand(3, 8), "masked": torch.ones(3, 8, dtype=torch.bool),
             ...           "eligible": torch.ones(3, 8, dtype=torch.bool), "time": torch.zeros(3)}
             >>> out = policy.sample(states, generator=torch.Generator().manual_seed(0))
@@ -283,7 +332,9 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         self, logits: torch.Tensor, batch: _Batch, generator: Optional[torch.Generator]
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """`(unmask action, re-mask action or None)` `[N, L]` drawn from the network's logits."""
-        return sample_unmask(logits / self.temperature, batch.eligible, self.mode, self.beta, generator)[0], None
+        return sample_unmask(logits / self.temperature, batch.eligible, self.mode, self.unmask_beta, generator)[
+            0
+        ], None
 
     def _actions_log_prob(
         self, logits: torch.Tensor, batch: _Batch, action: torch.Tensor, remask: Any, with_entropy: bool
@@ -340,8 +391,8 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         Example:
             ```python
             >>> import torch
-            >>> from hf_unmask.strategies import UnmaskingPolicy
-            >>> policy = UnmaskingPolicy(mode="bernoulli")
+            >>> from hf_unmask.strategies import ConfidencePolicy
+            >>> policy = ConfidencePolicy(mode="bernoulli")
             >>> states = {"confidence": torch.rand(2, 4), "masked": torch.ones(2, 4, dtype=torch.bool),
             ...           "eligible": torch.ones(2, 4, dtype=torch.bool), "time": torch.zeros(2)}
             >>> out = policy.sample(states)
@@ -372,7 +423,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
     def _log_prob_and_entropy(
         self, logits: torch.Tensor, eligible: torch.Tensor, action: torch.Tensor, with_entropy: bool
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        return unmask_log_prob(logits, eligible, action, self.mode, self.temperature, self.beta, with_entropy)
+        return unmask_log_prob(logits, eligible, action, self.mode, self.temperature, self.unmask_beta, with_entropy)
 
     # ---- the trained-for check ---------------------------------------------------------------------------------
     def _check_trained_for(self, state: DenoisingState) -> None:
@@ -381,7 +432,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         ):
             if message not in self._warned:
                 self._warned.add(message)
-                warnings.warn(f"{type(self).__name__} {message}", UserWarning, stacklevel=3)
+                warn_at_caller(f"{type(self).__name__} {message}")
 
     # ---- weights I/O ------------------------------------------------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -390,7 +441,7 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
     @classmethod
     def _from_config_and_files(
         cls, config: dict[str, Any], pretrained_model_name_or_path: Union[str, os.PathLike], hub_kwargs: dict[str, Any]
-    ) -> LearnedUnmaskingPolicy:
+    ) -> UnmaskingPolicy:
         policy = cls(**config)
         weights_file = hub.resolve_file(pretrained_model_name_or_path, hub.WEIGHTS_NAME, **hub_kwargs)
         if weights_file is None:
@@ -411,15 +462,20 @@ class LearnedUnmaskingPolicy(UnmaskingStrategy, nn.Module):
         """As `UnmaskingStrategy.push_to_hub` (card, config, weights and plot in one commit); warns when the policy
         records no training, since its weights are then only the initialisation."""
         if not self.trained_for:
-            warnings.warn(
+            warn_at_caller(
                 f"Pushing a {type(self).__name__} with an empty `trained_for`: nothing says it was trained, and its "
                 "model card will say it is untrained. Set policy.trained_for (base_model, gen_length, block_length, "
-                "alpha, ...) after training.",
-                UserWarning,
-                stacklevel=2,
+                "alpha, ...) after training."
             )
         return super().push_to_hub(repo_id, **kwargs)
 
     def num_parameters(self) -> int:
         """Number of parameters of the network."""
         return sum(p.numel() for p in self.parameters())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LearnedUnmaskingPolicy":
+        warn_deprecated("LearnedUnmaskingPolicy", "UnmaskingPolicy (the base class of learned policies)")
+        return UnmaskingPolicy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,11 @@
-"""The paper's released checkpoints: load them as `UnmaskingPolicy(architecture="paper")`, and export ours to them.
+"""The paper's released checkpoints: load them as `ConfidencePolicy(architecture="paper")`, and export ours to them.
 
 The paper's code saves its confidence policy as a transformers model folder: `config.json` with transformers'
 generic keys only (`model_type: "policy"`, `architectures: ["PolicyHFWrapper"]`, `torch_dtype`,
 `transformers_version`; no hyper-parameters) and `model.safetensors` with the network under `base_policy.`
 (`base_policy.confidence_proj.weight`, `base_policy.transformer_blocks.0.q_proj.weight`, ...).
-`UnmaskingPolicy.from_pretrained(folder_or_hub_id)` recognises that layout and calls `load_paper_checkpoint`.
+`UnmaskingStrategy.from_pretrained(folder_or_hub_id)` (or that of `UnmaskingPolicy` / `ConfidencePolicy`) recognises
+that layout through `load_if_paper_checkpoint`, registered with `register_checkpoint_loader`.
 
 The names map one to one onto `PolicyNetwork` (`confidence_proj` = `input_proj`, `time_mlp` =
 `time_embedding.mlp`, `linear1/linear2` = `ffn.0/ffn.2`, `output_proj` = `head`...), except for:
@@ -33,7 +34,8 @@ import torch
 
 from .. import hub
 from .._paths import check_local_folder
-from .confidence_policy import UnmaskingPolicy
+from .base import register_checkpoint_loader
+from .confidence_policy import ConfidencePolicy
 
 #: What the paper's `PolicyHFWrapper.save_pretrained` writes in `config.json`.
 PAPER_MODEL_TYPE = "policy"
@@ -105,7 +107,7 @@ def read_paper_config(config_file: Optional[str]) -> Optional[dict]:
     try:
         with open(config_file, encoding="utf-8") as f:
             config = json.load(f)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: not the paper's config
         return None
     return config if isinstance(config, dict) and is_paper_config(config) else None
 
@@ -113,12 +115,12 @@ def read_paper_config(config_file: Optional[str]) -> Optional[dict]:
 def load_paper_checkpoint(
     pretrained_model_name_or_path: Union[str, os.PathLike],
     *,
-    expected_class: type = UnmaskingPolicy,
+    expected_class: type = ConfidencePolicy,
     hub_kwargs: Optional[dict[str, Any]] = None,
     saved_config: Optional[dict[str, Any]] = None,
     **overrides: Any,
-) -> UnmaskingPolicy:
-    """An `UnmaskingPolicy(architecture="paper")` with the weights of a checkpoint of the paper's code.
+) -> ConfidencePolicy:
+    """A `ConfidencePolicy(architecture="paper")` with the weights of a checkpoint of the paper's code.
 
     Args:
         pretrained_model_name_or_path: the folder the paper's code saved (or a Hub repo of it), or its
@@ -126,7 +128,7 @@ def load_paper_checkpoint(
         expected_class: the class `from_pretrained` was called on; the policy must be an instance of it.
         hub_kwargs: `revision`, `cache_dir`, `token`, `subfolder`... as for `hub.resolve_file`.
         saved_config: the checkpoint's `config.json` when the caller has already read it (it is not fetched again).
-        **overrides: any `UnmaskingPolicy` argument (`temperature=0.5`, `mode="dpls"`, `num_heads=...`). Sizes come
+        **overrides: any `ConfidencePolicy` argument (`temperature=0.5`, `mode="dpls"`, `num_heads=...`). Sizes come
             from the weights (hidden, FFN and time-feature sizes; heads from `inv_freq` when saved, else 2); the
             paper's `num_blocks`, `confidences_top_p` and `time_period` are accepted at their published value 1.
     """
@@ -159,9 +161,9 @@ def load_paper_checkpoint(
             )
     state = _paper_tensors(hub.load_weights(weights_file), source)
     config = _config_from_weights(state, overrides, source)
-    if not issubclass(UnmaskingPolicy, expected_class):
-        raise TypeError(f"'{source}' holds a paper checkpoint of an UnmaskingPolicy, not a {expected_class.__name__}.")
-    policy = UnmaskingPolicy(**config)
+    if not issubclass(ConfidencePolicy, expected_class):
+        raise TypeError(f"'{source}' holds a paper checkpoint of a ConfidencePolicy, not a {expected_class.__name__}.")
+    policy = ConfidencePolicy(**config)
     converted = paper_to_hf_unmask(state, policy.num_heads, policy.rope_theta, source)
     hub.check_state_dict(policy.state_dict(), converted, source=weights_file)
     policy.load_state_dict(converted, strict=True)
@@ -174,7 +176,7 @@ def _paper_tensors(state: dict[str, torch.Tensor], source: str) -> dict[str, tor
     if any(k.startswith("network.") for k in state):
         raise ValueError(
             f"{source} holds the weights of an hf_unmask policy, not a checkpoint of the paper's code: load the folder "
-            "that holds it (with its config.json) with UnmaskingPolicy.from_pretrained."
+            "that holds it (with its config.json) with ConfidencePolicy.from_pretrained."
         )
     if any(k.startswith(("ada_linears.", "norms.")) for k in state):
         raise ValueError(
@@ -249,7 +251,7 @@ def _ada_chunks(tensor: torch.Tensor) -> torch.Tensor:
 def paper_to_hf_unmask(
     state: Mapping[str, torch.Tensor], num_heads: int, rope_theta: float = 10_000.0, source: str = "the checkpoint"
 ) -> dict[str, torch.Tensor]:
-    """`UnmaskingPolicy` state dict (`network.*`) from the paper's network tensors (without `base_policy.`)."""
+    """`ConfidencePolicy` state dict (`network.*`) from the paper's network tensors (without `base_policy.`)."""
     state = dict(state)
     inv_freq = state.pop(_BLOCK + "inv_freq", None)
     hidden = state["confidence_proj.weight"].shape[0]
@@ -284,7 +286,7 @@ def paper_to_hf_unmask(
     return out
 
 
-def hf_unmask_to_paper(policy: UnmaskingPolicy) -> dict[str, torch.Tensor]:
+def hf_unmask_to_paper(policy: ConfidencePolicy) -> dict[str, torch.Tensor]:
     """The paper's `PolicyHFWrapper` state dict (`base_policy.*`, `inv_freq` included) of a policy."""
     state = {k[len("network.") :]: v.detach() for k, v in policy.state_dict().items()}
     inverse = torch.argsort(_rope_rows(policy.hidden_size, policy.num_heads))
@@ -303,28 +305,28 @@ def hf_unmask_to_paper(policy: UnmaskingPolicy) -> dict[str, torch.Tensor]:
     return {PAPER_PREFIX + k: v for k, v in out.items()}
 
 
-def save_paper_layout(policy: UnmaskingPolicy, save_directory: Union[str, os.PathLike]) -> Path:
+def save_paper_layout(policy: ConfidencePolicy, save_directory: Union[str, os.PathLike]) -> Path:
     """Write `policy` as the paper's code saves its confidence policy: `config.json` and `model.safetensors`.
 
     The paper's code rebuilds the network from its own training config (hidden, FFN and time sizes, heads), so
-    those must match the policy's; `temperature`, `beta`, `mode` and `trained_for` are not part of that layout.
+    those must match the policy's; `temperature`, `unmask_beta`, `mode` and `trained_for` are not part of that layout.
     Only `architecture="paper"` policies reading the confidence itself can be exported (the paper's code always
     rounds its time features through bfloat16). Returns the folder.
 
     Example:
         ```python
         >>> import tempfile
-        >>> from hf_unmask.strategies import UnmaskingPolicy
+        >>> from hf_unmask.strategies import ConfidencePolicy
         >>> from hf_unmask.strategies.paper_checkpoint import save_paper_layout
         >>> with tempfile.TemporaryDirectory() as folder:
-        ...     _ = save_paper_layout(UnmaskingPolicy(architecture="paper"), folder)
-        ...     UnmaskingPolicy.from_pretrained(folder, temperature=0.5).architecture
+        ...     _ = save_paper_layout(ConfidencePolicy(architecture="paper"), folder)
+        ...     ConfidencePolicy.from_pretrained(folder, temperature=0.5).architecture
         'paper'
         ```
     """
-    if not isinstance(policy, UnmaskingPolicy) or policy.architecture != "paper":
+    if not isinstance(policy, ConfidencePolicy) or policy.architecture != "paper":
         raise ValueError(
-            "Only an UnmaskingPolicy with architecture='paper' has the paper's network; got "
+            "Only a ConfidencePolicy with architecture='paper' has the paper's network; got "
             f"{type(policy).__name__} with architecture={getattr(policy, 'architecture', None)!r}."
         )
     if policy.confidence_feature != "probability":
@@ -343,3 +345,26 @@ def save_paper_layout(policy: UnmaskingPolicy, save_directory: Union[str, os.Pat
     (folder / hub.CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     hub.save_weights(hf_unmask_to_paper(policy), folder / hub.WEIGHTS_NAME)
     return folder
+
+
+def load_if_paper_checkpoint(
+    source: Union[str, os.PathLike],
+    *,
+    config_file: Optional[str],
+    expected_class: type,
+    hub_kwargs: dict[str, Any],
+    **overrides: Any,
+) -> Optional[ConfidencePolicy]:
+    """`from_pretrained`'s loader of the paper's checkpoints: a single file (`config_file` None) is taken as the
+    paper's weights file; a folder or Hub repo loads when its `config.json` is the paper's, else None."""
+    if config_file is None:
+        return load_paper_checkpoint(source, expected_class=expected_class, **overrides)
+    paper_config = read_paper_config(config_file)
+    if paper_config is None:
+        return None
+    return load_paper_checkpoint(
+        source, expected_class=expected_class, hub_kwargs=hub_kwargs, saved_config=paper_config, **overrides
+    )
+
+
+register_checkpoint_loader(load_if_paper_checkpoint)

@@ -1,7 +1,7 @@
 """`RemaskingPolicy`: a learned policy that unmasks *and* re-masks (sets decided tokens of the current block back to
 `[MASK]`, see `hf_unmask.generation.remasking`), on the paper's network with a second output per position.
 
-Per position the network reads three features: the dLLM confidence of the proposed token (as `UnmaskingPolicy`),
+Per position the network reads three features: the dLLM confidence of the proposed token (as `ConfidencePolicy`),
 the probability the dLLM now gives the token in place (`state.token_confidence`) and the age of that token
 (`time - decided_time`, in the unit of the time, steps / L); the last two are 0 at masked positions. The mask bit and
 the time condition the block as before. It returns two logits per position: `z_u` (unmask, read at eligible
@@ -9,14 +9,14 @@ positions) and `z_r` (re-mask, read at `revisable` positions, the decided positi
 
 Action model, with `z = logits / temperature`, E the eligible and R the revisable positions (disjoint sets):
 
-- unmask: exactly `UnmaskingPolicy`'s for the mode (`bernoulli`, `bernoulli-argmax`, `dpls`; see `action_models`),
-  `p_u = min(1, beta * sigmoid(z_u))`;
-- re-mask: independent Bernoulli draws on R, `p_r = min(1, sigmoid(z_r) / beta)`; an empty re-mask is allowed in
+- unmask: exactly `ConfidencePolicy`'s for the mode (`bernoulli`, `bernoulli-argmax`, `dpls`; see `action_models`),
+  `p_u = min(1, unmask_beta * sigmoid(z_u))`;
+- re-mask: independent Bernoulli draws on R, `p_r = min(1, sigmoid(z_r) / unmask_beta)`; an empty re-mask is allowed in
   every mode;
 - `log pi(u, r) = log pi_unmask(u) + sum_{k in R} [r_k log p_r,k + (1 - r_k) log(1 - p_r,k)]`; the entropy is the
   sum of both parts (None for DPLS, whose unmask entropy has no closed form).
 
-`beta` is the speed dial: above 1 the policy unmasks more *and* re-masks less (fewer steps), below 1 the reverse.
+`unmask_beta` (the paper's test-time beta) is the speed dial: above 1 the policy unmasks more *and* re-masks less (fewer steps), below 1 the reverse.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any, Optional
 import torch
 
 from .action_models import bernoulli_log_probs, entropy_term, remask_log_probs, sample_unmask, uniform
-from .confidence_policy import UnmaskingPolicy, check_confidence_feature, log_odds
-from .learned import LearnedUnmaskingPolicy, _Batch
+from .confidence_policy import ConfidencePolicy, check_confidence_feature, log_odds
+from .learned import UnmaskingPolicy, _Batch
 from .policy_network import INITIAL_LOGIT
 
 #: Re-mask bias at initialisation: every decided position starts with re-mask probability sigmoid(-6) ~ 0.0025.
@@ -60,22 +60,24 @@ def remask_features(
     return torch.stack([confidence.float(), token_confidence.float(), age], dim=-1)
 
 
-class RemaskingPolicy(LearnedUnmaskingPolicy):
+class RemaskingPolicy(UnmaskingPolicy):
     """A learned policy that unmasks masked positions and re-masks decided ones (see the module doc).
 
-    Same network as `UnmaskingPolicy` with three inputs per position (confidence, token confidence, age) and two
+    Same network as `ConfidencePolicy` with three inputs per position (confidence, token confidence, age) and two
     outputs (unmask, re-mask logits); 331,650 parameters with the defaults. `generate` shows it `state.revisable`,
     `state.token_confidence` and `state.decided_time`, and records `remask_action` in the trajectory, so
     `log_prob(trajectory)` reproduces what sampling reported for both actions.
 
     Args:
-        hidden_size, num_heads, ffn_size, time_frequency_dim, rope_theta, mode, temperature, trained_for, init_bias,
-            confidence_feature (applied to the confidence and the token confidence), architecture,
-            time_features_bfloat16: as in `UnmaskingPolicy`.
-        beta: the speed dial: `p_u = min(1, beta * sigmoid(z_u))`, `p_r = min(1, sigmoid(z_r) / beta)`.
+        hidden_size, num_heads, ffn_size, time_frequency_dim, rope_theta, mode, temperature, trained_for, init_bias:
+            as in `ConfidencePolicy`.
+        confidence_feature: as in `ConfidencePolicy`, applied to the confidence and the token confidence.
+        architecture, time_features_bfloat16: as in `ConfidencePolicy`.
+        unmask_beta: the speed dial: `p_u = min(1, unmask_beta * sigmoid(z_u))`, `p_r = min(1, sigmoid(z_r) /
+            unmask_beta)` (`beta=` is its deprecated name).
         remask_init_bias: the re-mask bias at initialisation (-6: re-masking starts rare, p ~ 0.0025).
 
-    `RemaskingPolicy.from_unmasking_policy(policy)` warm-starts from a trained commit-only `UnmaskingPolicy`.
+    `RemaskingPolicy.from_unmasking_policy(policy)` warm-starts from a trained commit-only `ConfidencePolicy`.
 
     Example:
         ```python
@@ -106,15 +108,19 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
         rope_theta: float = 10_000.0,
         mode: str = "bernoulli-argmax",
         temperature: float = 1.0,
-        beta: float = 1.0,
+        unmask_beta: float = 1.0,
         trained_for: Optional[dict[str, Any]] = None,
         init_bias: float = INITIAL_LOGIT,
         confidence_feature: str = "probability",
         architecture: str = "hf_unmask",
         time_features_bfloat16: Optional[bool] = None,
         remask_init_bias: float = REMASK_INITIAL_LOGIT,
+        *,
+        beta: Optional[float] = None,
     ) -> None:
-        super().__init__(mode=mode, temperature=temperature, beta=beta, trained_for=trained_for)
+        super().__init__(
+            mode=mode, temperature=temperature, unmask_beta=unmask_beta, trained_for=trained_for, beta=beta
+        )
         check_confidence_feature(confidence_feature)
         bias = remask_init_bias
         if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not math.isfinite(bias):
@@ -144,7 +150,7 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
         return ("confidence", "token_confidence", "decided_time", "revisable", "remask_action")
 
     @classmethod
-    def from_unmasking_policy(cls, policy: UnmaskingPolicy, **kwargs: Any) -> RemaskingPolicy:
+    def from_unmasking_policy(cls, policy: ConfidencePolicy, **kwargs: Any) -> RemaskingPolicy:
         """A `RemaskingPolicy` that decides exactly as the commit-only `policy` and re-masks rarely: its
         hyper-parameters and `trained_for` (`kwargs` override them, e.g. `remask_init_bias`) and weights, the two new
         input columns zero, the unmask head row its head, the re-mask row weight 0 and bias `remask_init_bias`.
@@ -159,9 +165,9 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
             (True, 0.5)
             ```
         """
-        if not isinstance(policy, UnmaskingPolicy):
+        if not isinstance(policy, ConfidencePolicy):
             raise TypeError(
-                f"from_unmasking_policy warm-starts from a commit-only UnmaskingPolicy, got {type(policy).__name__}."
+                f"from_unmasking_policy warm-starts from a commit-only ConfidencePolicy, got {type(policy).__name__}."
             )
         new = cls(**{**policy.get_config(), **kwargs}).to(next(policy.parameters()).device)
         source = policy.state_dict()
@@ -217,10 +223,10 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
         self, logits: torch.Tensor, batch: _Batch, generator: Optional[torch.Generator]
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         z = logits / self.temperature
-        action, u = sample_unmask(z[..., 0], batch.eligible, self.mode, self.beta, generator)
+        action, u = sample_unmask(z[..., 0], batch.eligible, self.mode, self.unmask_beta, generator)
         if u is None:  # DPLS draws its own numbers; the Bernoulli modes' draws serve both (disjoint positions)
             u = uniform(tuple(action.shape), generator, z.device)
-        log_p, _ = remask_log_probs(z[..., 1], self.beta)
+        log_p, _ = remask_log_probs(z[..., 1], self.unmask_beta)
         return action, (u < log_p.exp()) & batch.revisable
 
     def log_prob_from_logits(
@@ -247,7 +253,7 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
         log_prob, entropy = self._log_prob_and_entropy(logits[..., 0], eligible, action, with_entropy)
         revisable = revisable.bool()
         remask = torch.zeros_like(revisable) if remask is None else remask.bool() & revisable
-        log_p, log_q = remask_log_probs(logits[..., 1] / self.temperature, self.beta)
+        log_p, log_q = remask_log_probs(logits[..., 1] / self.temperature, self.unmask_beta)
         zero = torch.zeros_like(log_p)
         log_prob = log_prob + torch.where(revisable, torch.where(remask, log_p, log_q), zero).sum(-1)
         if entropy is not None:
@@ -256,13 +262,13 @@ class RemaskingPolicy(LearnedUnmaskingPolicy):
         return log_prob, entropy
 
     def unmask_probabilities(self, states: Any) -> torch.Tensor:
-        """`[..., L]` unmask probability `min(1, beta * sigmoid(z_u / temperature))` (0 where not eligible)."""
+        """`[..., L]` unmask probability `min(1, unmask_beta * sigmoid(z_u / temperature))` (0 where not eligible)."""
         batch = self._batch(states)
-        log_p, _ = bernoulli_log_probs(self._logits(batch)[..., 0] / self.temperature, self.beta)
+        log_p, _ = bernoulli_log_probs(self._logits(batch)[..., 0] / self.temperature, self.unmask_beta)
         return (log_p.exp() * batch.eligible).reshape(*batch.lead, -1)
 
     def remask_probabilities(self, states: Any) -> torch.Tensor:
-        """`[..., L]` re-mask probability `min(1, sigmoid(z_r / temperature) / beta)` (0 where not revisable)."""
+        """`[..., L]` re-mask probability `min(1, sigmoid(z_r / temperature) / unmask_beta)` (0 where not revisable)."""
         batch = self._batch(states)
-        log_p, _ = remask_log_probs(self._logits(batch)[..., 1] / self.temperature, self.beta)
+        log_p, _ = remask_log_probs(self._logits(batch)[..., 1] / self.temperature, self.unmask_beta)
         return (log_p.exp() * batch.revisable).reshape(*batch.lead, -1)

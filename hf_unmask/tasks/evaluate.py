@@ -7,24 +7,20 @@ from typing import Any, Optional
 
 import torch
 
-from ..generation import cut_at_eos, eos_id_list
+from .._warnings import warn_at_caller
+from ..generation import completion_eos_ids, completion_texts, encode_prompts, model_device
 from .base import VerifiableTask
 
 
 def decode_completion(tokenizer: Any, ids: Sequence[int], eos_token_ids: Optional[Sequence[int]] = None) -> str:
-    """Decode generated ids up to (not including) the first EOS, dropping special tokens.
-
-    Example:
-        ```python
-        >>> from hf_unmask.models.tiny import build_tokenizer
-        >>> tok = build_tokenizer()
-        >>> ids = tok("1 2 3", add_special_tokens=False).input_ids + [tok.eos_token_id, 7]
-        >>> decode_completion(tok, ids)
-        '1 2 3'
-        ```
-    """
-    eos = set(eos_token_ids) if eos_token_ids is not None else {tokenizer.eos_token_id}
-    return tokenizer.decode(cut_at_eos((int(i) for i in ids), eos), skip_special_tokens=True).strip()
+    """Deprecated: use `hf_unmask.generation.completion_texts(tokenizer, [ids], 0, eos_token_ids)[0]`."""
+    warn_at_caller(
+        "hf_unmask.tasks.evaluate.decode_completion is deprecated and will be removed in the next release; use "
+        "hf_unmask.generation.completion_texts(tokenizer, [ids], 0, eos_token_ids)[0] instead.",
+        FutureWarning,
+    )
+    eos = list(eos_token_ids) if eos_token_ids is not None else [tokenizer.eos_token_id]
+    return completion_texts(tokenizer, [list(ids)], 0, eos)[0]
 
 
 @torch.no_grad()
@@ -38,7 +34,8 @@ def generate_completions(
 ) -> list[str]:
     """Generate one completion per prompt with `model.generate(..., strategy=strategy, **generate_kwargs)`.
 
-    Prompts are left-padded in batches of `batch_size`; completions are cut at the first EOS.
+    Prompts are encoded, left-padded in batches of `batch_size`, and completions cut at the first EOS and decoded
+    by `hf_unmask.generation.text_io` (the tokenizer is left as it was).
 
     Example:
         ```python
@@ -48,19 +45,15 @@ def generate_completions(
         ['1 2 3', 'b c d e a ; answer : a']
         ```
     """
-    tokenizer.padding_side = "left"
+    eos = completion_eos_ids(model, tokenizer, eos_token_id=generate_kwargs.pop("eos_token_id", None))
+    device = model_device(model)
     out: list[str] = []
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    eos_ids = None if eos is None else eos_id_list(eos)
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
-        sequences = model.generate(
-            batch["input_ids"], attention_mask=batch["attention_mask"], strategy=strategy, **generate_kwargs
-        )
+        batch = encode_prompts(tokenizer, list(prompts[start : start + batch_size]), device=device)
+        sequences = model.generate(**batch.model_inputs(), strategy=strategy, eos_token_id=eos, **generate_kwargs)
         if not isinstance(sequences, torch.Tensor):
             sequences = sequences.sequences
-        P = batch["input_ids"].shape[1]
-        out.extend(decode_completion(tokenizer, row[P:].tolist(), eos_ids) for row in sequences)
+        out.extend(completion_texts(tokenizer, sequences, batch.prompt_length, eos))
     return out
 
 

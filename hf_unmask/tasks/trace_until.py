@@ -71,7 +71,7 @@ class TraceUntilShort(TraceUntil):
     `length_decay ** (n - min_run)` (0.85: half the runs take at most 7 steps, about one in thirteen more than 16), so
     long answers are rare. A dLLM trained on it and tested on the uniform lengths of `trace_until` has a length
     prior that is wrong for the test, as an SFT mix is for GSM8K: in full diffusion it commits EOS where the prior
-    expects the answer to end, before the chain says so (README, "Long buffers").
+    expects the answer to end, before the chain says so (docs/results/long_buffers.md).
 
     Example:
         ```python

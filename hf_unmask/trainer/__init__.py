@@ -2,7 +2,7 @@
 
 `UnmaskingGRPOConfig(GRPOConfig)` and `UnmaskingGRPOTrainer(GRPOTrainer)` train a policy, the dLLM being a frozen
 environment; `hf_unmask.trainer.script` is the TRL-style entry point of `hf-unmask train` and
-`trainers/train_unmasking_policy.py`. Every name is imported on first use, so `import hf_unmask` (and this package)
+`scripts/train_unmasking_policy.py`. Every name is imported on first use, so `import hf_unmask` (and this package)
 loads no TRL.
 
 Example:
@@ -21,7 +21,8 @@ from typing import Any
 _LAZY = {
     "UnmaskingGRPOConfig": "config",
     "UnmaskingGRPOTrainer": "trainer",
-    "load_dllm": "setup",
+    "load_environment_dllm": "setup",
+    "load_dllm": "setup",  # deprecated: hf_unmask.models.load_dllm
     "StopOnInterrupt": "interrupt",
     "TrainingInterrupted": "interrupt",
     "DatasetSource": "data",

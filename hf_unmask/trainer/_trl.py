@@ -7,11 +7,12 @@ installing one warns (and `tests/trainer/test_trl_compat.py` says what changed).
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+from .._warnings import warn_at_caller
 
 #: The TRL versions the trainer is tested with; the same range as the `[train]` extra of pyproject.toml.
 TRL_REQUIREMENT = ">=1.16,<1.17"
@@ -44,9 +45,7 @@ def warn_if_untested() -> None:
     if _warned or is_supported_trl():
         return
     _warned = True
-    warnings.warn(
+    warn_at_caller(
         f"hf_unmask's UnmaskingGRPOTrainer is tested with trl{TRL_REQUIREMENT}, but trl {installed_trl_version()} is "
-        f"installed: training may fail or differ. Install a tested version: pip install 'trl{TRL_REQUIREMENT}'.",
-        UserWarning,
-        stacklevel=3,
+        f"installed: training may fail or differ. Install a tested version: pip install 'trl{TRL_REQUIREMENT}'."
     )

@@ -6,7 +6,7 @@ AdamW lr 3e-5 with betas (0.9, 0.99) and weight decay 0.1, gradient clipping 0.2
 warm-up steps, one epoch, L = 256 generated positions in blocks of BL = 32, 16 completions per device and step; and
 those of its released code: blocks that end after BL steps with their masks left in place, the paper's policy
 network, expert actions scored over every position the policy could unmask, no update from a step whose
-advantages are all 0. The remaining differences are listed in the README ("Faithful to the paper's code").
+advantages are all 0. The remaining differences are listed in docs/guides/training.md ("Faithful to the paper's code").
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Optional
 
 from trl import GRPOConfig
 
+from .._warnings import warn_deprecated
 from .config_checks import (  # noqa: F401 (the choices are part of this module's interface)
     ACTION_MODES,
     EXPERT_SCORINGS,
@@ -128,25 +129,29 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={
             "help": "Run every rollout (the expert's too) and the final evaluation with generate's diffusion KV cache "
             "(Fast-dLLM's, use_cache=True): fewer positions per forward pass, the same number of passes. Needs a dLLM "
-            "with a cache (LLaDA, Dream, the built-in tiny dLLM). The policy sees, and is trained on, the confidences "
+            "with a cache (LLaDA, LLaDA-MoE, LLaDA2.x, Dream, SDAR, the built-in tiny dLLM). The policy sees, and is trained on, the confidences "
             "of the cached forward passes."
         },
     )
-    rollout_cache_mode: str = field(
+    rollout_cache_implementation: str = field(
         default="prefix",
         metadata={
-            "help": "With rollout_use_cache: 'prefix' (each step feeds the current block and everything after it) or "
-            "'dual' (the current block only; the positions after it are cached too)."
+            "help": "With rollout_use_cache, generate's cache_implementation: 'prefix' (each step feeds the current "
+            "block and everything after it) or 'dual' (the current block only; the positions after it are cached too)."
         },
+    )
+    rollout_cache_mode: Optional[str] = field(
+        default=None,
+        metadata={"help": "Deprecated: use --rollout_cache_implementation (the same values)."},
     )
 
     # ---------------------------------------------------------------- the policy
     policy_name_or_path: Optional[str] = field(
         default=None,
         metadata={
-            "help": "Start from a saved policy (folder, Hub id or shipped policy name) instead of a fresh one: an "
-            "UnmaskingPolicy, a HiddenStatePolicy with --policy_type hidden_states, or a RemaskingPolicy with "
-            "--policy_remasking true (which also warm-starts from an UnmaskingPolicy)."
+            "help": "Start from a saved policy (folder, Hub id or built-in policy name) instead of a fresh one: an "
+            "ConfidencePolicy, a HiddenStatePolicy with --policy_type hidden_states, or a RemaskingPolicy with "
+            "--policy_remasking true (which also warm-starts from a ConfidencePolicy)."
         },
     )
     action_mode: str = field(
@@ -170,7 +175,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
     policy_type: str = field(
         default="confidence",
         metadata={
-            "help": "What a fresh policy reads per position: 'confidence' (UnmaskingPolicy, the paper's policy: the "
+            "help": "What a fresh policy reads per position: 'confidence' (ConfidencePolicy, the paper's policy: the "
             "dLLM's confidence, sized by policy_hidden_size / policy_num_heads / policy_ffn_size) or 'hidden_states' "
             "(HiddenStatePolicy, the paper's ablation: the dLLM's last hidden states through one block as wide as "
             "the dLLM, its width, heads and FFN read from the dLLM's config; the policy_* sizes do not apply). A "
@@ -208,7 +213,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={
             "help": "Network of a fresh confidence policy: 'paper' (the paper's DiT block: adaLN linear on the "
             "conditioning, time features cos t and sin t, output weight at PyTorch's default init) or 'hf_unmask' "
-            "(a SiLU before the adaLN linear, 64 frequencies of 1000 t, a zero output weight: the shipped policies). "
+            "(a SiLU before the adaLN linear, 64 frequencies of 1000 t, a zero output weight: the built-in policies). "
             "Recorded in the saved policy; a policy loaded with policy_name_or_path keeps its own."
         },
     )
@@ -218,7 +223,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
         metadata={
             "help": "Train a RemaskingPolicy: the policy also re-masks decided tokens of the current block, reading "
             "the confidence of each decided token and its age (a re-mask costs steps like any other: the reward is "
-            "unchanged). With --policy_name_or_path naming a commit-only UnmaskingPolicy it is warm-started from it "
+            "unchanged). With --policy_name_or_path naming a commit-only ConfidencePolicy it is warm-started from it "
             "(the same decisions, re-masking rare at first); a saved RemaskingPolicy resumes as it is. Rules out "
             "expert_steering and policy_type 'hidden_states'."
         },
@@ -278,7 +283,7 @@ class UnmaskingGRPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "The frozen dLLM: a Hub id or folder (LLaDA, Dream, any masked LM) or 'builtin' / "
-            "'builtin:NAME' for a shipped tiny dLLM. Only read when the trainer is not given a dLLM object."
+            "'builtin:NAME' for a built-in tiny dLLM. Only read when the trainer is not given a dLLM object."
         },
     )
     dllm_dtype: Optional[str] = field(
@@ -417,6 +422,9 @@ class UnmaskingGRPOConfig(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        if self.rollout_cache_mode is not None:
+            warn_deprecated("rollout_cache_mode", "rollout_cache_implementation")
+            self.rollout_cache_implementation, self.rollout_cache_mode = self.rollout_cache_mode, None
         self._check_unmasking_fields()
         if self.eval_policy_temperature is None:
             full_diffusion = self.block_length is None or self.block_length == self.gen_length

@@ -6,22 +6,39 @@ import math
 from typing import Any
 
 from ..generation import check_block_length
+from ..generation.cache_settings import CACHE_IMPLEMENTATIONS, check_cache_implementation, check_cache_support
 from ..rewards import REWARD_FORMS
 from ..strategies.confidence_policy import CONFIDENCE_FEATURES
+from ..strategies.hidden_state_policy import HiddenStatePolicy
 
 ACTION_MODES = ("bernoulli", "bernoulli-argmax", "dpls")
 SCALE_REWARDS = ("none", "group", "batch")
-ROLLOUT_CACHE_MODES = ("prefix", "dual")  # generate's cache_mode values
+ROLLOUT_CACHE_MODES = CACHE_IMPLEMENTATIONS  # generate's cache_implementation values
+#: How the trainer's users turn the rollout cache on and off, for generate's cache checks' messages.
+_ROLLOUT_CACHE_FLAGS = {"flag": "rollout_use_cache=True", "drop": "--rollout_use_cache"}
 EXPERT_SCORINGS = ("policy", "expert")  # which eligible sets the expert rollout's actions are scored over
-#: What the trained policy reads per position (its `feature_name`): the dLLM's confidences (`UnmaskingPolicy`, the
+#: What the trained policy reads per position (its `feature_name`): the dLLM's confidences (`ConfidencePolicy`, the
 #: paper's policy) or the dLLM's last hidden states (`HiddenStatePolicy`, the paper's ablation).
 POLICY_TYPES = ("confidence", "hidden_states")
-#: Networks of a fresh confidence policy (`UnmaskingPolicy(architecture=...)`).
+#: Networks of a fresh confidence policy (`ConfidencePolicy(architecture=...)`).
 POLICY_ARCHITECTURES = ("paper", "hf_unmask")
 
 
 def check_unmasking_fields(config: Any) -> None:
     """Validate the fields `UnmaskingGRPOConfig` adds to `GRPOConfig`; `ValueError` naming the problem and the fix."""
+    _check_lengths_and_groups(config)
+    _check_reward_and_loss(config)
+    _check_expert_fields(config)
+    _check_rollout_fields(config)
+    check_policy_type(config)
+    check_remasking(config)
+    check_trl_fields(config)
+    config._check_collapse_and_best_fields()
+    _check_policy_network(config)
+
+
+def _check_lengths_and_groups(config: Any) -> None:
+    """L, the block lengths and the group size G."""
     L = config.gen_length
     if not isinstance(L, int) or isinstance(L, bool) or L <= 0:
         raise ValueError(f"gen_length (L) must be a positive integer, got {L!r}. Pass e.g. --gen_length 256.")
@@ -34,6 +51,10 @@ def check_unmasking_fields(config: Any) -> None:
             "the mean of the prompt's group, which is identically 0 for a group of one. Use e.g. "
             "--num_generations 8 (paper)."
         )
+
+
+def _check_reward_and_loss(config: Any) -> None:
+    """The reward, the policy's action mode and temperatures, and the GRPO loss's coefficients."""
     if not isinstance(config.alpha, (int, float)) or isinstance(config.alpha, bool) or config.alpha < 0:
         raise ValueError(
             f"alpha must be a number >= 0, got {config.alpha!r}: it weighs the NFE penalty of the reward "
@@ -74,6 +95,10 @@ def check_unmasking_fields(config: Any) -> None:
         raise ValueError("entropy_floor needs the policy's entropy, which action_mode='dpls' does not give.")
     if config.dllm_temperature < 0:
         raise ValueError(f"dllm_temperature must be >= 0 (0 = greedy), got {config.dllm_temperature!r}.")
+
+
+def _check_expert_fields(config: Any) -> None:
+    """Expert steering: its threshold, how its actions are scored and imitated, and what needs it switched on."""
     if not 0.0 <= config.expert_threshold <= 1.0:
         raise ValueError(f"expert_threshold must be in [0, 1], got {config.expert_threshold!r}. Paper: 0.9.")
     if config.policy_confidence_feature not in CONFIDENCE_FEATURES:
@@ -93,7 +118,7 @@ def check_unmasking_fields(config: Any) -> None:
         raise ValueError(
             f"expert_imitation_steps must be an integer >= 0 (0 = constant), got {config.expert_imitation_steps!r}."
         )
-    full = config.block_length is None or config.block_length == L
+    full = config.block_length is None or config.block_length == config.gen_length
     if (
         config.expert_steering and config.expert_scoring == "policy" and not full
         and config.expert_block_length is not None and config.block_length % config.expert_block_length
@@ -109,6 +134,10 @@ def check_unmasking_fields(config: Any) -> None:
             "expert_imitation_coef and expert_scoring act on the expert rollouts, which only exist with "
             "expert_steering: add --expert_steering true (or drop them)."
         )
+
+
+def _check_rollout_fields(config: Any) -> None:
+    """How rollouts are generated: batch size, cache (rollout_use_cache / rollout_cache_implementation), finished blocks."""
     if config.rollout_batch_size is not None and config.rollout_batch_size <= 0:
         raise ValueError(f"rollout_batch_size must be a positive integer or None, got {config.rollout_batch_size!r}.")
     if not isinstance(config.rollout_use_cache, bool):
@@ -116,20 +145,16 @@ def check_unmasking_fields(config: Any) -> None:
     for name in ("rollout_finish_blocks", "skip_zero_advantage_steps"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"{name} must be true or false, got {getattr(config, name)!r}.")
+    check_rollout_cache(config)
+
+
+def _check_policy_network(config: Any) -> None:
+    """The architecture and sizes of a fresh policy network."""
     if config.policy_architecture not in POLICY_ARCHITECTURES:
         raise ValueError(
             f"Unknown policy_architecture {config.policy_architecture!r}. Use one of {POLICY_ARCHITECTURES} "
             "(paper: 'paper')."
         )
-    if config.rollout_cache_mode not in ROLLOUT_CACHE_MODES:
-        raise ValueError(
-            f"Unknown rollout_cache_mode {config.rollout_cache_mode!r}. Use --rollout_cache_mode prefix or "
-            "--rollout_cache_mode dual."
-        )
-    check_policy_type(config)
-    check_remasking(config)
-    check_trl_fields(config)
-    config._check_collapse_and_best_fields()
     heads, hidden = config.policy_num_heads, config.policy_hidden_size
     if heads <= 0 or hidden <= 0 or config.policy_ffn_size <= 0 or hidden % heads or (hidden // heads) % 2:
         raise ValueError(
@@ -142,7 +167,7 @@ def check_policy_type(config: Any) -> None:
     """`policy_type` is known, and a hidden-state policy is not combined with what cannot give it hidden states."""
     if config.policy_type not in POLICY_TYPES:
         raise ValueError(
-            f"Unknown policy_type {config.policy_type!r}. Use one of {POLICY_TYPES}: 'confidence' (UnmaskingPolicy, "
+            f"Unknown policy_type {config.policy_type!r}. Use one of {POLICY_TYPES}: 'confidence' (ConfidencePolicy, "
             "the paper's) or 'hidden_states' (HiddenStatePolicy, which reads the dLLM's last hidden states)."
         )
     if config.policy_type != "hidden_states":
@@ -159,12 +184,20 @@ def check_policy_type(config: Any) -> None:
             "threshold) records no dLLM hidden states, so the hidden-state policy cannot score its actions. Drop "
             "--expert_steering (or use --policy_type confidence)."
         )
+    check_rollout_cache(config, strategy=HiddenStatePolicy)
+
+
+def check_rollout_cache(config: Any, adapter: Any = None, strategy: Any = None) -> None:
+    """The rollout cache settings (`rollout_use_cache`, `rollout_cache_implementation`) through generate's own cache checks
+    (`generation.cache_settings`), with the trainer's flag names in the messages: the implementation, and when the
+    cache is on, the dLLM's family (`adapter`) and the policy (`strategy`, a class or an instance) when given."""
+    check_cache_implementation(
+        config.rollout_cache_implementation,
+        name="rollout_cache_implementation",
+        spell=lambda value: f"--rollout_cache_implementation {value}",
+    )
     if config.rollout_use_cache:
-        raise ValueError(
-            "rollout_use_cache=True with policy_type='hidden_states': generate cannot give the dLLM's hidden "
-            "states of a cached forward pass, which the hidden-state policy reads at every step. Drop "
-            "--rollout_use_cache (or use --policy_type confidence)."
-        )
+        check_cache_support(adapter=adapter, strategy=strategy, **_ROLLOUT_CACHE_FLAGS)
 
 
 def check_remasking(config: Any) -> None:

@@ -11,8 +11,6 @@ from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
-_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-
 
 @dataclass
 class DatasetSource:
@@ -156,16 +154,20 @@ class UnmaskingScriptArguments:
 # data
 # ----------------------------------------------------------------------------------------------------------------
 def _load(path: str, name: Optional[str], split: Optional[str], data_files: Any = None) -> Any:
+    """A folder written by `save_to_disk`, a local data file (read as evaluation reads it: `load_data_file`, a
+    single file being one split), or a Hub dataset / `datasets` builder; "file not found: <path>" for a local path
+    that does not exist."""
     import datasets
+
+    from ..evaluation.data import DATA_FILE_BUILDERS, check_local_source, load_data_file
 
     saved = os.path.isdir(path) and any((Path(path) / f).is_file() for f in ("dataset_dict.json", "dataset_info.json"))
     if saved:
         loaded = datasets.load_from_disk(path)
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) and split is not None else loaded
-    suffix = Path(path).suffix.lower()
-    if os.path.isfile(path) and suffix in _FILE_BUILDERS:
-        loaded = datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=path, split="train")
-        return loaded  # a single file is one split
+    if os.path.isfile(path) and Path(path).suffix.lower() in DATA_FILE_BUILDERS:
+        return load_data_file(path)
+    check_local_source(path)
     return datasets.load_dataset(path, name=name, split=split, data_files=data_files)
 
 

@@ -2,7 +2,7 @@
 
 `UnmaskingGRPOTrainer.train` installs `StopOnInterrupt` for the duration of the call: the first SIGINT only sets a
 flag (training state is never left half-updated), the trainer's own checkpointing then writes `checkpoint-<step>/`
-(the policy's config.json + model.safetensors, loadable with `UnmaskingPolicy.from_pretrained`, plus the optimiser,
+(the policy's config.json + model.safetensors, loadable with `ConfidencePolicy.from_pretrained`, plus the optimiser,
 scheduler, RNG and `trainer_state.json` that `resume_from_checkpoint` reads) and `train` raises
 `TrainingInterrupted`. A second Ctrl-C stops at once, without saving.
 """

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from typing import Any, Optional
 
 import torch
 
+from .._warnings import warn_at_caller
 from ..models import get_adapter
 from .collapse import CollapseDetector, masked_at_end
 
@@ -57,21 +57,17 @@ def check_best_checkpoint_fields(args: Any) -> None:
     if not (args.load_best_model_at_end or args.save_strategy == "best"):
         return
     if args.load_best_model_at_end and args.save_strategy == "no":
-        warnings.warn(
+        warn_at_caller(
             "load_best_model_at_end=True ignored: --save_strategy no saves no checkpoint to keep. Use "
-            "--save_strategy steps --save_steps N (a multiple of --eval_steps) to keep the best one.",
-            UserWarning,
-            stacklevel=6,
+            "--save_strategy steps --save_steps N (a multiple of --eval_steps) to keep the best one."
         )
         args.load_best_model_at_end = False
         return
     metric = args.metric_for_best_model = args.metric_for_best_model or "reward"
     if metric.removeprefix("eval_") == "loss":
-        warnings.warn(
+        warn_at_caller(
             "metric_for_best_model='loss': the GRPO loss is no measure of the policy's quality (its advantages are "
-            "centred per group). Use --metric_for_best_model reward (the efficiency-weighted reward) or correctness.",
-            UserWarning,
-            stacklevel=6,
+            "centred per group). Use --metric_for_best_model reward (the efficiency-weighted reward) or correctness."
         )
     if args.greater_is_better is None:
         args.greater_is_better = not metric.removeprefix("eval_").startswith(LOWER_IS_BETTER)

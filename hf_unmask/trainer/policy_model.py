@@ -23,8 +23,8 @@ class PolicyModel(nn.Module):
     Example:
         ```python
         >>> import torch
-        >>> from hf_unmask.strategies import UnmaskingPolicy
-        >>> model = PolicyModel(UnmaskingPolicy(hidden_size=32, ffn_size=64), eos_token_ids=[2])
+        >>> from hf_unmask.strategies import ConfidencePolicy
+        >>> model = PolicyModel(ConfidencePolicy(hidden_size=32, ffn_size=64), eos_token_ids=[2])
         >>> model(torch.rand(1, 8), torch.ones(1, 8, dtype=torch.bool), torch.zeros(1)).shape
         torch.Size([1, 8])
         >>> model.generation_config.eos_token_id
@@ -57,7 +57,7 @@ class PolicyModel(nn.Module):
     ) -> torch.Tensor:
         """The policy's logits `[B, L]` (before temperature) for the states `(feature, masked, time)`, `feature`
         being the per-position input the policy reads (`policy.network_inputs`): the dLLM's confidences `[B, L]` for
-        an `UnmaskingPolicy`, its last hidden states `[B, L, H]` for a `HiddenStatePolicy`, the features `[B, L, 3]`
+        a `ConfidencePolicy`, its last hidden states `[B, L, H]` for a `HiddenStatePolicy`, the features `[B, L, 3]`
         of a `RemaskingPolicy` (whose logits are `[B, L, 2]`: unmask, re-mask)."""
         return self.policy(feature, masked, time, padding_mask)
 

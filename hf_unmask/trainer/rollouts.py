@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..generation import diffusion_generate
+from .._warnings import warn_at_caller
+from ..generation import completion_texts, completion_token_ids, diffusion_generate, encode_prompts
 
 __all__ = [
     "HIDDEN_STATES",
@@ -94,20 +95,15 @@ def concat_rollouts(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 def tokenize_prompts(
     tokenizer: Any, prompts: list[Any], chat_template_kwargs: dict[str, Any], device: torch.device
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """`(texts, input_ids, attention_mask)`: the prompt texts (chat prompts rendered with the tokenizer's template and
-    the generation prompt) and the left-padded batch on `device`."""
-    from trl import is_conversational
-
-    templated = is_conversational({"prompt": prompts[0]})
-    if templated:
-        texts = [
-            tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
-            for p in prompts
-        ]
-    else:
-        texts = [str(p) for p in prompts]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not templated)
-    return texts, enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    """Deprecated: use `hf_unmask.generation.encode_prompts(tokenizer, prompts, chat_template_kwargs=...,
+    device=...)` (its `texts`, `input_ids` and `attention_mask`)."""
+    warn_at_caller(
+        "hf_unmask.trainer.rollouts.tokenize_prompts is deprecated and will be removed in the next release; use "
+        "hf_unmask.generation.encode_prompts(tokenizer, prompts, chat_template_kwargs=..., device=...) instead.",
+        FutureWarning,
+    )
+    batch = encode_prompts(tokenizer, prompts, chat_template_kwargs=chat_template_kwargs, device=device)
+    return batch.texts, batch.input_ids, batch.attention_mask
 
 
 @torch.no_grad()
@@ -124,16 +120,18 @@ def rollout(
     stop_at_eos: bool = False,
     batch_size: Optional[int] = None,
     use_cache: bool = False,
-    cache_mode: str = "prefix",
+    cache_implementation: str = "prefix",
     finish_blocks: bool = False,
+    eos_token_id: Optional[list[int]] = None,
 ) -> dict[str, torch.Tensor]:
     """Generate with `strategy` (no progress fallback: an empty action costs a step) in calls of `batch_size` rows
     and return the rollout batch. Without `finish_blocks` (the paper's environment) a block ends after its BL steps
     and what is still masked stays `[MASK]`; with it, rows that fall behind are topped up by the dLLM's confidence so
-    that every block is decided. `use_cache` / `cache_mode` are `generate`'s diffusion KV cache; the trajectory
+    that every block is decided. `use_cache` / `cache_implementation` are `generate`'s diffusion KV cache; the trajectory
     records the confidences the strategy saw either way, and the dLLM's last hidden states `[N, T, L, H]` (in the
     dLLM's dtype) when the strategy reads them (`requires_hidden_states`, never with the cache), and the re-masking
-    fields (`REMASK_FIELDS`) when it re-masks."""
+    fields (`REMASK_FIELDS`) when it re-masks. `eos_token_id`: the ids that end a completion (default: the dLLM's,
+    see `hf_unmask.generation.completion_eos_ids`)."""
     size = batch_size or input_ids.shape[0]
     parts = []
     for start in range(0, input_ids.shape[0], size):
@@ -152,9 +150,10 @@ def rollout(
             progress_fallback=False,
             finish_blocks=finish_blocks,
             use_cache=use_cache,
-            cache_mode=cache_mode,
+            cache_implementation=cache_implementation if use_cache else None,
             output_trajectory=True,
             return_dict_in_generate=True,
+            **({} if eos_token_id is None else {"eos_token_id": eos_token_id}),
         )
         part = {"sequences": out.sequences, "nfe": out.nfe}
         for name in (*STEP_FIELDS, "time", "live", "log_prob", HIDDEN_STATES, PADDING_MASK, *REMASK_FIELDS):
@@ -245,15 +244,16 @@ def policy_feature(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def decode_completions(
     tokenizer: Any, sequences: torch.Tensor, prompt_length: int, eos_token_ids: Iterable[int]
 ) -> tuple[list[str], list[list[int]]]:
-    """The completions as texts (decoded without special tokens, stripped) and token ids, each cut before its first
-    EOS."""
-    eos = set(eos_token_ids)
-    texts, ids = [], []
-    for row in sequences[:, prompt_length:].tolist():
-        cut = next((i for i, tok in enumerate(row) if tok in eos), len(row))
-        ids.append(row[:cut])
-        texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return texts, ids
+    """Deprecated: use `hf_unmask.generation.completion_texts` and `completion_token_ids`."""
+    warn_at_caller(
+        "hf_unmask.trainer.rollouts.decode_completions is deprecated and will be removed in the next release; use "
+        "hf_unmask.generation.completion_texts(tokenizer, sequences, prompt_length, eos_token_ids) and "
+        "completion_token_ids(sequences, prompt_length, eos_token_ids) instead.",
+        FutureWarning,
+    )
+    eos = list(eos_token_ids)
+    texts = completion_texts(tokenizer, sequences, prompt_length, eos)
+    return texts, completion_token_ids(sequences, prompt_length, eos)
 
 
 def group_advantages(

@@ -59,7 +59,7 @@ class PolicySavingMixin:
 
         base_model = self.dllm_name
         if is_builtin_alias(base_model):
-            base_model = f"builtin:{builtin_model_name(base_model)}"  # which shipped model, not just "builtin"
+            base_model = f"builtin:{builtin_model_name(base_model)}"  # which built-in model, not just "builtin"
         else:
             base_model = portable_name(base_model)
         record: dict[str, Any] = {

@@ -1,20 +1,20 @@
 """Train a learned unmasking policy with GRPO (arXiv 2512.09106), TRL-style: YAML recipe + flag overrides.
 
-The code of `hf-unmask train` and `trainers/train_unmasking_policy.py` (the same parser and `main`). Usage:
+The code of `hf-unmask train` and `scripts/train_unmasking_policy.py` (the same parser and `main`). Usage:
 
     # built-in task and tiny dLLM, on CPU
-    hf-unmask train --config trainers/recipes/builtin_cpu.yaml
-    python trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml
+    hf-unmask train --config scripts/recipes/builtin_cpu.yaml
+    python scripts/train_unmasking_policy.py --config scripts/recipes/builtin_cpu.yaml
 
     # flags override the recipe
-    python trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml --alpha 3 --max_steps 50
+    python scripts/train_unmasking_policy.py --config scripts/recipes/builtin_cpu.yaml --alpha 3 --max_steps 50
 
     # many processes / GPUs: the same script, unchanged
-    accelerate launch --num_processes 8 trainers/train_unmasking_policy.py --config trainers/recipes/llada_gsm8k_math_bl32.yaml
+    accelerate launch --num_processes 8 scripts/train_unmasking_policy.py --config scripts/recipes/llada_gsm8k_math_bl32.yaml
 
     # 2 CPU processes (gloo). accelerate's `--cpu` flag starts a single process unless MPI is used, so ask for the
     # multi-process launcher and keep `use_cpu: true` from the recipe (or use `torchrun --nproc_per_node 2`):
-    accelerate launch --multi_gpu --num_processes 2 trainers/train_unmasking_policy.py --config trainers/recipes/builtin_cpu.yaml
+    accelerate launch --multi_gpu --num_processes 2 scripts/train_unmasking_policy.py --config scripts/recipes/builtin_cpu.yaml
 
 Prompts come from a built-in task (`--task program_trace`), a dataset (`--dataset_name openai/gsm8k
 --dataset_config main`, a local json/jsonl/csv/parquet file or a `save_to_disk` folder), or a mixture listed under
@@ -41,11 +41,10 @@ import os
 import sys
 from typing import Any, Optional
 
-from trl import TrlParser
-
 from .config import UnmaskingGRPOConfig
 from .data import DatasetSource, UnmaskingScriptArguments, describe_test_prompts, load_prompts, split_validation
 from .interrupt import TrainingInterrupted
+from .parser import TrainingArgumentParser
 
 __all__ = ["DatasetSource", "UnmaskingScriptArguments", "final_evaluation", "load_prompts", "main", "make_parser"]
 
@@ -53,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Train a learned unmasking policy with GRPO (TRL) on a frozen dLLM. Give a YAML recipe with --config (e.g. "
-    "trainers/recipes/builtin_cpu.yaml) and override any field with --field value. Ctrl-C finishes the current step, "
+    "scripts/recipes/builtin_cpu.yaml) and override any field with --field value. Ctrl-C finishes the current step, "
     "saves a checkpoint and exits with 130."
 )
 
@@ -71,11 +70,7 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
             "`eval_datasets:` in the recipe."
         )
         return None
-    try:
-        from ..evaluation import EvaluationData, EvaluationInterrupted, evaluate_strategies
-    except ImportError as err:  # pragma: no cover - evaluation ships with hf_unmask
-        logger.warning("Skipping the final evaluation: %s", err)
-        return None
+    from ..evaluation import EvaluationData, EvaluationInterrupted, evaluate_strategies
     from ..rewards import PerExampleReward, required_columns
     from ..strategies import UnmaskingStrategy
     from ..strategies.trained_for import portable_name
@@ -119,7 +114,7 @@ def final_evaluation(trainer: Any, script_args: UnmaskingScriptArguments, test: 
             generation_kwargs={
                 "stop_at_eos": args.stop_at_eos,
                 "use_cache": args.rollout_use_cache,
-                "cache_mode": args.rollout_cache_mode,
+                "cache_implementation": args.rollout_cache_implementation if args.rollout_use_cache else None,
             },
             progress=not args.disable_tqdm,
             model_name=trainer.trained_for().get("base_model"),
@@ -205,10 +200,10 @@ def main(script_args: UnmaskingScriptArguments, training_args: UnmaskingGRPOConf
     return trainer
 
 
-def make_parser(prog: Optional[str] = None) -> TrlParser:
-    """The parser of `hf-unmask train` and `trainers/train_unmasking_policy.py`: a YAML recipe (`--config`) and flags
+def make_parser(prog: Optional[str] = None) -> TrainingArgumentParser:
+    """The parser of `hf-unmask train` and `scripts/train_unmasking_policy.py`: a YAML recipe (`--config`) and flags
     for every field of `UnmaskingScriptArguments` and `UnmaskingGRPOConfig` (flags override the recipe)."""
-    return TrlParser((UnmaskingScriptArguments, UnmaskingGRPOConfig), prog=prog, description=DESCRIPTION)
+    return TrainingArgumentParser((UnmaskingScriptArguments, UnmaskingGRPOConfig), prog=prog, description=DESCRIPTION)
 
 
 def report_interrupt(stop: KeyboardInterrupt, prog: str) -> int:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import inspect
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any, Optional
 
 from torch import nn
 
+from .._warnings import warn_at_caller
 from ..models import get_adapter, unwrap_model
+from ..models import load_dllm as _load_dllm
 from ..rewards import required_columns
-from ..strategies import HiddenStatePolicy, LearnedUnmaskingPolicy, RemaskingPolicy, UnmaskingPolicy
+from ..strategies import ConfidencePolicy, HiddenStatePolicy, RemaskingPolicy, UnmaskingPolicy
+from .config_checks import check_rollout_cache
 
 __all__ = [
     "build_policy",
@@ -20,10 +22,32 @@ __all__ = [
     "check_reward_funcs",
     "check_reward_signatures",
     "fresh_hidden_state_policy",
-    "load_dllm",
+    "load_environment_dllm",
     "prepare_dllm",
     "warn_about_resume_points",
 ]
+
+
+def load_environment_dllm(name_or_path: str, args: Any) -> tuple[Any, Any]:
+    """The dLLM the policy is trained against, and its tokenizer, loaded by `hf_unmask.models.load_dllm` from a name
+    (`"builtin"` / `"builtin:NAME"`, a Hub id or a folder) with the config's `dllm_dtype`, `dllm_peft_adapter` and
+    `trust_remote_code`; `prepare_dllm` then freezes it.
+
+    Example:
+        ```python
+        >>> from types import SimpleNamespace
+        >>> args = SimpleNamespace(dllm_dtype=None, dllm_peft_adapter=None, trust_remote_code=False)
+        >>> model, tokenizer = load_environment_dllm("builtin", args)
+        >>> type(model).__name__, model.training
+        ('TinyDLLMForMaskedDiffusion', False)
+        ```
+    """
+    return _load_dllm(
+        name_or_path,
+        dtype=args.dllm_dtype,
+        peft_adapter=args.dllm_peft_adapter,
+        trust_remote_code=args.trust_remote_code,
+    )
 
 
 def load_dllm(
@@ -32,35 +56,29 @@ def load_dllm(
     peft_adapter: Optional[str] = None,
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """Load a dLLM and its tokenizer: `"builtin"` / `"builtin:NAME"` (shipped tiny dLLM) or any Hub id / folder that
-    `hf_unmask.AutoDiffusionLM` loads (LLaDA, Dream, masked LMs), optionally with a PEFT adapter on top.
-
-    Example:
-        ```python
-        >>> model, tokenizer = load_dllm("builtin")
-        >>> type(model).__name__, model.training
-        ('TinyDLLMForMaskedDiffusion', False)
-        ```
-    """
-    from ..models.loading import load_dllm as load
-
-    return load(name_or_path, dtype=dtype, peft_adapter=peft_adapter, trust_remote_code=trust_remote_code)
+    """Deprecated: use `hf_unmask.models.load_dllm` (keyword options), or `load_environment_dllm(name, args)`."""
+    warn_at_caller(
+        "hf_unmask.trainer.load_dllm is deprecated and will be removed in the next release; use "
+        "hf_unmask.models.load_dllm(name, dtype=..., peft_adapter=..., trust_remote_code=...) instead.",
+        FutureWarning,
+    )
+    return _load_dllm(name_or_path, dtype=dtype, peft_adapter=peft_adapter, trust_remote_code=trust_remote_code)
 
 
-def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPolicy:
-    """The trained policy, in the training setting of `args` (action mode, temperature tau_pi, beta 1): `model`
-    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id / shipped policy name), or a fresh
-    one of `args.policy_type`: an `UnmaskingPolicy` sized by `args.policy_*` (a `RemaskingPolicy` with
+def build_policy(model: Any, args: Any, dllm: Any = None) -> UnmaskingPolicy:
+    """The trained policy, in the training setting of `args` (action mode, temperature tau_pi, unmask_beta 1): `model`
+    itself, a saved policy (`model` or `args.policy_name_or_path` a folder / Hub id / built-in policy name), or a fresh
+    one of `args.policy_type`: a `ConfidencePolicy` sized by `args.policy_*` (a `RemaskingPolicy` with
     `args.policy_remasking`), or a `HiddenStatePolicy` sized after the config of `dllm` (one block as wide as the
     dLLM, as in the paper). A given or saved policy must read what `args.policy_type` names (`policy.feature_name`);
-    with `args.policy_remasking` a commit-only `UnmaskingPolicy` warm-starts a `RemaskingPolicy`
+    with `args.policy_remasking` a commit-only `ConfidencePolicy` warm-starts a `RemaskingPolicy`
     (`RemaskingPolicy.from_unmasking_policy`)."""
     if model is None and args.policy_name_or_path is not None:
         model = args.policy_name_or_path
     remasking = bool(getattr(args, "policy_remasking", False))
     if isinstance(model, (str, os.PathLike)):
-        policy = LearnedUnmaskingPolicy.from_pretrained(saved_policy_source(str(model)))
-        if not isinstance(policy, LearnedUnmaskingPolicy):
+        policy = UnmaskingPolicy.from_pretrained(saved_policy_source(str(model)))
+        if not isinstance(policy, UnmaskingPolicy):
             raise TypeError(f"'{model}' holds a {type(policy).__name__}, not a learned unmasking policy.")
     elif model is None and args.policy_type == "hidden_states":
         policy = fresh_hidden_state_policy(args, dllm)
@@ -76,12 +94,12 @@ def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPol
         if remasking:
             policy = RemaskingPolicy(**sizes, remask_init_bias=args.policy_remask_init_bias)
         else:
-            policy = UnmaskingPolicy(**sizes)
-    elif isinstance(model, LearnedUnmaskingPolicy):
+            policy = ConfidencePolicy(**sizes)
+    elif isinstance(model, UnmaskingPolicy):
         policy = model
     else:
         raise TypeError(
-            f"model must be an UnmaskingPolicy or a HiddenStatePolicy, a saved policy (folder or Hub id) or None, got "
+            f"model must be a ConfidencePolicy or a HiddenStatePolicy, a saved policy (folder or Hub id) or None, got "
             f"{type(model).__name__}. The dLLM goes in `dllm=`."
         )
     from .config import POLICY_TYPES  # not at import time: the config module imports TRL
@@ -92,7 +110,7 @@ def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPol
         if reads not in POLICY_TYPES:
             raise ValueError(
                 f"{source} a {type(policy).__name__}, which reads the dLLM's {reads!r}; UnmaskingGRPOTrainer trains "
-                f"policies that read one of {POLICY_TYPES} (UnmaskingPolicy, HiddenStatePolicy)."
+                f"policies that read one of {POLICY_TYPES} (ConfidencePolicy, HiddenStatePolicy)."
             )
         raise ValueError(
             f"{source} a {type(policy).__name__}, which reads the dLLM's {reads!r}, but policy_type is "
@@ -103,12 +121,12 @@ def build_policy(model: Any, args: Any, dllm: Any = None) -> LearnedUnmaskingPol
     policy = match_remasking(policy, model, args)
     policy.mode = args.action_mode
     policy.temperature = float(args.policy_temperature)
-    policy.beta = 1.0
+    policy.unmask_beta = 1.0  # the test-time scale is 1 in training (not the trainer's KL weight `beta`)
     return policy.train()
 
 
 def saved_policy_source(name: str) -> str:
-    """A saved policy's folder / Hub id, or the folder of the shipped policy of that name (when no such path exists).
+    """A saved policy's folder / Hub id, or the folder of the built-in policy of that name (when no such path exists).
 
     Example:
         ```python
@@ -123,8 +141,8 @@ def saved_policy_source(name: str) -> str:
     return name
 
 
-def match_remasking(policy: LearnedUnmaskingPolicy, model: Any, args: Any) -> LearnedUnmaskingPolicy:
-    """The policy `args.policy_remasking` asks for: a re-masking policy as it is, a commit-only `UnmaskingPolicy`
+def match_remasking(policy: UnmaskingPolicy, model: Any, args: Any) -> UnmaskingPolicy:
+    """The policy `args.policy_remasking` asks for: a re-masking policy as it is, a commit-only `ConfidencePolicy`
     warm-started into a `RemaskingPolicy` (`args.policy_remask_init_bias`); `ValueError` naming the flag otherwise,
     and for a re-masking policy with expert steering (the expert's rollouts record no re-masking fields)."""
     source = f"'{model}' holds" if isinstance(model, (str, os.PathLike)) else "The given policy is"
@@ -137,10 +155,10 @@ def match_remasking(policy: LearnedUnmaskingPolicy, model: Any, args: Any) -> Le
             )
         return policy
     if not policy.remasks_decided_tokens:
-        if not isinstance(policy, UnmaskingPolicy):
+        if not isinstance(policy, ConfidencePolicy):
             raise ValueError(
-                f"policy_remasking=True trains a RemaskingPolicy, warm-started from a commit-only UnmaskingPolicy; "
-                f"{source} a {name}. Drop --policy_remasking, or start from an UnmaskingPolicy."
+                f"policy_remasking=True trains a RemaskingPolicy, warm-started from a commit-only ConfidencePolicy; "
+                f"{source} a {name}. Drop --policy_remasking, or start from a ConfidencePolicy."
             )
         policy = RemaskingPolicy.from_unmasking_policy(policy, remask_init_bias=args.policy_remask_init_bias)
     if args.expert_steering:
@@ -167,11 +185,9 @@ def fresh_hidden_state_policy(args: Any, dllm: Any) -> HiddenStatePolicy:
         )
     changed = [f"{k}={getattr(args, k)}" for k, v in _CONFIDENCE_POLICY_SIZES.items() if getattr(args, k) != v]
     if changed:
-        warnings.warn(
+        warn_at_caller(
             f"{', '.join(changed)} ignored: policy_type='hidden_states' builds a HiddenStatePolicy as wide as the "
-            "dLLM (hidden size, heads and FFN width of its config), as in the paper.",
-            UserWarning,
-            stacklevel=3,
+            "dLLM (hidden size, heads and FFN width of its config), as in the paper."
         )
     return HiddenStatePolicy.from_dllm_config(config, init_bias=args.policy_init_bias)
 
@@ -320,9 +336,9 @@ def prepare_dllm(dllm: Any, processing_class: Any, args: Any) -> tuple[Any, Any,
         if source is None:
             raise ValueError(
                 "No dLLM: pass dllm=<model> (with processing_class=<tokenizer>) or set dllm_name_or_path (a Hub id, "
-                "a folder, or 'builtin' for the shipped tiny dLLM)."
+                "a folder, or 'builtin' for the built-in tiny dLLM)."
             )
-        dllm, tokenizer = load_dllm(source, args.dllm_dtype, args.dllm_peft_adapter, args.trust_remote_code)
+        dllm, tokenizer = load_environment_dllm(source, args)
         processing_class = processing_class if processing_class is not None else tokenizer
         name: Optional[str] = source
     else:
@@ -338,11 +354,7 @@ def prepare_dllm(dllm: Any, processing_class: Any, args: Any) -> tuple[Any, Any,
             "Pass processing_class=<the dLLM's tokenizer>: prompts are tokenized and completions decoded with it."
         )
     adapter = get_adapter(dllm)  # unknown families fail here, with the list of supported ones
-    if args.rollout_use_cache and not adapter.supports_cache:
-        raise ValueError(
-            f"rollout_use_cache=True, but {type(unwrap_model(dllm)).__name__} has no diffusion KV cache (LLaDA, Dream "
-            "and the built-in tiny dLLM have one). Drop --rollout_use_cache."
-        )
+    check_rollout_cache(args, adapter=adapter)  # generate's cache checks, with the trainer's flag names
     if args.expert_steering and adapter.block_causal:
         raise ValueError(
             f"expert_steering=True on {type(unwrap_model(dllm)).__name__}, a block-diffusion model: its blocks are "
@@ -360,11 +372,9 @@ def warn_about_resume_points(args: Any) -> None:
     if args.save_strategy == "steps" and args.save_steps and generate_every > args.gradient_accumulation_steps:
         steps_per_round = generate_every // args.gradient_accumulation_steps
         if steps_per_round and int(args.save_steps) % steps_per_round:
-            warnings.warn(
+            warn_at_caller(
                 f"save_steps={args.save_steps} is not a multiple of the {steps_per_round} optimiser steps that "
                 "share one rollout batch (num_iterations x steps_per_generation / gradient_accumulation_steps): "
                 "a run resumed from such a checkpoint draws new rollouts for the rest of that batch, so it will "
-                "not match an uninterrupted run exactly.",
-                UserWarning,
-                stacklevel=3,
+                "not match an uninterrupted run exactly."
             )

@@ -1,6 +1,6 @@
 """`UnmaskingGRPOTrainer`: GRPO for learned unmasking policies (arXiv 2512.09106) on TRL's `GRPOTrainer`.
 
-The trained model is the *policy* (an `hf_unmask.strategies.UnmaskingPolicy`, ~331K parameters, or with
+The trained model is the *policy* (an `hf_unmask.strategies.ConfidencePolicy`, ~331K parameters, or with
 `policy_type="hidden_states"` the paper's ablation `HiddenStatePolicy`, one block as wide as the dLLM reading its last
 hidden states, or with `policy_remasking=True` a `RemaskingPolicy` that also re-masks decided tokens); the dLLM is a
 frozen environment. One rollout = one diffusion `generate` call in which the policy
@@ -43,11 +43,11 @@ from datasets import Dataset, IterableDataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOTrainer, is_conversational
+from trl import GRPOTrainer
 
-from ..models import get_adapter
+from ..generation import completion_eos_ids, completion_texts, completion_token_ids, encode_prompts
 from ..rewards import efficiency_reward
-from ..strategies import ConfidenceThreshold, LearnedUnmaskingPolicy
+from ..strategies import ConfidenceThreshold, UnmaskingPolicy
 from . import _trl
 from .config import UnmaskingGRPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted
@@ -59,14 +59,12 @@ from .rollouts import (
     PADDING_MASK,
     STEP_FIELDS,
     concat_rollouts,
-    decode_completions,
     group_advantages,
     live_states,
     policy_eligible,
     policy_fields,
     rollout,
     step_log_probs,
-    tokenize_prompts,
 )
 from .saving import PolicySavingMixin
 from .setup import (
@@ -88,10 +86,10 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
     """Train an unmasking policy with GRPO, the dLLM being a frozen environment.
 
     Args:
-        model: the policy: an `UnmaskingPolicy` or `HiddenStatePolicy` (of `args.policy_type`), a
+        model: the policy: a `ConfidencePolicy` or `HiddenStatePolicy` (of `args.policy_type`), a
             `RemaskingPolicy` (with `args.policy_remasking`, which also warm-starts one from a given or saved
-            `UnmaskingPolicy`), a saved policy (folder / Hub id / shipped policy name), or `None` for a fresh policy
-            of `args.policy_type`: an `UnmaskingPolicy` (`RemaskingPolicy`) sized by `args.policy_*`, or a
+            `ConfidencePolicy`), a saved policy (folder / Hub id / built-in policy name), or `None` for a fresh policy
+            of `args.policy_type`: a `ConfidencePolicy` (`RemaskingPolicy`) sized by `args.policy_*`, or a
             `HiddenStatePolicy` sized after the dLLM's config (or loaded from `args.policy_name_or_path`).
         dllm: the frozen dLLM (any model `hf_unmask` can generate with, a `PeftModel` included), a name for
             `load_dllm`, or `None` to load `args.dllm_name_or_path`. It is put in eval mode with
@@ -129,7 +127,7 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
 
     def __init__(
         self,
-        model: Optional[Union[LearnedUnmaskingPolicy, str]] = None,
+        model: Optional[Union[UnmaskingPolicy, str]] = None,
         dllm: Optional[Union[nn.Module, str]] = None,
         reward_funcs: Optional[Union[RewardFunc, list[RewardFunc]]] = None,
         args: Optional[UnmaskingGRPOConfig] = None,
@@ -166,8 +164,9 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         dllm, processing_class, self.dllm_name = prepare_dllm(dllm, processing_class, args)
         self.dllm = dllm
         policy = build_policy(model, args, dllm)
-        eos = getattr(processing_class, "eos_token_id", None)
-        eos_ids = [*([eos] if eos is not None else []), *(i for i in get_adapter(dllm).eos_token_ids() if i != eos)]
+        # the ids that end a completion, as generation and evaluation decide them; TRL reads them from the
+        # PolicyModel's generation config into `self.eos_token_ids`, which rollouts and decoding use
+        eos_ids = completion_eos_ids(dllm, processing_class)
         special_ids = {k: getattr(processing_class, k, None) for k in ("bos_token_id", "pad_token_id")}
 
         # TRL would load a reference model from the checkpoint `model.config` names (an autoregressive LM) when
@@ -190,7 +189,7 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         finally:
             args.beta = beta
         self.beta = beta  # TRL's public attribute, set from the config TRL saw
-        self.ref_policy: Optional[LearnedUnmaskingPolicy] = None
+        self.ref_policy: Optional[UnmaskingPolicy] = None
         if beta > 0:
             self.ref_policy = copy.deepcopy(policy).requires_grad_(False).eval().to(self.accelerator.device)
         if getattr(dllm, "hf_device_map", None) is None:
@@ -202,7 +201,7 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         warn_about_resume_points(args)
 
     @property
-    def policy(self) -> LearnedUnmaskingPolicy:
+    def policy(self) -> UnmaskingPolicy:
         """The trained policy (unwrapped from DDP / accelerate and from its `PolicyModel`)."""
         return self.accelerator.unwrap_model(self.model).policy
 
@@ -238,8 +237,9 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
             stop_at_eos=args.stop_at_eos,
             batch_size=args.rollout_batch_size,
             use_cache=args.rollout_use_cache,
-            cache_mode=args.rollout_cache_mode,
+            cache_implementation=args.rollout_cache_implementation,
             finish_blocks=args.rollout_finish_blocks or mode != "train",
+            eos_token_id=self.eos_token_ids,
         )
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,36 +257,19 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         G = self.num_generations if mode == "train" else self.num_generations_eval
         n = len(inputs)
         prompts = [x["prompt"] for x in inputs]
-        texts, input_ids, attention_mask = tokenize_prompts(
-            self.processing_class, prompts, self.chat_template_kwargs, self.accelerator.device
+        encoded = encode_prompts(
+            self.processing_class, prompts, chat_template_kwargs=self.chat_template_kwargs, device=device
         )
+        texts, input_ids, attention_mask = encoded.texts, encoded.input_ids, encoded.attention_mask
         generator = self._rollout_generator(device, mode)
 
         # policy rollouts: the training distribution, or the inference setting for evaluation
         with self._training_setting() if mode == "train" else self._inference_setting() as policy:
             batch = self._rollout(input_ids, attention_mask, policy, args.block_length, generator, mode)
         is_expert = torch.zeros(n, dtype=torch.bool, device=device)
-
-        # expert steering: one Fast-dLLM rollout per group (the process holds whole groups, see the config check)
         n_expert = 0
         if args.expert_steering and mode == "train":
-            if n % G:
-                raise RuntimeError(
-                    f"expert steering needs whole prompt groups on each process, got {n} rows for G={G}."
-                )
-            firsts = list(range(0, n, G))
-            expert = self._rollout(
-                input_ids[firsts], attention_mask[firsts], ConfidenceThreshold(args.expert_threshold),
-                args.expert_block_length, generator,
-            )  # fmt: skip
-            # pi_old of the expert's actions on the states the expert visited, over the sets the policy would choose
-            # from there (expert_scoring="policy", the paper's: every masked position in full diffusion), or over the
-            # expert's own eligible sets (blocks of expert_block_length); the mixture is applied in the loss.
-            if args.expert_scoring == "policy":
-                expert["eligible"] = policy_eligible(expert["masked"], args.block_length or args.gen_length)
-            with self._training_setting() as policy:
-                expert["log_prob"] = step_log_probs(policy, expert)
-            batch = concat_rollouts([batch, expert])
+            batch, firsts = self._with_expert_rollouts(batch, input_ids, attention_mask, G, generator)
             n_expert = len(firsts)
             is_expert = torch.cat([is_expert, torch.ones(n_expert, dtype=torch.bool, device=device)])
             inputs = list(inputs) + [inputs[i] for i in firsts]
@@ -294,10 +277,8 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
             texts = texts + [texts[i] for i in firsts]
 
         # decode and score with TRL's reward calling convention (rewards are gathered across processes)
-        completions_text, completion_ids = decode_completions(
-            self.processing_class, batch["sequences"], input_ids.shape[1], self.eos_token_ids
-        )
-        if is_conversational({"prompt": prompts[0]}):
+        completions_text, completion_ids = self._completions(batch["sequences"], encoded.prompt_length)
+        if encoded.templated:
             completions: list[Any] = [[{"role": "assistant", "content": c}] for c in completions_text]
         else:
             completions = completions_text
@@ -305,22 +286,75 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
         task_rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
         nfe_all = gather(batch["nfe"].to(device).float())
         rewards = efficiency_reward(task_rewards, nfe_all, args.gen_length, args.alpha, args.reward_form)
+        advantages, stds, process_slice = self._advantages(rewards, n, n_expert, G)
+        all_expert = gather(is_expert.long()).bool()
 
-        # group advantages over the G policy rollouts (+ the expert rollout) of each prompt, across processes
-        local_total = n + n_expert
+        scores = dict(names=self.reward_func_names, rewards=rewards, task_rewards=task_rewards, nfe=nfe_all,
+                      per_func=rewards_per_func, stds=stds, advantages=advantages, is_expert=all_expert)  # fmt: skip
+        self._log_rollouts(mode, batch, is_expert, scores, completion_ids, texts, completions_text)
+        out = self._loss_inputs(batch, mode)
+        out["advantages"] = advantages[process_slice]
+        out["is_expert"] = is_expert
+        out["rewards"] = rewards[process_slice]
+        out["task_rewards"] = task_rewards[process_slice]
+        out["nfe"] = batch["nfe"].to(device)
+        return out
+
+    def _completions(self, sequences: torch.Tensor, prompt_length: int) -> tuple[list[str], list[list[int]]]:
+        """The completions of rollout `sequences` `[N, P + L]` as texts and token ids, cut before the first of the
+        trainer's EOS ids (`eos_token_ids`: `hf_unmask.generation.completion_eos_ids` of the dLLM and tokenizer)
+        and decoded by `hf_unmask.generation.completion_texts`, as evaluation decodes them."""
+        eos = self.eos_token_ids
+        return (
+            completion_texts(self.processing_class, sequences, prompt_length, eos),
+            completion_token_ids(sequences, prompt_length, eos),
+        )
+
+    def _with_expert_rollouts(
+        self,
+        batch: dict[str, torch.Tensor],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        G: int,
+        generator: torch.Generator,
+    ) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """Expert steering: one Fast-dLLM rollout per group (the process holds whole groups, see the config check)
+        appended to the policy's rollouts; `(batch, the first row of each group)`."""
+        args = self.args
+        n = input_ids.shape[0]
+        if n % G:
+            raise RuntimeError(f"expert steering needs whole prompt groups on each process, got {n} rows for G={G}.")
+        firsts = list(range(0, n, G))
+        expert = self._rollout(
+            input_ids[firsts], attention_mask[firsts], ConfidenceThreshold(args.expert_threshold),
+            args.expert_block_length, generator,
+        )  # fmt: skip
+        # pi_old of the expert's actions on the states the expert visited, over the sets the policy would choose
+        # from there (expert_scoring="policy", the paper's: every masked position in full diffusion), or over the
+        # expert's own eligible sets (blocks of expert_block_length); the mixture is applied in the loss.
+        if args.expert_scoring == "policy":
+            expert["eligible"] = policy_eligible(expert["masked"], args.block_length or args.gen_length)
+        with self._training_setting() as policy:
+            expert["log_prob"] = step_log_probs(policy, expert)
+        return concat_rollouts([batch, expert]), firsts
+
+    def _advantages(
+        self, rewards: torch.Tensor, n: int, n_expert: int, G: int
+    ) -> tuple[torch.Tensor, torch.Tensor, slice]:
+        """Group advantages over the G policy rollouts (+ the expert rollout) of each prompt, across processes:
+        `(advantages, per-group reward std, this process's slice of the gathered rows)`."""
+        device = rewards.device
         start = self.accelerator.process_index * n
         group_ids = torch.cat(
             [(start + torch.arange(n, device=device)) // G, start // G + torch.arange(n_expert, device=device)]
         )
         advantages, stds = group_advantages(rewards, gather(group_ids), self.scale_rewards)
-        all_expert = gather(is_expert.long()).bool()
         index = self.accelerator.process_index
-        process_slice = slice(index * local_total, (index + 1) * local_total)
+        return advantages, stds, slice(index * (n + n_expert), (index + 1) * (n + n_expert))
 
-        scores = dict(names=self.reward_func_names, rewards=rewards, task_rewards=task_rewards, nfe=nfe_all,
-                      per_func=rewards_per_func, stds=stds, advantages=advantages, is_expert=all_expert)  # fmt: skip
-        self._log_rollouts(mode, batch, is_expert, scores, completion_ids, texts, completions_text)
-
+    def _loss_inputs(self, batch: dict[str, torch.Tensor], mode: str) -> dict[str, Any]:
+        """What the loss reads of the rollouts: the trajectory, the policy's recorded fields, `old_logps` (training)
+        and `ref_logps` (KL only)."""
         out: dict[str, Any] = {key: batch[key] for key in (*STEP_FIELDS, "time", "live")}
         if PADDING_MASK in batch:  # block-diffusion canvases that end before the batch's
             out[PADDING_MASK] = batch[PADDING_MASK]
@@ -334,11 +368,6 @@ class UnmaskingGRPOTrainer(TrainingMonitorMixin, PolicySavingMixin, GRPOTrainer)
             ref = self.ref_policy
             with policy_setting(ref, self.policy.mode, self.policy.temperature):
                 out["ref_logps"] = step_log_probs(ref, batch)
-        out["advantages"] = advantages[process_slice]
-        out["is_expert"] = is_expert
-        out["rewards"] = rewards[process_slice]
-        out["task_rewards"] = task_rewards[process_slice]
-        out["nfe"] = batch["nfe"].to(device)
         return out
 
     def _log_rollouts(

@@ -87,8 +87,7 @@ def test_ctrl_c_on_one_rank_stops_the_others_and_keeps_the_common_settings(tmp_p
     """Rank 1 alone is interrupted (its step callback raises) in the third setting; rank 0, slowed down there, stops at
     its next batch instead of running to the end, and both return the settings both finished, as one process
     computes them."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from dp_eval_probe import SWEEP as PROBE_SWEEP
+    from dp_eval_probe import SWEEP as PROBE_SWEEP  # tests/ is on sys.path: conftest.py is there
 
     done = subprocess.run(
         [*TORCHRUN, str(REPO / "tests" / "dp_eval_probe.py"), str(tmp_path)],

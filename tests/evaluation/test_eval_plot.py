@@ -96,3 +96,30 @@ def test_plot_pareto_writes_a_png(rows, tmp_path):
     path = plot_pareto(rows, tmp_path / "sub" / "pareto.png", highlight=POLICIES)
     image = matplotlib.image.imread(path)
     assert image.shape[1] > image.shape[0] > 400  # two panels side by side, legend below
+
+
+def test_coinciding_policy_markers_are_shifted_apart():
+    """Three policies at the same point (they decode alike): each marker is drawn at its own place on screen."""
+    policies = ["policy-a", "policy-b", "policy-c"]
+    rows = [_row(p, 8.0, 0.75) for p in policies] + [_row("top_k_confidence", 8.0, 0.75), _row("random", 4.0, 0.2)]
+    fig = pareto_figure(rows, highlight=policies)
+    try:
+        ax = fig.axes[0]
+        centres = {}
+        for container in ax.containers:  # one errorbar container per family; lines[0] holds its markers
+            line = container.lines[0]
+            if container.get_label() in (*policies, "top_k_confidence"):
+                xy = (line.get_xdata()[0], line.get_ydata()[0])
+                centres[container.get_label()] = tuple(line.get_transform().transform(xy).round(1))
+        assert set(centres) == {*policies, "top_k_confidence"}
+        assert len(set(centres.values())) == 4, centres
+    finally:
+        plt.close(fig)
+
+
+def test_the_title_names_seeds_only_when_there_are_several():
+    from hf_unmask.evaluation import EvaluationResult
+
+    meta = {"task": "toy", "model": "m", "gen_length": 8, "n_examples": 4}
+    assert "seeds" not in EvaluationResult(rows=[], meta={**meta, "seeds": [0]})._title()
+    assert "seeds=3" in EvaluationResult(rows=[], meta={**meta, "seeds": [0, 1, 2]})._title()

@@ -137,26 +137,28 @@ def test_strategy_objects_and_default_block_lengths(model, tokenizer):
 
 
 def test_learned_policy_folder_swept_over_beta(model, tokenizer, tmp_path):
-    from hf_unmask.strategies import UnmaskingPolicy
+    from hf_unmask.strategies import ConfidencePolicy
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        UnmaskingPolicy().save_pretrained(tmp_path / "policy")
+        ConfidencePolicy().save_pretrained(tmp_path / "policy")
     result = evaluate_strategies(
         model,
         tokenizer,
         ToyTask(),
-        [f"{tmp_path / 'policy'}:beta=1,4", f"{tmp_path / 'policy'}:tau=0.5"],
+        [f"{tmp_path / 'policy'}:unmask_beta=1,4", f"{tmp_path / 'policy'}:tau=0.5"],
         block_lengths=[None],
         n_examples=6,
         max_new_tokens=L,
         progress=False,
     )
     by_budget = {row["budget"]: row for row in result.rows}
-    assert set(by_budget) == {"beta=1", "beta=4", "temperature=0.5"}
+    assert set(by_budget) == {"unmask_beta=1", "unmask_beta=4", "temperature=0.5"}
     # beta scales the unmasking probabilities up: fewer forward passes (initial policy: sigmoid(-2) ~ 0.12 each)
-    assert by_budget["beta=4"]["nfe_mean"] < by_budget["beta=1"]["nfe_mean"]
-    assert by_budget["beta=1"]["strategy"] == "policy:beta=1,4"  # a different fixed setting is its own curve
+    assert by_budget["unmask_beta=4"]["nfe_mean"] < by_budget["unmask_beta=1"]["nfe_mean"]
+    assert (
+        by_budget["unmask_beta=1"]["strategy"] == "policy:unmask_beta=1,4"
+    )  # a different fixed setting is its own curve
     assert by_budget["temperature=0.5"]["strategy"] == "policy:temperature=0.5"
 
 

@@ -176,11 +176,11 @@ def test_a_shipped_learned_policy_with_a_knob_generates_as_the_library_does(refe
     from hf_unmask import load_builtin_policy
 
     rows = reference[0][:4]
-    lm = HFUnmaskLM(pretrained="builtin", strategy="tiny-dllm-program_trace-bl8-alpha1:beta=2", block_length=8)
-    assert lm.strategy.beta == 2.0
+    lm = HFUnmaskLM(pretrained="builtin", strategy="tiny-dllm-program_trace-bl8-alpha1:unmask_beta=2", block_length=8)
+    assert lm.strategy.unmask_beta == 2.0
     got = lm.generate_until(requests([row["prompt"] for row in rows], until=[], max_gen_toks=16))
     model, tokenizer = load_dllm("builtin")
-    policy = load_builtin_policy("tiny-dllm-program_trace-bl8-alpha1", beta=2.0)
+    policy = load_builtin_policy("tiny-dllm-program_trace-bl8-alpha1", unmask_beta=2.0)
     for text, row in zip(got, rows):
         input_ids = tokenizer(row["prompt"], return_tensors="pt").input_ids
         out = model.generate(input_ids, strategy=policy, max_new_tokens=16, block_length=8)

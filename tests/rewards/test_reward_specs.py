@@ -57,7 +57,7 @@ def test_get_reward_function_bad_specs(spec, error, match):
 
 
 def test_user_modules_are_imported_from_the_working_directory(tmp_path, monkeypatch):
-    """`--reward_funcs mod:fn` of the training script (whose sys.path[0] is trainers/, not the working directory)
+    """`--reward_funcs mod:fn` of the training script (whose sys.path[0] is scripts/, not the working directory)
     and `--correctness mod:fn` of `hf-unmask evaluate` find mod.py in the working directory: one importer."""
     from hf_unmask.evaluation import resolve_correctness
 

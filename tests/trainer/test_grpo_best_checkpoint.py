@@ -11,7 +11,7 @@ import torch
 from grpo_toys import small_config, state_of
 from transformers import TrainerCallback
 
-from hf_unmask.strategies import UnmaskingPolicy
+from hf_unmask.strategies import ConfidencePolicy
 
 
 def test_the_best_checkpoint_is_chosen_by_the_eval_reward_by_default(tmp_path):
@@ -87,7 +87,7 @@ def test_the_saved_policy_is_the_best_checkpoint_not_the_last(tmp_path, caplog):
 
     out = tmp_path / "final"
     trainer.save_model(str(out))
-    saved = UnmaskingPolicy.from_pretrained(out)
+    saved = ConfidencePolicy.from_pretrained(out)
     assert all(torch.equal(saved.state_dict()[k], v) for k, v in snapshots.states[4].items())
     assert saved.trained_for["training_steps"] == 4 and saved.mode == "bernoulli-argmax"
 
@@ -112,7 +112,7 @@ def test_the_training_script_saves_the_best_checkpoint(tmp_path, caplog, monkeyp
         return real(self, inputs)
 
     monkeypatch.setattr(UnmaskingGRPOTrainer, "_generate_and_score_completions", recording)
-    recipe = Path(__file__).resolve().parents[2] / "trainers" / "recipes" / "builtin_cpu.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "scripts" / "recipes" / "builtin_cpu.yaml"
     out = tmp_path / "policy"
     flags = [
         "--config", recipe, "--output_dir", out, "--max_steps", "4", "--per_device_train_batch_size", "16",

@@ -16,12 +16,12 @@ def varied(prompts, completions, **kwargs):
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
 def test_a_cached_grpo_step_trains_on_what_the_policy_saw(dllm, tmp_path, generate_calls, mode):
-    cached = dict(rollout_use_cache=True, rollout_cache_mode=mode)
+    cached = dict(rollout_use_cache=True, rollout_cache_implementation=mode)
     steering = dict(expert_steering=True, expert_block_length=6, block_length=6)
     trainer = make_trainer(dllm, tmp_path, reward=varied, max_steps=1, num_iterations=1, **cached, **steering)
     batch = trainer._generate_and_score_completions(policy_inputs(trainer, [0, 1]))
     assert len(generate_calls) == 2  # the policy's rollouts and the expert's, both with the cache
-    assert all(call["use_cache"] is True and call["cache_mode"] == mode for call in generate_calls)
+    assert all(call["use_cache"] is True and call["cache_implementation"] == mode for call in generate_calls)
 
     # the cache changes what the policy sees (stale confidences inside a block) ...
     uncached = make_trainer(dllm, tmp_path / "uncached", reward=varied, max_steps=1, num_iterations=1, **steering)
@@ -45,8 +45,10 @@ def test_a_cached_grpo_step_trains_on_what_the_policy_saw(dllm, tmp_path, genera
 
 
 def test_cache_settings_are_checked_naming_the_flag(tmp_path, tiny_masked_lm):
-    with pytest.raises(ValueError, match="--rollout_cache_mode prefix or --rollout_cache_mode dual"):
-        UnmaskingGRPOConfig(output_dir=str(tmp_path), rollout_use_cache=True, rollout_cache_mode="full")
+    with pytest.raises(
+        ValueError, match="--rollout_cache_implementation prefix or --rollout_cache_implementation dual"
+    ):
+        UnmaskingGRPOConfig(output_dir=str(tmp_path), rollout_use_cache=True, rollout_cache_implementation="full")
     from hf_unmask.models.tiny import build_tokenizer
 
     with pytest.raises(ValueError, match="BertForMaskedLM has no diffusion KV cache.*Drop --rollout_use_cache"):
@@ -57,3 +59,10 @@ def test_cache_settings_are_checked_naming_the_flag(tmp_path, tiny_masked_lm):
             args=small_config(tmp_path, rollout_use_cache=True),
             train_dataset=toy_dataset(),
         )
+
+
+def test_the_deprecated_rollout_cache_mode_still_sets_the_implementation(tmp_path):
+    with pytest.warns(FutureWarning, match="rollout_cache_mode is deprecated.*rollout_cache_implementation") as caught:
+        config = UnmaskingGRPOConfig(output_dir=str(tmp_path), rollout_use_cache=True, rollout_cache_mode="dual")
+    assert config.rollout_cache_implementation == "dual" and config.rollout_cache_mode is None
+    assert caught[0].filename == __file__

@@ -13,7 +13,7 @@ from grpo_toys import (
     toy_dataset,
 )
 
-from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
+from hf_unmask.strategies import ConfidencePolicy, UnmaskingStrategy
 
 # --------------------------------------------------------------------------------------------------- saving / Hub
 
@@ -27,7 +27,7 @@ def test_saved_policy_is_the_inference_policy_with_trained_for(dllm, tmp_path):
     assert {"config.json", "model.safetensors", "README.md", "training_config.json"} <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
     policy = UnmaskingStrategy.from_pretrained(out)
-    assert isinstance(policy, UnmaskingPolicy)
+    assert isinstance(policy, ConfidencePolicy)
     assert (policy.mode, policy.temperature) == ("bernoulli-argmax", 0.5)
     assert policy.trained_for["gen_length"] == 12 and policy.trained_for["block_length"] == 6
     assert policy.trained_for["training_steps"] == 1 and policy.trained_for["task"] == "sort_digits"
@@ -36,7 +36,7 @@ def test_saved_policy_is_the_inference_policy_with_trained_for(dllm, tmp_path):
     assert (trainer.policy.mode, trainer.policy.temperature) == ("bernoulli", 1.0)  # training settings restored
     config = json.loads((out / "training_config.json").read_text())
     assert config["alpha"] == 1.0 and config["gen_length"] == 12
-    assert "UnmaskingPolicy" in (out / "README.md").read_text()
+    assert "ConfidencePolicy" in (out / "README.md").read_text()
 
 
 def test_push_to_hub_uses_the_policy_card_with_the_evaluation(dllm, tmp_path, monkeypatch):
@@ -52,7 +52,7 @@ def test_push_to_hub_uses_the_policy_card_with_the_evaluation(dllm, tmp_path, mo
     monkeypatch.setattr(hub, "push_folder", fake_push)
     trainer = make_trainer(dllm, tmp_path, max_steps=1, hub_model_id="me/tiny-policy")
     trainer.train()
-    rows = [{"strategy": "UnmaskingPolicy", "budget": "alpha=1", "accuracy": 0.5, "nfe_mean": 7.5}]
+    rows = [{"strategy": "ConfidencePolicy", "budget": "alpha=1", "accuracy": 0.5, "nfe_mean": 7.5}]
     assert trainer.push_to_hub(evaluation_results=rows) == "commit"
     assert pushed["repo_id"] == "me/tiny-policy"
     assert {"config.json", "model.safetensors", "README.md"} <= set(pushed["files"])

@@ -15,7 +15,7 @@ from hf_unmask.tasks import get_task
 from hf_unmask.trainer.data import UnmaskingScriptArguments, load_prompts, split_validation
 from hf_unmask.trainer.script import main, make_parser
 
-RECIPES = Path(__file__).resolve().parents[2] / "trainers" / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "scripts" / "recipes"
 TASK = ["--task", "program_trace", "--task_train_size", "72", "--task_test_size", "8"]
 
 

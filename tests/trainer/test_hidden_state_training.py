@@ -20,13 +20,13 @@ from grpo_toys import (
 )
 
 from hf_unmask.cli import main as cli
-from hf_unmask.strategies import HiddenStatePolicy, LearnedUnmaskingPolicy, UnmaskingPolicy
+from hf_unmask.strategies import ConfidencePolicy, HiddenStatePolicy, UnmaskingPolicy
 from hf_unmask.trainer import UnmaskingGRPOTrainer
 from hf_unmask.trainer import rollouts as rollouts_module
 from hf_unmask.trainer.rollouts import step_log_probs
 from hf_unmask.trainer.script import main, make_parser
 
-CPU_RECIPE = Path(__file__).resolve().parents[2] / "trainers" / "recipes" / "builtin_cpu.yaml"
+CPU_RECIPE = Path(__file__).resolve().parents[2] / "scripts" / "recipes" / "builtin_cpu.yaml"
 
 # the config's default policy_* sizes: a hidden-state policy ignores them (and warns when they are changed)
 HIDDEN = dict(policy_type="hidden_states", policy_hidden_size=128, policy_num_heads=2, policy_ffn_size=512)
@@ -117,7 +117,7 @@ def test_saved_hidden_state_policy_loads_back_and_generates(dllm, tmp_path):
     trainer.train()
     out = tmp_path / "final"
     trainer.save_model(str(out))
-    policy = LearnedUnmaskingPolicy.from_pretrained(out)
+    policy = UnmaskingPolicy.from_pretrained(out)
     assert isinstance(policy, HiddenStatePolicy) and policy.input_size == model.config.hidden_size
     assert (policy.mode, policy.temperature) == ("bernoulli-argmax", 0.5)  # the inference setting
     assert all(torch.equal(v, trainer.policy.state_dict()[k]) for k, v in policy.state_dict().items())
@@ -183,8 +183,8 @@ def test_trainer_errors_come_before_any_rollout(dllm, tmp_path, monkeypatch):
     args.expert_steering, args.expert_block_length = True, 6
     with pytest.raises(ValueError, match="Drop --expert_steering"):
         UnmaskingGRPOTrainer(args=args, **kwargs)
-    with pytest.raises(ValueError, match="is a UnmaskingPolicy, which reads the dLLM's 'confidence'.*policy_type"):
-        UnmaskingGRPOTrainer(model=UnmaskingPolicy(hidden_size=32, ffn_size=64), args=small_config(tmp_path, **HIDDEN),
+    with pytest.raises(ValueError, match="is a ConfidencePolicy, which reads the dLLM's 'confidence'.*policy_type"):
+        UnmaskingGRPOTrainer(model=ConfidencePolicy(hidden_size=32, ffn_size=64), args=small_config(tmp_path, **HIDDEN),
                              **kwargs)  # fmt: skip
     with pytest.raises(ValueError, match="reads 16-d hidden states, but the dLLM's hidden size is 32"):
         UnmaskingGRPOTrainer(model=HiddenStatePolicy(16, num_heads=2, ffn_size=32),
@@ -227,7 +227,7 @@ def test_training_script_trains_and_evaluates_a_hidden_state_policy(tmp_path):
     script_args, args = make_parser().parse_args_and_config([str(a) for a in argv])
     trainer = main(script_args, args)
     assert trainer.state.global_step == 1
-    policy = LearnedUnmaskingPolicy.from_pretrained(out)
+    policy = UnmaskingPolicy.from_pretrained(out)
     assert isinstance(policy, HiddenStatePolicy) and policy.trained_for["task"] == "program_trace"
     table = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert len(table["rows"]) == 2  # the hidden-state policy and the heuristic, evaluated with generate

@@ -35,9 +35,11 @@ def test_a_never_unmask_policy_leaves_its_blocks_masked_unless_blocks_are_finish
     assert batch["nfe"].tolist() == [L] * 8  # BL steps per block either way
     assert not batch["action"].any()  # the policy itself never unmasked
     # the final canvas is not returned by the trainer: regenerate through the same rollout function
-    from hf_unmask.trainer.rollouts import rollout, tokenize_prompts
+    from hf_unmask.generation import encode_prompts
+    from hf_unmask.trainer.rollouts import rollout
 
-    _, ids, mask = tokenize_prompts(tokenizer, [r["prompt"] for r in policy_inputs(trainer, [0])], {}, "cpu")
+    encoded = encode_prompts(tokenizer, [r["prompt"] for r in policy_inputs(trainer, [0])], device="cpu")
+    ids, mask = encoded.input_ids, encoded.attention_mask
     with trainer._training_setting() as policy:
         out = rollout(
             model, ids, mask, policy, gen_length=L, block_length=trainer.args.block_length,

@@ -1,6 +1,6 @@
 """GRPO on a `RemaskingPolicy` (`policy_remasking=True`): the rollouts record the re-masking fields, the recorded
 log-probabilities (both actions) reproduce in `step_log_probs` and the loss, one step trains the re-mask head, the
-warm start from a saved or shipped `UnmaskingPolicy`, saving / resuming, and the errors before any rollout."""
+warm start from a saved or shipped `ConfidencePolicy`, saving / resuming, and the errors before any rollout."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 import torch
 from grpo_toys import constant_reward, make_trainer, policy_inputs, small_config, state_of, toy_dataset
 
-from hf_unmask.strategies import LearnedUnmaskingPolicy, RemaskingPolicy, UnmaskingPolicy
+from hf_unmask.strategies import ConfidencePolicy, RemaskingPolicy, UnmaskingPolicy
 from hf_unmask.trainer import UnmaskingGRPOTrainer
 from hf_unmask.trainer import rollouts as rollouts_module
 from hf_unmask.trainer.rollouts import REMASK_FIELDS, concat_rollouts, step_log_probs
 from hf_unmask.trainer.script import make_parser
 
-CPU_RECIPE = Path(__file__).resolve().parents[2] / "trainers" / "recipes" / "builtin_cpu.yaml"
+CPU_RECIPE = Path(__file__).resolve().parents[2] / "scripts" / "recipes" / "builtin_cpu.yaml"
 # a fresh re-masking policy that re-masks often (bias +1), so the rollouts hold re-masks
 REMASKING = dict(policy_remasking=True, policy_remask_init_bias=1.0, policy_architecture="hf_unmask")
 
@@ -93,7 +93,7 @@ def test_commit_only_rollouts_record_no_remasking_fields_and_concat_fills_them(d
 
 def test_warm_start_from_a_saved_or_shipped_unmasking_policy(dllm, tmp_path):
     torch.manual_seed(0)
-    commit_only = UnmaskingPolicy(hidden_size=32, num_heads=2, ffn_size=64, init_bias=0.5)
+    commit_only = ConfidencePolicy(hidden_size=32, num_heads=2, ffn_size=64, init_bias=0.5)
     with torch.no_grad():
         for p in commit_only.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -114,7 +114,7 @@ def test_warm_start_from_a_saved_or_shipped_unmasking_policy(dllm, tmp_path):
     # a shipped policy by name, as it is or warm-started
     name = "tiny-dllm-program_trace-bl8-alpha1"
     shipped = make_trainer(dllm, tmp_path, policy_name_or_path=name).policy
-    assert type(shipped) is UnmaskingPolicy and shipped.hidden_size == 128
+    assert type(shipped) is ConfidencePolicy and shipped.hidden_size == 128
     warm = make_trainer(dllm, tmp_path, policy_remasking=True, policy_name_or_path=name).policy
     assert isinstance(warm, RemaskingPolicy) and warm.confidence_feature == shipped.confidence_feature
 
@@ -124,7 +124,7 @@ def test_saved_remasking_policy_loads_back_and_resumes(dllm, tmp_path):
     trainer.train()
     out = tmp_path / "final"
     trainer.save_model(str(out))
-    policy = LearnedUnmaskingPolicy.from_pretrained(out)
+    policy = UnmaskingPolicy.from_pretrained(out)
     assert isinstance(policy, RemaskingPolicy) and (policy.mode, policy.temperature) == ("bernoulli-argmax", 0.5)
     assert all(torch.equal(v, trainer.policy.state_dict()[k]) for k, v in policy.state_dict().items())
     config = json.loads((out / "training_config.json").read_text())
@@ -171,7 +171,7 @@ def test_trainer_errors_come_before_any_rollout(dllm, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="The given policy is a RemaskingPolicy.*Pass --policy_remasking true"):
         UnmaskingGRPOTrainer(model=RemaskingPolicy(hidden_size=32, ffn_size=64), args=small_config(tmp_path),
                              **kwargs)  # fmt: skip
-    warm = UnmaskingGRPOTrainer(model=UnmaskingPolicy(hidden_size=32, ffn_size=64),
+    warm = UnmaskingGRPOTrainer(model=ConfidencePolicy(hidden_size=32, ffn_size=64),
                                 args=small_config(tmp_path, policy_remasking=True), **kwargs)  # fmt: skip
     assert isinstance(warm.policy, RemaskingPolicy)  # a given commit-only policy is warm-started too
 

@@ -1,4 +1,4 @@
-"""trainers/train_unmasking_policy.py: recipes and flags, datasets (built-in task, local files, column names), the
+"""scripts/train_unmasking_policy.py: recipes and flags, datasets (built-in task, local files, column names), the
 final evaluation on the model card, `--push_to_hub`, and the same script under `accelerate launch` with 2 CPU
 processes (gloo)."""
 
@@ -17,12 +17,12 @@ import torch
 from grpo_toys import tiny_dllm
 from interrupting import interrupt_when, subprocess_env
 
-from hf_unmask.strategies import UnmaskingPolicy, UnmaskingStrategy
+from hf_unmask.strategies import ConfidencePolicy, UnmaskingStrategy
 from hf_unmask.trainer.script import UnmaskingScriptArguments, load_prompts, main, make_parser
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted((REPO / "trainers" / "recipes").glob("*.yaml"))
-CPU_RECIPE = REPO / "trainers" / "recipes" / "builtin_cpu.yaml"
+RECIPES = sorted((REPO / "scripts" / "recipes").glob("*.yaml"))
+CPU_RECIPE = REPO / "scripts" / "recipes" / "builtin_cpu.yaml"
 # A tiny run: 2 prompts x 8 rollouts per step, a small policy, no checkpoints, no evaluation during training.
 TINY_FLAGS = [
     "--max_steps", "2", "--per_device_train_batch_size", "16", "--task_train_size", "64", "--task_test_size", "16",
@@ -115,7 +115,7 @@ def test_a_single_jsonl_file_gets_a_final_evaluation_with_progress(dllm_folder, 
     card = (out / "README.md").read_text()
     # no absolute path of this machine: the dLLM as typed, the policy and the data relative to the working directory
     here = dllm_folder.parent
-    assert f'UnmaskingPolicy.from_pretrained("{out.relative_to(here)}")' in card and str(here) not in card
+    assert f'ConfidencePolicy.from_pretrained("{out.relative_to(here)}")' in card and str(here) not in card
     assert f'AutoDiffusionLM.from_pretrained("{dllm_folder.name}")' in card
     yaml = card.split("---")[1]  # local data and dLLM folders are no Hub ids: named in the text, not the metadata
     assert "datasets:" not in yaml and "base_model:" not in yaml
@@ -146,7 +146,7 @@ def test_script_trains_on_a_builtin_task_evaluates_and_pushes_the_card(dllm_fold
     trainer = main(script_args, args)
     assert trainer.state.global_step == 2
     policy = UnmaskingStrategy.from_pretrained(out)
-    assert isinstance(policy, UnmaskingPolicy) and policy.mode == "bernoulli-argmax"
+    assert isinstance(policy, ConfidencePolicy) and policy.mode == "bernoulli-argmax"
     assert policy.trained_for["task"] == "program_trace" and policy.trained_for["base_model"] == dllm_folder.name
     assert (out / "evaluation" / "evaluation.csv").is_file()
     card = (out / "README.md").read_text()
@@ -168,7 +168,7 @@ def test_the_same_script_runs_under_accelerate_launch_with_two_cpu_processes(dll
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "tests" / "ddp_probe.py"), str(REPO / "trainers" / "train_unmasking_policy.py"),
+        str(REPO / "tests" / "ddp_probe.py"), str(REPO / "scripts" / "train_unmasking_policy.py"),
         "--config", str(CPU_RECIPE), "--dllm_name_or_path", str(dllm_folder), "--output_dir", str(out), *TINY_FLAGS,
         "--per_device_train_batch_size", "8", "--eval_num_examples", "0", "--use_cpu", "true",
         # a reward with signal (faster is better) and no weight decay: the weights move only through gradients
@@ -187,7 +187,7 @@ def test_the_same_script_runs_under_accelerate_launch_with_two_cpu_processes(dll
     policy = UnmaskingStrategy.from_pretrained(out)
     assert policy.trained_for["training_steps"] == 2
     torch.manual_seed(0)  # the script's seed: the same initial policy
-    fresh = UnmaskingPolicy(hidden_size=32, num_heads=2, ffn_size=64)
+    fresh = ConfidencePolicy(hidden_size=32, num_heads=2, ffn_size=64)
     assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in policy.state_dict().items())
 
 
@@ -196,7 +196,7 @@ def test_ctrl_c_in_training_saves_a_resumable_checkpoint(dllm_folder, tmp_path):
     are saved, one line names them, exit code 130; the checkpoint loads as a policy and resumes training."""
     out = tmp_path / "run"
     command = [
-        sys.executable, str(REPO / "trainers" / "train_unmasking_policy.py"), "--config", str(CPU_RECIPE),
+        sys.executable, str(REPO / "scripts" / "train_unmasking_policy.py"), "--config", str(CPU_RECIPE),
         "--dllm_name_or_path", str(dllm_folder), "--output_dir", str(out), *TINY_FLAGS, "--max_steps", "200",
         "--logging_steps", "50",  # nothing would be logged before the interrupt without the forced log
     ]  # fmt: skip
@@ -210,7 +210,7 @@ def test_ctrl_c_in_training_saves_a_resumable_checkpoint(dllm_folder, tmp_path):
     step, checkpoint = int(match.group(1)), Path(match.group(2))
     assert checkpoint == out / f"checkpoint-{step}" and f"the policy so far is saved in {out}" in last
     for folder in (checkpoint, out):
-        assert isinstance(UnmaskingPolicy.from_pretrained(folder), UnmaskingPolicy)
+        assert isinstance(ConfidencePolicy.from_pretrained(folder), ConfidencePolicy)
     logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any({"loss", "reward", "nfe/mean"} <= set(row) and row["step"] == step for row in logged)  # a training row
     assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= {p.name for p in checkpoint.iterdir()}

@@ -61,7 +61,8 @@ class DreamAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         attended = attend(
             self,
@@ -71,7 +72,8 @@ class DreamAttention(nn.Module):
             position_embeddings,
             attention_mask,
             dropout=self.config.attention_dropout,
-            cache=cache,
+            past_key_values=past_key_values,
+            cache_position=cache_position,
         )
         return self.o_proj(attended)
 
@@ -91,9 +93,12 @@ class DreamDecoderLayer(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), position_embeddings, attention_mask, cache)
+        x = x + self.self_attn(
+            self.input_layernorm(x), position_embeddings, attention_mask, past_key_values, cache_position
+        )
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -114,7 +119,7 @@ class DreamPreTrainedModel(StrictCheckpointMixin, PreTrainedModel):
     _no_split_modules = ["DreamDecoderLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    #: takes a `DiffusionKVCache` as `past_key_values` (`generate(..., use_cache=True)`)
     supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -181,6 +186,9 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        use_cache: Optional[bool] = None,
+        cache_position: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
@@ -194,9 +202,10 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
             labels: `[B, T]` token ids, -100 = ignored: `loss` is the cross-entropy of `logits[:, i - 1]` against
                 `labels[:, i]` (Dream's next-position layout), no diffusion weighting.
             output_hidden_states: also return the embeddings and each layer's output (the last one after `norm`).
-            cache: a `DiffusionKVCache` (see `LLaDAModelLM.forward`).
+            past_key_values, cache_position, use_cache, cache: the diffusion key/value cache (see
+                `LLaDAModelLM.forward`).
         """
-        cache = cache_argument(cache, kwargs)
+        past_key_values, cache_position = cache_argument(past_key_values, cache, use_cache, cache_position)
         if isinstance(attention_mask, str):
             if attention_mask != "full":
                 raise ValueError(f"attention_mask may be a tensor, None or 'full', got {attention_mask!r}.")
@@ -204,11 +213,19 @@ class DreamModel(DiffusionGenerationMixin, DreamPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
+        mask, position_ids = attention_inputs(
+            self.config, x, attention_mask, position_ids, past_key_values, cache_position=cache_position
+        )
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         x, hidden_states = run_layers(
-            self.model.layers, x, (position_embeddings, mask), self.model.norm, want_hidden, cache
+            self.model.layers,
+            x,
+            (position_embeddings, mask),
+            self.model.norm,
+            want_hidden,
+            past_key_values,
+            cache_position,
         )
         logits = self.lm_head(x)
         loss = None

@@ -8,8 +8,8 @@ passes the HF-style 2-D `attention_mask`, extended with ones over the generated 
 The native `LLaDAModelLM` also takes `position_ids`, so a padded row gets positions counted from its first real
 token (the default adapter behaviour). A model loaded from the checkpoint's own remote code takes none; RoPE then
 runs over the absolute index, which only depends on the query-key offset once pad keys are hidden. (Early revisions
-of the Hub `modeling_llada.py` accepted the mask but ignored it, ML-GSAI/LLaDA issues #89 and #90: with those,
-padded rows attend to their padding.)
+of the Hub `modeling_llada.py` accepted the mask but ignored it: with those, padded rows attend to their
+padding.)
 """
 
 from __future__ import annotations

@@ -21,6 +21,18 @@ _LLADA_MOE_FIELDS = frozenset(
 )
 
 
+def _refuse_moe_fields(kwargs: dict[str, Any]) -> None:
+    """LLaDA-MoE's config also says model_type 'llada': refuse its fields with the way to load it."""
+    moe_fields = sorted(set(kwargs) & _LLADA_MOE_FIELDS)
+    if moe_fields:
+        raise ValueError(
+            f"This config has LLaDA-MoE's fields ({', '.join(moe_fields)}), not LLaDA's (d_model, n_heads, ...): "
+            "LLaDA-MoE checkpoints also say model_type 'llada'. Load them with "
+            "hf_unmask.AutoDiffusionLM.from_pretrained(...), which picks the native LLaDAMoEModelLM, or build "
+            "hf_unmask.models.llada_moe.LLaDAMoEConfig(**fields)."
+        )
+
+
 class LLaDAConfig(PretrainedConfig):
     """Configuration of `LLaDAModelLM` (LLaDA's bidirectional Llama-like transformer).
 
@@ -104,54 +116,25 @@ class LLaDAConfig(PretrainedConfig):
         use_cache: bool = False,
         **kwargs: Any,
     ) -> None:
-        moe_fields = sorted(set(kwargs) & _LLADA_MOE_FIELDS)
-        if moe_fields:
-            raise ValueError(
-                f"This config has LLaDA-MoE's fields ({', '.join(moe_fields)}), not LLaDA's (d_model, n_heads, ...): "
-                "LLaDA-MoE checkpoints also say model_type 'llada'. Load them with "
-                "hf_unmask.AutoDiffusionLM.from_pretrained(...), which picks the native LLaDAMoEModelLM, or build "
-                "hf_unmask.models.llada_moe.LLaDAMoEConfig(**fields)."
-            )
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.n_kv_heads = n_kv_heads
-        self.n_layers = n_layers
-        self.mlp_ratio = mlp_ratio
-        self.mlp_hidden_size = mlp_hidden_size
-        self.activation_type = str(activation_type)
-        self.block_type = str(block_type)
-        self.block_group_size = block_group_size
-        self.alibi = alibi
-        self.alibi_bias_max = alibi_bias_max
-        self.rope = rope
-        self.rope_full_precision = rope_full_precision
-        self.flash_attention = flash_attention
-        self.attention_dropout = attention_dropout
-        self.multi_query_attention = multi_query_attention
-        self.attention_layer_norm = attention_layer_norm
-        self.residual_dropout = residual_dropout
-        self.embedding_dropout = embedding_dropout
-        self.input_emb_norm = input_emb_norm
-        self.layer_norm_type = str(layer_norm_type)
-        self.layer_norm_with_affine = layer_norm_with_affine
-        self.rms_norm_eps = rms_norm_eps
+        _refuse_moe_fields(kwargs)
+        self.d_model, self.n_heads, self.n_kv_heads, self.n_layers = d_model, n_heads, n_kv_heads, n_layers
+        self.mlp_ratio, self.mlp_hidden_size = mlp_ratio, mlp_hidden_size
+        self.activation_type, self.block_type = str(activation_type), str(block_type)
+        self.block_group_size, self.alibi, self.alibi_bias_max = block_group_size, alibi, alibi_bias_max
+        self.rope, self.rope_full_precision, self.rope_theta = rope, rope_full_precision, rope_theta
+        self.flash_attention, self.attention_dropout = flash_attention, attention_dropout
+        self.multi_query_attention, self.attention_layer_norm = multi_query_attention, attention_layer_norm
+        self.residual_dropout, self.embedding_dropout = residual_dropout, embedding_dropout
+        self.input_emb_norm, self.layer_norm_type = input_emb_norm, str(layer_norm_type)
+        self.layer_norm_with_affine, self.rms_norm_eps = layer_norm_with_affine, rms_norm_eps
         self.attention_layer_norm_with_affine = attention_layer_norm_with_affine
         self.max_sequence_length = max_sequence_length
-        self.rope_theta = rope_theta
-        self.include_qkv_bias = include_qkv_bias
-        self.include_bias = include_bias
-        self.bias_for_layer_norm = bias_for_layer_norm
-        self.scale_logits = scale_logits
-        self.vocab_size = vocab_size
-        self.embedding_size = embedding_size
-        self.weight_tying = weight_tying
+        self.include_qkv_bias, self.include_bias = include_qkv_bias, include_bias
+        self.bias_for_layer_norm, self.scale_logits = bias_for_layer_norm, scale_logits
+        self.vocab_size, self.embedding_size, self.weight_tying = vocab_size, embedding_size, weight_tying
         self.mask_token_id = mask_token_id
-        self.init_device = init_device
-        self.init_fn = init_fn
-        self.init_std = init_std
-        self.init_cutoff_factor = init_cutoff_factor
-        self.precision = precision
-        self.use_cache = use_cache
+        self.init_device, self.init_fn, self.init_std = init_device, init_fn, init_std
+        self.init_cutoff_factor, self.precision, self.use_cache = init_cutoff_factor, precision, use_cache
         # LLaDA names its output tying `weight_tying`; transformers must not tie anything on its own.
         kwargs["tie_word_embeddings"] = False
         # The checkpoint's `auto_map` points at its remote modeling files; this class replaces them, and a folder

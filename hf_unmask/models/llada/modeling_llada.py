@@ -105,7 +105,8 @@ class LLaDALlamaBlock(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         h = self.attn_norm(x)
         attended = attend(
@@ -117,7 +118,8 @@ class LLaDALlamaBlock(GradientCheckpointingLayer):
             attention_mask,
             dropout=self.config.attention_dropout,
             rope_in_float32=self.config.rope_full_precision,
-            cache=cache,
+            past_key_values=past_key_values,
+            cache_position=cache_position,
         )
         x = x + self.dropout(self.attn_out(attended))
         h = self.ff_norm(x)
@@ -147,7 +149,7 @@ class LLaDAPreTrainedModel(StrictCheckpointMixin, PreTrainedModel):
     _no_split_modules = ["LLaDALlamaBlock"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    #: takes a `DiffusionKVCache` as `past_key_values` (`generate(..., use_cache=True)`)
     supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -218,6 +220,9 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         attention_bias: Optional[torch.Tensor] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        use_cache: Optional[bool] = None,
+        cache_position: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
@@ -231,11 +236,15 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
             labels: `[B, T]` targets, -100 = ignored: `loss` is their mean cross-entropy (no diffusion weighting).
             output_hidden_states: also return the embeddings and each block's output (the last one after `ln_f`).
             attention_bias: LLaDA's name for a 4-D mask; give it or `attention_mask`, not both.
-            cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
-                window of the sequence and attend to the cached keys and values of the rest (`attention_mask` then
-                still covers the whole sequence).
+            past_key_values: a `DiffusionKVCache`: refreshed by this forward, or, with `cache_position`, `input_ids`
+                are those positions of the sequence and attend to the cached keys and values of the rest
+                (`attention_mask` then still covers the whole sequence).
+            cache_position: `[q]` the consecutive sequence positions fed against `past_key_values`, e.g.
+                `torch.arange(start, end)` (none: a refresh over the whole sequence).
+            use_cache: `True` needs `past_key_values`; `False` refuses one (a diffusion forward makes no cache).
+            cache: deprecated name of `past_key_values`.
         """
-        cache = cache_argument(cache, kwargs)
+        past_key_values, cache_position = cache_argument(past_key_values, cache, use_cache, cache_position)
         if attention_bias is not None:
             if attention_mask is not None:
                 raise ValueError("Pass either attention_mask or LLaDA's attention_bias, not both.")
@@ -247,12 +256,20 @@ class LLaDAModelLM(DiffusionGenerationMixin, LLaDAPreTrainedModel):
         if self.config.input_emb_norm:
             x = x * self.config.d_model**0.5
         x = transformer.emb_drop(x)
-        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
+        mask, position_ids = attention_inputs(
+            self.config, x, attention_mask, position_ids, past_key_values, cache_position=cache_position
+        )
         rope_dtype = torch.float32 if self.config.rope_full_precision else x.dtype
         position_embeddings = self.rotary(position_ids, rope_dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         x, hidden_states = run_layers(
-            transformer.blocks, x, (position_embeddings, mask), transformer.ln_f, want_hidden, cache
+            transformer.blocks,
+            x,
+            (position_embeddings, mask),
+            transformer.ln_f,
+            want_hidden,
+            past_key_values,
+            cache_position,
         )
         logits = F.linear(x, transformer.wte.weight) if self.config.weight_tying else transformer.ff_out(x)
         if self.config.scale_logits:

@@ -48,8 +48,9 @@ class LLaDA2MoeConfig(PretrainedConfig):
     `routed_scaling_factor`), plus `num_shared_experts` always-on experts.
 
     Args:
-        hidden_size / num_hidden_layers / num_attention_heads / num_key_value_heads (0 = num_attention_heads) /
-            head_dim (None = hidden_size // num_attention_heads): the transformer's sizes.
+        hidden_size / num_hidden_layers / num_attention_heads / num_key_value_heads / head_dim: the transformer's
+            sizes (`num_key_value_heads` 0 = `num_attention_heads`; `head_dim` None = `hidden_size //
+            num_attention_heads`).
         use_qkv_bias / use_bias: biases of `query_key_value` / of the attention output `dense`.
         partial_rotary_factor: the share of each head that RoPE rotates (its first channels).
         mask_token_id: the mask id (156895, not in the published config.json); pad_token_id: 156892 in the published
@@ -110,40 +111,23 @@ class LLaDA2MoeConfig(PretrainedConfig):
         mask_token_id: Optional[int] = LLADA2_MASK_TOKEN_ID,
         **kwargs: Any,
     ) -> None:
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
+        self.vocab_size, self.hidden_size, self.intermediate_size = vocab_size, hidden_size, intermediate_size
+        self.num_hidden_layers, self.num_attention_heads = num_hidden_layers, num_attention_heads
         # LLaDA2.1's reading: 0 (or None) key-value heads means one per query head
         self.num_key_value_heads = num_key_value_heads or num_attention_heads
-        self.hidden_act = hidden_act
-        self.use_qkv_bias = use_qkv_bias
-        self.use_qk_norm = use_qk_norm
-        self.use_bias = use_bias
-        self.rms_norm_eps = rms_norm_eps
-        self.norm_head = norm_head
-        self.embedding_dropout = embedding_dropout
-        self.attention_dropout = attention_dropout
-        self.output_dropout = output_dropout
-        self.initializer_range = initializer_range
-        self.max_position_embeddings = max_position_embeddings
-        self.use_cache = use_cache
-        self.use_sliding_window = use_sliding_window
-        self.sliding_window = sliding_window
+        self.hidden_act, self.use_qkv_bias, self.use_qk_norm = hidden_act, use_qkv_bias, use_qk_norm
+        self.use_bias, self.rms_norm_eps, self.norm_head = use_bias, rms_norm_eps, norm_head
+        self.embedding_dropout, self.attention_dropout = embedding_dropout, attention_dropout
+        self.output_dropout, self.initializer_range = output_dropout, initializer_range
+        self.max_position_embeddings, self.use_cache = max_position_embeddings, use_cache
+        self.use_sliding_window, self.sliding_window = use_sliding_window, sliding_window
         self.max_window_layers = max_window_layers
         self.head_dim = head_dim or hidden_size // num_attention_heads
-        self.num_experts = num_experts
-        self.num_shared_experts = num_shared_experts
-        self.num_experts_per_tok = num_experts_per_tok
-        self.n_group = n_group
-        self.topk_group = topk_group
-        self.routed_scaling_factor = routed_scaling_factor
-        self.moe_intermediate_size = moe_intermediate_size
-        self.first_k_dense_replace = first_k_dense_replace
-        self.output_router_logits = output_router_logits
-        self.partial_rotary_factor = partial_rotary_factor
-        self.mask_token_id = mask_token_id
+        self.num_experts, self.num_shared_experts = num_experts, num_shared_experts
+        self.num_experts_per_tok, self.n_group, self.topk_group = num_experts_per_tok, n_group, topk_group
+        self.routed_scaling_factor, self.moe_intermediate_size = routed_scaling_factor, moe_intermediate_size
+        self.first_k_dense_replace, self.output_router_logits = first_k_dense_replace, output_router_logits
+        self.partial_rotary_factor, self.mask_token_id = partial_rotary_factor, mask_token_id
         # transformers turns rope_theta / rope_scaling / partial_rotary_factor into `rope_parameters`
         self.rope_theta = rope_theta
         self.rope_parameters = rope_parameters

@@ -80,7 +80,8 @@ class LLaDA2MoeAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
         heads = self.query_key_value(x).view(batch, length, -1, self.head_dim)
@@ -91,7 +92,7 @@ class LLaDA2MoeAttention(nn.Module):
         # `attend` rotates the first rotary channels of each head (partial RoPE) and handles the cache
         attended = attend(
             self, flat(q), flat(k), flat(v), position_embeddings, attention_mask,
-            dropout=self.config.attention_dropout, cache=cache,
+            dropout=self.config.attention_dropout, past_key_values=past_key_values, cache_position=cache_position,
         )  # fmt: skip
         return self.dense(attended)
 
@@ -116,9 +117,12 @@ class LLaDA2MoeDecoderLayer(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        x = x + self.attention(self.input_layernorm(x), position_embeddings, attention_mask, cache)
+        x = x + self.attention(
+            self.input_layernorm(x), position_embeddings, attention_mask, past_key_values, cache_position
+        )
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -141,7 +145,7 @@ class LLaDA2MoePreTrainedModel(StrictCheckpointMixin, PreTrainedModel):
     _no_split_modules = ["LLaDA2MoeDecoderLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    #: takes a `DiffusionKVCache` as `past_key_values` (`generate(..., use_cache=True)`)
     supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -216,6 +220,9 @@ class LLaDA2MoeModelLM(DiffusionGenerationMixin, LLaDA2MoePreTrainedModel):
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        use_cache: Optional[bool] = None,
+        cache_position: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
         block_length: Optional[int] = None,
         **kwargs: Any,
@@ -231,13 +238,17 @@ class LLaDA2MoeModelLM(DiffusionGenerationMixin, LLaDA2MoePreTrainedModel):
             labels: `[B, T]` targets, -100 = ignored: `loss` is their mean cross-entropy against the aligned logits
                 (no diffusion weighting), as published.
             output_hidden_states: also return the embeddings and each layer's output (the last one after `norm`).
-            cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
-                window of the sequence and attend to the cached keys and values of the rest (`attention_mask` then
-                still covers the whole sequence).
+            past_key_values: a `DiffusionKVCache`: refreshed by this forward, or, with `cache_position`, `input_ids`
+                are those positions of the sequence and attend to the cached keys and values of the rest
+                (`attention_mask` then still covers the whole sequence).
+            cache_position: `[q]` the consecutive sequence positions fed against `past_key_values`, e.g.
+                `torch.arange(start, end)` (none: a refresh over the whole sequence).
+            use_cache: `True` needs `past_key_values`; `False` refuses one (a diffusion forward makes no cache).
+            cache: deprecated name of `past_key_values`.
             block_length: block size of the block-causal mask (None: `LLADA2_TRAINED_BLOCK_LENGTH` = 32; 1: causal,
                 what the published forward does with a 2-D mask). Unused with a 4-D mask.
         """
-        cache = cache_argument(cache, kwargs)
+        past_key_values, cache_position = cache_argument(past_key_values, cache, use_cache, cache_position)
         for flag in ("output_attentions", "output_router_logits"):
             if kwargs.get(flag):
                 raise ValueError(f"{flag}=True is not supported by the native LLaDA2 model.")
@@ -247,11 +258,19 @@ class LLaDA2MoeModelLM(DiffusionGenerationMixin, LLaDA2MoePreTrainedModel):
         if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.is_floating_point():
             attention_mask = attention_mask.to(x.dtype)  # e.g. the published generate's bfloat16 additive mask
         block_length = LLADA2_TRAINED_BLOCK_LENGTH if block_length is None else block_length
-        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache, block_length)
+        mask, position_ids = attention_inputs(
+            self.config, x, attention_mask, position_ids, past_key_values, block_length, cache_position
+        )
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         x, hidden_states = run_layers(
-            self.model.layers, x, (position_embeddings, mask), self.model.norm, want_hidden, cache
+            self.model.layers,
+            x,
+            (position_embeddings, mask),
+            self.model.norm,
+            want_hidden,
+            past_key_values,
+            cache_position,
         )
         logits = self.lm_head(x).float()
         loss = None

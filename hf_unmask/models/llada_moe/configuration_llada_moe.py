@@ -125,34 +125,21 @@ class LLaDAMoEConfig(PretrainedConfig):
         mask_token_id: Optional[int] = LLADA_MOE_MASK_TOKEN_ID,
         **kwargs: Any,
     ) -> None:
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.dense_intermediate_size = dense_intermediate_size
-        self.expert_intermediate_size = expert_intermediate_size
+        self.vocab_size, self.hidden_size, self.hidden_act = vocab_size, hidden_size, hidden_act
+        self.dense_intermediate_size, self.expert_intermediate_size = dense_intermediate_size, expert_intermediate_size
         self.shared_expert_intermediate_size = shared_expert_intermediate_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
+        self.num_hidden_layers, self.num_attention_heads = num_hidden_layers, num_attention_heads
         self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
-        self.hidden_act = hidden_act
-        self.max_position_embeddings = max_position_embeddings
-        self.initializer_range = initializer_range
-        self.rms_norm_eps = rms_norm_eps
-        self.use_cache = use_cache
-        self.attention_bias = attention_bias
-        self.attention_dropout = attention_dropout
-        self.clip_qkv = clip_qkv
-        self.num_experts_per_tok = num_experts_per_tok
-        self.num_experts = num_experts
-        self.output_router_logits = output_router_logits
-        self.router_aux_loss_coef = router_aux_loss_coef
-        self.norm_topk_prob = norm_topk_prob
-        self.qk_layernorm = qk_layernorm
+        self.max_position_embeddings, self.initializer_range = max_position_embeddings, initializer_range
+        self.rms_norm_eps, self.use_cache = rms_norm_eps, use_cache
+        self.attention_bias, self.attention_dropout, self.clip_qkv = attention_bias, attention_dropout, clip_qkv
+        self.num_experts_per_tok, self.num_experts = num_experts_per_tok, num_experts
+        self.output_router_logits, self.router_aux_loss_coef = output_router_logits, router_aux_loss_coef
+        self.norm_topk_prob, self.qk_layernorm = norm_topk_prob, qk_layernorm
         self.moe_layer_freq = [1] * num_hidden_layers if moe_layer_freq is None else moe_layer_freq
         self.moe_router_enable_expert_bias = moe_router_enable_expert_bias
-        self.moe_router_score_function = moe_router_score_function
-        self.routed_scaling_factor = routed_scaling_factor
-        self.router_num_group = router_num_group
-        self.router_topk_group = router_topk_group
+        self.moe_router_score_function, self.routed_scaling_factor = moe_router_score_function, routed_scaling_factor
+        self.router_num_group, self.router_topk_group = router_num_group, router_topk_group
         self.mask_token_id = mask_token_id
         # transformers moves rope_theta / rope_scaling / partial_rotary_factor into `rope_parameters`
         self.rope_theta = rope_theta

@@ -119,7 +119,8 @@ class LLaDAMoEAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         query, key, value = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.config.qk_layernorm:
@@ -130,7 +131,7 @@ class LLaDAMoEAttention(nn.Module):
         # `attend` rotates the first rotary dimensions of each head (partial RoPE) or whole heads
         attended = attend(
             self, query, key, value, position_embeddings, attention_mask, dropout=self.config.attention_dropout,
-            cache=cache,
+            past_key_values=past_key_values, cache_position=cache_position,
         )  # fmt: skip
         return self.o_proj(attended)
 
@@ -154,9 +155,12 @@ class LLaDAMoEDecoderLayer(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), position_embeddings, attention_mask, cache)
+        x = x + self.self_attn(
+            self.input_layernorm(x), position_embeddings, attention_mask, past_key_values, cache_position
+        )
         h = self.post_attention_layernorm(x)
         out = self.mlp(h)
         if self.shared_expert is not None:
@@ -183,7 +187,7 @@ class LLaDAMoEPreTrainedModel(StrictCheckpointMixin, PreTrainedModel):
     _no_split_modules = ["LLaDAMoEDecoderLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    #: takes a `DiffusionKVCache` as `past_key_values` (`generate(..., use_cache=True)`)
     supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -252,6 +256,9 @@ class LLaDAMoEModelLM(DiffusionGenerationMixin, LLaDAMoEPreTrainedModel):
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        use_cache: Optional[bool] = None,
+        cache_position: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
@@ -264,19 +271,31 @@ class LLaDAMoEModelLM(DiffusionGenerationMixin, LLaDAMoEPreTrainedModel):
                 row).
             labels: `[B, T]` targets, -100 = ignored: `loss` is their mean cross-entropy (no diffusion weighting).
             output_hidden_states: also return the embeddings and each layer's output (the last one after `norm`).
-            cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
-                window of the sequence and attend to the cached keys and values of the rest (`attention_mask` then
-                still covers the whole sequence).
+            past_key_values: a `DiffusionKVCache`: refreshed by this forward, or, with `cache_position`, `input_ids`
+                are those positions of the sequence and attend to the cached keys and values of the rest
+                (`attention_mask` then still covers the whole sequence).
+            cache_position: `[q]` the consecutive sequence positions fed against `past_key_values`, e.g.
+                `torch.arange(start, end)` (none: a refresh over the whole sequence).
+            use_cache: `True` needs `past_key_values`; `False` refuses one (a diffusion forward makes no cache).
+            cache: deprecated name of `past_key_values`.
         """
-        cache = cache_argument(cache, kwargs)
+        past_key_values, cache_position = cache_argument(past_key_values, cache, use_cache, cache_position)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
+        mask, position_ids = attention_inputs(
+            self.config, x, attention_mask, position_ids, past_key_values, cache_position=cache_position
+        )
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         x, hidden_states = run_layers(
-            self.model.layers, x, (position_embeddings, mask), self.model.norm, want_hidden, cache
+            self.model.layers,
+            x,
+            (position_embeddings, mask),
+            self.model.norm,
+            want_hidden,
+            past_key_values,
+            cache_position,
         )
         logits = self.lm_head(x)
         loss = None

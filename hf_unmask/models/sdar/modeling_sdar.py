@@ -44,7 +44,15 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from ...generation.kv_cache import DiffusionKVCache
 from ...generation.mixin import DiffusionGenerationMixin
-from ..bidirectional import GatedMLP, RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
+from ..bidirectional import (
+    GatedMLP,
+    RotaryEmbedding,
+    attend,
+    attention_inputs,
+    cache_argument,
+    cache_window,
+    run_layers,
+)
 from ..strict_loading import StrictCheckpointMixin
 from .configuration_sdar import SDAR_TRAINED_BLOCK_LENGTH, SDARConfig
 
@@ -105,7 +113,8 @@ class SDARAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         attended = attend(
             self,
@@ -115,7 +124,8 @@ class SDARAttention(nn.Module):
             position_embeddings,
             attention_mask,
             dropout=self.config.attention_dropout,
-            cache=cache,
+            past_key_values=past_key_values,
+            cache_position=cache_position,
         )
         return self.o_proj(attended)
 
@@ -135,9 +145,12 @@ class SDARDecoderLayer(GradientCheckpointingLayer):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), position_embeddings, attention_mask, cache)
+        x = x + self.self_attn(
+            self.input_layernorm(x), position_embeddings, attention_mask, past_key_values, cache_position
+        )
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -158,7 +171,7 @@ class SDARPreTrainedModel(StrictCheckpointMixin, PreTrainedModel):
     _no_split_modules = ["SDARDecoderLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    #: takes a `DiffusionKVCache` as `past_key_values` (`generate(..., use_cache=True)`)
     supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -238,6 +251,9 @@ class SDARForCausalLM(DiffusionGenerationMixin, SDARPreTrainedModel):
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        use_cache: Optional[bool] = None,
+        cache_position: Optional[torch.Tensor] = None,
         cache: Optional[DiffusionKVCache] = None,
         block_length: Optional[int] = None,
         **kwargs: Any,
@@ -255,24 +271,33 @@ class SDARForCausalLM(DiffusionGenerationMixin, SDARPreTrainedModel):
             labels: `[B, T]` token ids, -100 = ignored: `loss` is the cross-entropy of `logits[:, i]` against
                 `labels[:, i]` (aligned, as the original's eval-mode loss), no diffusion weighting.
             output_hidden_states: also return the embeddings and each layer's output (the last one after `norm`).
-            cache: a `DiffusionKVCache` (see `LLaDAModelLM.forward`).
+            past_key_values, cache_position, use_cache, cache: the diffusion key/value cache (see
+                `LLaDAModelLM.forward`).
             block_length: tokens per block of the block-causal mask; default `config.block_size` (SDAR's trained
                 4). `1` is a causal mask; a value at least the sequence length makes attention bidirectional.
         """
-        cache = cache_argument(cache, kwargs)
+        past_key_values, cache_position = cache_argument(past_key_values, cache, use_cache, cache_position)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         if attention_mask is not None and attention_mask.dim() == 3:
-            window = cache.window if cache is not None else None
-            keys = x.shape[1] if window is None else max(cache.get_seq_length(), window[1])
+            window = cache_window(past_key_values, cache_position, x.shape[1])
+            keys = x.shape[1] if window is None else max(past_key_values.get_seq_length(), window[1])
             attention_mask = _three_d_mask(attention_mask.to(x.device), x.shape[1], keys)
         block = self.config.block_size if block_length is None else block_length
-        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache, block_length=block)
+        mask, position_ids = attention_inputs(
+            self.config, x, attention_mask, position_ids, past_key_values, block, cache_position
+        )
         position_embeddings = self.rotary(position_ids, x.dtype)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         x, hidden_states = run_layers(
-            self.model.layers, x, (position_embeddings, mask), self.model.norm, want_hidden, cache
+            self.model.layers,
+            x,
+            (position_embeddings, mask),
+            self.model.norm,
+            want_hidden,
+            past_key_values,
+            cache_position,
         )
         logits = self.lm_head(x)
         loss = None

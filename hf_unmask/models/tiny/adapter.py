@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
-from ...generation.adapter import DiffusionAdapter, register_adapter
+from ...generation.adapter import DiffusionAdapter, LengthLimit, register_adapter
 
 
 @register_adapter("hf_unmask_tiny")
@@ -28,6 +28,14 @@ class TinyDLLMAdapter(DiffusionAdapter):
     default_mask_token_id = 1
     default_eos_token_ids = (2,)
     supports_shadow_block = True
+
+    def trained_generation_length(self) -> Optional[LengthLimit]:
+        """`config.trained_gen_length`: the longest L the checkpoint was trained with (None: unknown)."""
+        return self._config_length("trained_gen_length")
+
+    def max_generation_length(self) -> Optional[LengthLimit]:
+        """`config.max_gen_length`: the longest L the checkpoint was checked to generate at (None: not stated)."""
+        return self._config_length("max_gen_length")
 
     def verification_inputs(self, inputs: dict[str, Any], real: torch.Tensor, shadow_length: int) -> dict[str, Any]:
         """The local mixer convolves the shadow block on its own (`local_segments`: 1 = canvas, 2 = shadow,

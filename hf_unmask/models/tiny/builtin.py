@@ -1,17 +1,18 @@
-"""The trained tiny dLLMs shipped inside the package, loadable offline by name."""
+"""The built-in trained tiny dLLMs, inside the package and loadable offline by name."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..._shipped import DEFAULT_BUILTIN_MODEL, shipped_names, shipped_path
+from ..._builtin import DEFAULT_BUILTIN_MODEL, builtin_names, builtin_path
+from ..._warnings import warn_deprecated
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+BUILTIN_MODEL_DIR = Path(__file__).resolve().parent.parent / "builtin_models"
 
 
 def list_builtin_models() -> list[str]:
-    """Names of the trained models shipped with hf_unmask (folders of `hf_unmask/models/pretrained/`).
+    """Names of the trained models that come with hf_unmask (folders of `hf_unmask/models/builtin_models/`).
 
     Example:
         ```python
@@ -20,16 +21,16 @@ def list_builtin_models() -> list[str]:
         True
         ```
     """
-    return shipped_names(PRETRAINED_DIR)
+    return builtin_names(BUILTIN_MODEL_DIR)
 
 
 def builtin_model_path(name: str) -> Path:
-    """Folder of the shipped model `name` (usable with `from_pretrained`)."""
-    return shipped_path(PRETRAINED_DIR, name, "model", "models")
+    """Folder of the built-in model `name` (usable with `from_pretrained`)."""
+    return builtin_path(BUILTIN_MODEL_DIR, name, "model", "models")
 
 
 def load_builtin_model(name: str = DEFAULT_BUILTIN_MODEL, **kwargs: Any) -> tuple[Any, Any]:
-    """Load a shipped tiny dLLM and its tokenizer from the package folder (no network needed).
+    """Load a built-in tiny dLLM and its tokenizer from the package folder (no network needed).
 
     Args:
         name: one of `list_builtin_models()`, e.g. `"tiny-dllm"` or `"tiny-dllm-small"`.
@@ -55,3 +56,10 @@ def load_builtin_model(name: str = DEFAULT_BUILTIN_MODEL, **kwargs: Any) -> tupl
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRETRAINED_DIR":  # the folder's name before "built-in" named the concept everywhere
+        warn_deprecated("hf_unmask.models.tiny.builtin.PRETRAINED_DIR", "BUILTIN_MODEL_DIR")
+        return BUILTIN_MODEL_DIR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
-from ...generation.kv_cache import DiffusionKVCache
+from ...generation.kv_cache import DiffusionKVCache, window_of
 from ...generation.mixin import DiffusionGenerationMixin
 from ..bidirectional import RotaryEmbedding, attend, attention_inputs, cache_argument, run_layers
 from .configuration_tiny_dllm import TinyDLLMConfig
@@ -37,17 +37,22 @@ class TinyDLLMAttention(nn.Module):
         x: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: Optional[torch.Tensor],
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        return self.out(attend(self, q, k, v, position_embeddings, attention_mask, cache=cache))
+        attended = attend(
+            self, q, k, v, position_embeddings, attention_mask,
+            past_key_values=past_key_values, cache_position=cache_position,
+        )  # fmt: skip
+        return self.out(attended)
 
 
 class TinyDLLMLocalMixer(nn.Module):
     """Depthwise convolution over a small centred window (a bidirectional "token shift"): each position sees its
     neighbours' features before attention, so keys can carry their context (smeared keys). Padding is zeroed
-    first, so a left-padded row computes exactly what it computes alone. With a cache window, the inputs of the
-    positions around the window come from the cache. With `segments` (`[B, T]` long), each segment id's positions
+    first, so a left-padded row computes exactly what it computes alone. Fed against a cache (`cache_position`: the
+    positions fed), the inputs of the positions around them come from the cache. With `segments` (`[B, T]` long), each segment id's positions
     are convolved on their own (the others read as zeros; id 0 is padding): the verification forward's shadow block
     never mixes with the canvas."""
 
@@ -62,14 +67,15 @@ class TinyDLLMLocalMixer(nn.Module):
         self,
         x: torch.Tensor,
         token_mask: Optional[torch.Tensor],
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
         segments: Optional[torch.Tensor] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         h = self.norm(x)
         if token_mask is not None:
             h = h * token_mask
         if segments is not None:
-            if cache is not None:
+            if past_key_values is not None:
                 raise ValueError("local_segments cannot be combined with a cache.")
             out = torch.zeros_like(h)
             for segment in segments.unique().tolist():
@@ -77,14 +83,15 @@ class TinyDLLMLocalMixer(nn.Module):
                     inside = (segments == segment).unsqueeze(-1).to(h.dtype)
                     out = out + self.conv((h * inside).transpose(1, 2)).transpose(1, 2) * inside
             return out
-        if cache is None or not cache.is_partial:
-            if cache is not None:
-                cache.update_state("mixer", self.layer_idx, h)
+        window = window_of(cache_position) if past_key_values is not None else None
+        if window is None:
+            if past_key_values is not None:
+                past_key_values.update_state("mixer", self.layer_idx, h)
             return self.conv(h.transpose(1, 2)).transpose(1, 2)
         # the window's outputs need `half` inputs on each side: read them from the cached sequence
         half = self.conv.padding[0]
-        start, end = cache.window
-        full = F.pad(cache.update_state("mixer", self.layer_idx, h), (0, 0, half, half))
+        start, end = window
+        full = F.pad(past_key_values.update_state("mixer", self.layer_idx, h, cache_position), (0, 0, half, half))
         context = full[:, start : end + 2 * half].transpose(1, 2)
         return F.conv1d(context, self.conv.weight, self.conv.bias, groups=self.conv.groups).transpose(1, 2)
 
@@ -112,11 +119,12 @@ class TinyDLLMBlock(GradientCheckpointingLayer):
         attention_mask: Optional[torch.Tensor],
         token_mask: Optional[torch.Tensor] = None,
         segments: Optional[torch.Tensor] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        cache_position: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         if self.mixer is not None:
-            x = x + self.mixer(x, token_mask, cache, segments)
-        x = x + self.attn(self.attn_norm(x), position_embeddings, attention_mask, cache)
+            x = x + self.mixer(x, token_mask, past_key_values, segments, cache_position)
+        x = x + self.attn(self.attn_norm(x), position_embeddings, attention_mask, past_key_values, cache_position)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -126,7 +134,7 @@ class TinyDLLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "tiny_dllm"
     _no_split_modules = ["TinyDLLMBlock"]
     _supports_sdpa = True
-    #: takes a `DiffusionKVCache` (`generate(..., use_cache=True)`)
+    #: takes a `DiffusionKVCache` as `past_key_values` (`generate(..., use_cache=True)`)
     supports_diffusion_cache = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -188,8 +196,11 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
         labels: Optional[torch.LongTensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
-        cache: Optional[DiffusionKVCache] = None,
+        past_key_values: Optional[DiffusionKVCache] = None,
+        use_cache: Optional[bool] = None,
+        cache_position: Optional[torch.Tensor] = None,
         local_segments: Optional[torch.Tensor] = None,
+        cache: Optional[DiffusionKVCache] = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
         """Run the transformer.
@@ -200,22 +211,29 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
             position_ids: `[B, T]` RoPE positions; default: counted from each row's first real token.
             labels: `[B, T]` optional targets (-100 = ignored) for a plain cross-entropy `loss`.
             output_hidden_states: also return the embeddings and the output of every block.
-            cache: a `DiffusionKVCache`: refreshed by this forward, or, when it holds a window, `input_ids` are that
-                window of the sequence (`attention_mask` still covers the whole sequence).
+            past_key_values: a `DiffusionKVCache`: refreshed by this forward, or, with `cache_position`, `input_ids`
+                are those positions of the sequence (`attention_mask` still covers the whole sequence).
+            use_cache: `True` needs `past_key_values`; `False` refuses one (a diffusion forward makes no cache).
+            cache_position: `[q]` the consecutive sequence positions fed against `past_key_values`, e.g.
+                `torch.arange(start, end)` (none: a refresh over the whole sequence).
             local_segments: `[B, T]` long segment ids for the local mixer: it convolves each segment on its own,
                 zero-padded at its borders, and zeroes id 0 (padding). The verification forward passes it (canvas 1,
                 shadow block 2, padding 0) with a 4-D `attention_mask`; default: one segment, padding from a 2-D mask.
+            cache: deprecated name of `past_key_values`.
         """
-        cache = cache_argument(cache, kwargs)
+        past_key_values, cache_position = cache_argument(past_key_values, cache, use_cache, cache_position)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        mask, position_ids = attention_inputs(self.config, x, attention_mask, position_ids, cache)
+        mask, position_ids = attention_inputs(
+            self.config, x, attention_mask, position_ids, past_key_values, cache_position=cache_position
+        )
         token_mask = None
         if mask is not None and attention_mask.dim() == 2:  # padding: zero it before the local mixer
             token_mask = attention_mask.to(device=x.device, dtype=x.dtype).unsqueeze(-1)
-            if cache is not None and cache.is_partial:
-                token_mask = token_mask[:, cache.window[0] : cache.window[1]]
+            window = window_of(cache_position) if past_key_values is not None else None
+            if window is not None:
+                token_mask = token_mask[:, window[0] : window[1]]
         if local_segments is not None:
             local_segments = local_segments.to(x.device)
             token_mask = (local_segments != 0).to(x.dtype).unsqueeze(-1)
@@ -224,7 +242,9 @@ class TinyDLLMForMaskedDiffusion(DiffusionGenerationMixin, TinyDLLMPreTrainedMod
         if local_segments is not None:
             layer_inputs += (local_segments,)
         want_hidden = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        x, hidden_states = run_layers(self.layers, x, layer_inputs, self.norm, want_hidden, cache)
+        x, hidden_states = run_layers(
+            self.layers, x, layer_inputs, self.norm, want_hidden, past_key_values, cache_position
+        )
         logits = self.lm_head(x)
         loss = None
         if labels is not None:
