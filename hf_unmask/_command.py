@@ -27,6 +27,9 @@ def run_command(func: Callable[[argparse.Namespace], Any], args: argparse.Namesp
     except CLIError as err:
         print(f"{label}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`hf-unmask list | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 0
     except (ValueError, OSError, ImportError) as err:
         print(f"{label}: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1

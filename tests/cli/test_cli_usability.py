@@ -6,6 +6,8 @@ models in `list`, and a missing data file named in one line."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import matplotlib
 
@@ -160,3 +162,16 @@ def test_a_missing_local_data_file_is_one_line_and_exit_2(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith("hf-unmask evaluate: error:") and "nothere.jsonl" in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`hf-unmask list | head`: a closed pipe is not an error (exit 0, nothing on stderr)."""
+    code = (
+        "import argparse, sys\n"
+        "from hf_unmask._command import run_command\n"
+        "def lists(_):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "sys.exit(run_command(lists, argparse.Namespace(), 'hf-unmask list'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

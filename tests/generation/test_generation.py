@@ -202,7 +202,7 @@ def test_skipping_the_pace_rule_changes_nothing_when_it_cannot_bind(
     model, monkeypatch, strategy, block_length, stop_at_eos
 ):
     """With the fallback on and BL steps per block the loop skips the pace rule; forcing it gives the same run."""
-    import hf_unmask.generation.loop as loop
+    import hf_unmask.generation.denoising as loop
 
     ids, mask, _ = prompts()
     settings = dict(

@@ -154,3 +154,12 @@ def test_enable_diffusion_generate_on_a_peft_model(tmp_path_factory, lora_folder
     assert torch.equal(
         wrapped.generate(ids, attention_mask=keep, **GEN), loaded.generate(ids, attention_mask=keep, **GEN)
     )
+
+
+def test_the_old_name_of_the_built_in_models_folder_still_works():
+    from hf_unmask.models.tiny import builtin
+
+    with pytest.warns(FutureWarning, match="PRETRAINED_DIR is deprecated.*BUILTIN_MODEL_DIR") as caught:
+        folder = builtin.PRETRAINED_DIR
+    assert folder == builtin.BUILTIN_MODEL_DIR and (folder / "tiny-dllm" / "config.json").is_file()
+    assert caught[0].filename == __file__

@@ -23,7 +23,7 @@ from reference_loops import (
 )
 
 from hf_unmask import DenoisingState, DiffusionGenerationConfig
-from hf_unmask.generation import loop as generation_loop
+from hf_unmask.generation import denoising as generation_loop
 from hf_unmask.generation import num_transfer_tokens, num_transfer_tokens_at
 from hf_unmask.strategies import (
     ConfidenceFactor,
