@@ -472,8 +472,7 @@ def resolve_generation_config(
             "DiffusionGenerationConfig (max_new_tokens, block_length, steps, max_steps, temperature, top_k, top_p, "
             "mask_token_id, stop_at_eos, progress_fallback, finish_blocks, output_trajectory, output_history, "
             "use_cache, cache_implementation, drop_finished_rows, return_dict_in_generate, ...) plus strategy, "
-            "streamer, "
-            "logits_processor, generator and seed."
+            "streamer, logits_processor, generator and seed."
         )
     for name in _UNSUPPORTED_OUTPUTS:
         if getattr(config, name, None):

@@ -26,8 +26,6 @@ __all__ = ["HFUnmaskLM"]
 
 logger = logging.getLogger(__name__)
 
-# Config fields that state how many positions (prompt + L) a model handles, in the order they are read.
-_POSITION_FIELDS = ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len")
 # Request generation settings read here; any other is ignored with a warning.
 _HANDLED_GEN_KWARGS = {"until", "max_gen_toks", "do_sample", "temperature", "top_k", "top_p"}
 
@@ -152,17 +150,13 @@ class HFUnmaskLM(LM):
         table = position_table_size(self.model)
         if table is not None:
             return table, "its learned position table"
-        config = getattr(getattr(self.model, "get_base_model", lambda: self.model)(), "config", None)
-        for name in _POSITION_FIELDS:
-            value = getattr(config, name, None)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value, f"config.{name}"
-        return None, ""
+        trained = self.adapter.trained_sequence_length()
+        return (trained.positions, trained.source) if trained is not None else (None, "")
 
     def _check_fits(self, prompt_length: int, gen_length: int, max_gen_toks: int) -> None:
         config = getattr(self.model, "config", None)
         name = getattr(config, "name_or_path", "") or type(self.model).__name__
-        checked = get_adapter(self.model, getattr(self.model, "diffusion_adapter", None)).max_generation_length()
+        checked = self.adapter.max_generation_length()
         limit, source = self._position_limit()
         fix = (
             "Ask for fewer tokens (--gen_kwargs max_gen_toks=N, or the task's generation_kwargs) or fix L with "

@@ -332,9 +332,8 @@ class UnmaskingPolicy(UnmaskingStrategy, nn.Module):
         self, logits: torch.Tensor, batch: _Batch, generator: Optional[torch.Generator]
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """`(unmask action, re-mask action or None)` `[N, L]` drawn from the network's logits."""
-        return sample_unmask(logits / self.temperature, batch.eligible, self.mode, self.unmask_beta, generator)[
-            0
-        ], None
+        action, _ = sample_unmask(logits / self.temperature, batch.eligible, self.mode, self.unmask_beta, generator)
+        return action, None
 
     def _actions_log_prob(
         self, logits: torch.Tensor, batch: _Batch, action: torch.Tensor, remask: Any, with_entropy: bool
